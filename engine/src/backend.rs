@@ -1,0 +1,198 @@
+//! Storage backends: a small trait keyed by (file type, id).
+//!
+//! A backend stores opaque bytes; it knows nothing of encryption or the format beyond the layout of
+//! folders (format-spec/format.md, "Repository layout"). Wrappers add behaviour without copying a
+//! backend: [`DryRunBackend`] discards writes. Every backend passes the same conformance suite
+//! ([`conformance`]).
+
+use std::sync::Arc;
+
+use crate::error::BackendError;
+use crate::id::RawId;
+
+mod dry_run;
+mod local;
+mod memory;
+
+pub mod conformance;
+
+pub use dry_run::DryRunBackend;
+pub use local::LocalBackend;
+pub use memory::MemoryBackend;
+
+/// The id passed for the single `config` file, whose name carries no id.
+pub const CONFIG_ID: RawId = [0u8; 32];
+
+/// The kinds of file in a repository, each with its own folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    /// `config`: the repository's settings, encrypted.
+    Config,
+    /// `keys/<id>`: key files, each wrapping the master key under a password.
+    Key,
+    /// `snapshots/<id>`.
+    Snapshot,
+    /// `index/<id>`.
+    Index,
+    /// `locks/<id>`.
+    Lock,
+    /// `tree/<2 hex>/<id>`: packs of tree blobs. Stays in a hot storage class.
+    TreePack,
+    /// `data/<2 hex>/<id>`: packs of file-content blobs. The only prefix that may go cold.
+    DataPack,
+}
+
+impl FileType {
+    /// Every file type.
+    pub const ALL: [FileType; 7] = [
+        FileType::Config,
+        FileType::Key,
+        FileType::Snapshot,
+        FileType::Index,
+        FileType::Lock,
+        FileType::TreePack,
+        FileType::DataPack,
+    ];
+
+    /// The folder (or, for config, the file) name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            FileType::Config => "config",
+            FileType::Key => "keys",
+            FileType::Snapshot => "snapshots",
+            FileType::Index => "index",
+            FileType::Lock => "locks",
+            FileType::TreePack => "tree",
+            FileType::DataPack => "data",
+        }
+    }
+
+    /// True for pack folders, which are split into 256 sub-folders by the first byte of the id.
+    pub fn is_pack(self) -> bool {
+        matches!(self, FileType::TreePack | FileType::DataPack)
+    }
+
+    /// The path of an object relative to the repository root, with `/` separators.
+    pub fn object_path(self, id: &RawId) -> String {
+        match self {
+            FileType::Config => "config".to_string(),
+            t if t.is_pack() => {
+                let h = hex::encode(id);
+                format!("{}/{}/{}", t.dir_name(), &h[..2], h)
+            }
+            t => format!("{}/{}", t.dir_name(), hex::encode(id)),
+        }
+    }
+}
+
+/// Parses a stored file name into an id; `None` for anything that is not 64 hex digits
+/// (temporary files, strays).
+pub fn parse_name(name: &str) -> Option<RawId> {
+    let mut out = [0u8; 32];
+    if name.len() != 64 {
+        return None;
+    }
+    hex::decode_to_slice(name, &mut out).ok()?;
+    Some(out)
+}
+
+/// A stored object as a listing returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The id.
+    pub id: RawId,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Storage for a repository.
+pub trait Backend: Send + Sync {
+    /// A human-readable location, for messages.
+    fn location(&self) -> String;
+
+    /// Prepares empty storage for a new repository (folders, where the storage has them).
+    fn create(&self) -> Result<(), BackendError>;
+
+    /// Every object of one type, in no particular order.
+    fn list(&self, file_type: FileType) -> Result<Vec<ObjectEntry>, BackendError>;
+
+    /// A whole object.
+    fn read(&self, file_type: FileType, id: &RawId) -> Result<Vec<u8>, BackendError>;
+
+    /// `length` bytes at `offset`; fewer bytes available is an error.
+    fn read_range(
+        &self,
+        file_type: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError>;
+
+    /// Stores an object atomically: readers see all of it or nothing, and it is durable on return.
+    fn write(&self, file_type: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError>;
+
+    /// Removes an object. Removing one that does not exist is an error.
+    fn remove(&self, file_type: FileType, id: &RawId) -> Result<(), BackendError>;
+}
+
+macro_rules! forward_backend {
+    ($($ty:ty),*) => {$(
+impl<B: Backend + ?Sized> Backend for $ty {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self) -> Result<(), BackendError> {
+        (**self).create()
+    }
+    fn list(&self, t: FileType) -> Result<Vec<ObjectEntry>, BackendError> {
+        (**self).list(t)
+    }
+    fn read(&self, t: FileType, id: &RawId) -> Result<Vec<u8>, BackendError> {
+        (**self).read(t, id)
+    }
+    fn read_range(&self, t: FileType, id: &RawId, o: u64, l: u64) -> Result<Vec<u8>, BackendError> {
+        (**self).read_range(t, id, o, l)
+    }
+    fn write(&self, t: FileType, id: &RawId, d: &[u8]) -> Result<(), BackendError> {
+        (**self).write(t, id, d)
+    }
+    fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
+        (**self).remove(t, id)
+    }
+}
+    )*};
+}
+forward_backend!(Arc<B>, &B, Box<B>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_paths() {
+        let id = [0xabu8; 32];
+        let h = hex::encode(id);
+        assert_eq!(FileType::Config.object_path(&id), "config");
+        assert_eq!(FileType::DataPack.object_path(&id), format!("data/ab/{h}"));
+        assert_eq!(FileType::TreePack.object_path(&id), format!("tree/ab/{h}"));
+        assert_eq!(
+            FileType::Snapshot.object_path(&id),
+            format!("snapshots/{h}")
+        );
+        assert_eq!(parse_name(&h), Some(id));
+        assert_eq!(parse_name(".tmp-1234"), None);
+    }
+
+    #[test]
+    fn memory_backend_conforms() {
+        conformance::run_all(&MemoryBackend::new());
+    }
+
+    #[test]
+    fn local_backend_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        conformance::run_all(&b);
+    }
+}

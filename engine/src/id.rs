@@ -1,0 +1,152 @@
+//! Typed 256-bit identifiers (format-spec/format.md, section "Identifiers").
+//!
+//! Every object in a repository is named by 32 bytes: blobs by the keyed BLAKE3 hash of their
+//! plaintext, everything else by the plain BLAKE3 hash of the bytes stored. Each kind of id is its
+//! own type so that a pack id can never be passed where a blob id is expected.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Length in bytes of every identifier.
+pub const ID_LEN: usize = 32;
+
+/// Length of the hex prefix shown in listings.
+pub const SHORT_ID_HEX: usize = 8;
+
+/// Error returned when a string is not a well-formed hex identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid id {0:?}: expected 64 hex digits")]
+pub struct ParseIdError(pub String);
+
+macro_rules! define_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(pub [u8; ID_LEN]);
+
+        impl $name {
+            /// Wraps raw bytes.
+            pub const fn from_bytes(bytes: [u8; ID_LEN]) -> Self {
+                Self(bytes)
+            }
+            /// The raw bytes.
+            pub const fn as_bytes(&self) -> &[u8; ID_LEN] {
+                &self.0
+            }
+            /// Lower-case hex, 64 digits.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            /// The first eight hex digits, as shown in listings.
+            pub fn short(&self) -> String {
+                let mut s = self.to_hex();
+                s.truncate(SHORT_ID_HEX);
+                s
+            }
+            /// The plain (unkeyed) BLAKE3 hash of `bytes`: the id of a stored file or pack.
+            pub fn hash_of(bytes: &[u8]) -> Self {
+                Self(*blake3::hash(bytes).as_bytes())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0u8; ID_LEN];
+                hex::decode_to_slice(s, &mut out).map_err(|_| ParseIdError(s.to_string()))?;
+                Ok(Self(out))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+define_id!(
+    /// Names a blob (a chunk of file content or an encoded tree): keyed BLAKE3 of its plaintext.
+    BlobId
+);
+define_id!(
+    /// Names a pack file: BLAKE3 of the pack's stored bytes.
+    PackId
+);
+define_id!(
+    /// Names a snapshot file: BLAKE3 of its stored bytes.
+    SnapshotId
+);
+define_id!(
+    /// Names an index file: BLAKE3 of its stored bytes.
+    IndexId
+);
+define_id!(
+    /// Names a key file: BLAKE3 of its stored bytes.
+    KeyId
+);
+define_id!(
+    /// Names a lock file: BLAKE3 of its stored bytes.
+    LockId
+);
+define_id!(
+    /// A repository's random, unique identity (stored in the config).
+    RepoId
+);
+
+/// Any of the typed ids, as the backend sees it: 32 bytes that name a file.
+pub type RawId = [u8; ID_LEN];
+
+macro_rules! into_raw {
+    ($($name:ident),*) => {$(
+        impl From<$name> for RawId {
+            fn from(id: $name) -> RawId { id.0 }
+        }
+    )*};
+}
+into_raw!(BlobId, PackId, SnapshotId, IndexId, KeyId, LockId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_short_form() {
+        let id = PackId::hash_of(b"floe");
+        let hex = id.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex.parse::<PackId>().unwrap(), id);
+        assert_eq!(id.short(), hex[..8]);
+        assert!("xyz".parse::<PackId>().is_err());
+        assert!(hex[..62].parse::<PackId>().is_err());
+    }
+
+    #[test]
+    fn json_is_a_hex_string() {
+        let id = SnapshotId::hash_of(b"x");
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        let back: SnapshotId = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, id);
+    }
+}
