@@ -1,7 +1,47 @@
+//! floe's engine: deduplicating, encrypted backups.
+//!
+//! The pipeline, one module per stage: [`chunker`] splits files with FastCDC, [`crypto`] names
+//! blobs with keyed BLAKE3 and seals them with XChaCha20-Poly1305, [`compress`] applies zstd,
+//! [`pack`] groups blobs into packs, [`index`] records where each blob lives, [`tree`] and
+//! [`snapshot`] describe what was backed up. [`backend`] stores bytes; [`repository`] ties the
+//! format together; [`archiver`] and [`restorer`] run backups and restores.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use floe_engine::{backup, restore, BackupOptions, InitOptions, LocalBackend, Repository, RestoreOptions};
+//!
+//! let repo = Repository::init(Arc::new(LocalBackend::new("/tmp/repo")), b"pw", &InitOptions::default())?;
+//! let index = repo.load_index()?;
+//! let report = backup(&repo, &index, &BackupOptions { paths: vec!["/etc".into()], ..Default::default() })?;
+//! let index = repo.load_index()?;
+//! restore(&repo, &index, &report.snapshot, "", &RestoreOptions { target: "/tmp/out".into(), ..Default::default() })?;
+//! # Ok::<(), floe_engine::Error>(())
+//! ```
+
+pub mod archiver;
 pub mod backend;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
 pub mod error;
+pub mod exclude;
 pub mod id;
+pub mod index;
+pub mod key;
 pub mod pack;
+pub mod repository;
+pub mod restorer;
+pub mod snapshot;
+pub mod tree;
+
+pub use archiver::{backup, BackupOptions, BackupReport, SourceError};
+pub use backend::{Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend};
+pub use chunker::ChunkerParams;
+pub use error::{BackendError, Error, Object, Result};
+pub use id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
+pub use index::Index;
+pub use key::KdfParams;
+pub use repository::{Config, InitOptions, Repository, FORMAT_VERSION};
+pub use restorer::{restore, RestoreError, RestoreOptions, RestoreSummary};
+pub use snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
+pub use tree::{ByteString, Node, NodeKind, Tree};

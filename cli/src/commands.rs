@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod backup;
+pub mod init;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;

@@ -1,0 +1,52 @@
+//! `floe init`
+
+use floe_engine::{ChunkerParams, InitOptions, Repository};
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// zstd compression level for new data
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+    compression: i32,
+    /// Minimum chunk size in bytes
+    #[arg(long, default_value_t = ChunkerParams::default().min_size, hide = true)]
+    chunk_min: u32,
+    /// Average chunk size in bytes
+    #[arg(long, default_value_t = ChunkerParams::default().avg_size, hide = true)]
+    chunk_avg: u32,
+    /// Maximum chunk size in bytes
+    #[arg(long, default_value_t = ChunkerParams::default().max_size, hide = true)]
+    chunk_max: u32,
+    /// Target size of data packs, in MiB
+    #[arg(long, default_value_t = 16)]
+    pack_size_mib: u32,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let backend = crate::repo::backend(g)?;
+    if Repository::exists(backend.as_ref())? {
+        return Err(floe_engine::Error::RepositoryExists {
+            location: backend.location(),
+        }
+        .into());
+    }
+    let password = crate::password::get(g, true)?;
+    let opts = InitOptions {
+        chunker: ChunkerParams {
+            min_size: a.chunk_min,
+            avg_size: a.chunk_avg,
+            max_size: a.chunk_max,
+        },
+        compression_level: a.compression,
+        data_pack_size: a.pack_size_mib.saturating_mul(1 << 20),
+        ..InitOptions::default()
+    };
+    let repo = Repository::init(backend, &password, &opts)?;
+    output::line(format!(
+        "created repository {} at {}",
+        repo.config().id.short(),
+        repo.backend().location()
+    ))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,75 @@
+//! `floe restore`
+
+use std::path::PathBuf;
+
+use floe_engine::{restore, RestoreOptions};
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot id (or a unique prefix) or `latest`, optionally with `:SUBPATH`
+    #[arg(value_name = "SNAPSHOT[:SUBPATH]")]
+    snapshot: String,
+    /// Folder to restore into
+    #[arg(short, long, value_name = "DIR")]
+    target: PathBuf,
+    /// Restore only paths matching PATTERN (and what they contain)
+    #[arg(short = 'i', long = "include", value_name = "PATTERN")]
+    includes: Vec<String>,
+    /// Leave out paths matching PATTERN (and what they contain)
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    excludes: Vec<String>,
+    /// Replace files that already exist in the target
+    #[arg(long)]
+    overwrite: bool,
+    /// Print one JSON summary object on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let (spec, sub) = a
+        .snapshot
+        .split_once(':')
+        .unwrap_or((a.snapshot.as_str(), ""));
+    let snap = repo.find_snapshot(spec)?;
+    let index = repo.load_index()?;
+    let opts = RestoreOptions {
+        target: a.target,
+        includes: a.includes,
+        excludes: a.excludes,
+        overwrite: a.overwrite,
+        threads: 0,
+    };
+    let summary = restore(&repo, &index, &snap.snapshot, sub, &opts)?;
+    for e in &summary.errors {
+        eprintln!("error: {}: {}", e.path.display(), e.message);
+    }
+    if a.json {
+        output::json(&summary)?;
+    } else {
+        output::line(format!(
+            "restored snapshot {}: {} files ({}), {} folders, {} others",
+            snap.id.short(),
+            summary.files,
+            output::bytes(summary.bytes),
+            summary.dirs,
+            summary.others
+        ))?;
+    }
+    if summary.errors.is_empty() {
+        Ok(exit::OK)
+    } else {
+        Err(floe_engine::Error::RestoreIncomplete {
+            failed: summary.errors.len(),
+            first: format!(
+                "{}: {}",
+                summary.errors[0].path.display(),
+                summary.errors[0].message
+            ),
+        }
+        .into())
+    }
+}

@@ -1,0 +1,61 @@
+//! Where the password comes from: a file, a command, the environment, or a prompt without echo.
+
+use std::io::IsTerminal;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+use crate::GlobalArgs;
+
+fn first_line(bytes: Vec<u8>) -> Vec<u8> {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
+    let mut line = bytes[..end].to_vec();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    line
+}
+
+/// The password, from (in order) `--password-file`/`FLOE_PASSWORD_FILE`,
+/// `--password-command`/`FLOE_PASSWORD_COMMAND`, `FLOE_PASSWORD`, or a prompt on the terminal.
+/// `confirm` asks twice at the prompt (for `init`).
+pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
+    if let Some(path) = &g.password_file {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading password file {}", path.display()))?;
+        return Ok(first_line(bytes));
+    }
+    if let Some(cmd) = &g.password_command {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("running password command {cmd:?}"))?;
+        if !out.status.success() {
+            bail!("password command {cmd:?} failed with {}", out.status);
+        }
+        return Ok(first_line(out.stdout));
+    }
+    if let Some(p) = std::env::var_os("FLOE_PASSWORD") {
+        return Ok(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password given: set FLOE_PASSWORD_FILE, FLOE_PASSWORD_COMMAND or FLOE_PASSWORD, or run on a terminal");
+    }
+    let p = rpassword::prompt_password("repository password: ").context("reading the password")?;
+    if confirm {
+        let again =
+            rpassword::prompt_password("repeat the password: ").context("reading the password")?;
+        if again != p {
+            bail!("the passwords do not match");
+        }
+    }
+    if p.is_empty() {
+        bail!("an empty password is not accepted");
+    }
+    Ok(p.into_bytes())
+}

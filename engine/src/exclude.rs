@@ -1,0 +1,95 @@
+//! Exclude patterns for backup and include/exclude filters for restore.
+//!
+//! A pattern without `/` matches a file name anywhere (`*.tmp`, `node_modules`); a pattern with
+//! `/` matches the whole path (`/home/*/.cache`, `**/target/debug`). Globs follow `globset`: `*`
+//! does not cross `/`, `**` does.
+
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::error::{Error, Result};
+
+/// A compiled set of patterns.
+#[derive(Debug, Clone)]
+pub struct PathMatcher {
+    by_name: GlobSet,
+    by_path: GlobSet,
+    empty: bool,
+}
+
+impl PathMatcher {
+    /// Compiles patterns; blank lines and lines starting with `#` are ignored.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self> {
+        let mut by_name = GlobSetBuilder::new();
+        let mut by_path = GlobSetBuilder::new();
+        let mut empty = true;
+        for p in patterns {
+            let p = p.as_ref().trim_end_matches(['\r', '\n']);
+            if p.trim().is_empty() || p.starts_with('#') {
+                continue;
+            }
+            let glob = GlobBuilder::new(p.trim_end_matches('/'))
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| Error::InvalidInput(format!("invalid pattern {p:?}: {e}")))?;
+            if p.trim_end_matches('/').contains('/') {
+                by_path.add(glob);
+            } else {
+                by_name.add(glob);
+            }
+            empty = false;
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::InvalidInput(e.to_string()));
+        Ok(Self {
+            by_name: build(by_name)?,
+            by_path: build(by_path)?,
+            empty,
+        })
+    }
+
+    /// True when no pattern was given.
+    pub fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    /// True when `path` (absolute, or relative to the restore root) matches a pattern.
+    pub fn matches(&self, path: &Path) -> bool {
+        if self.empty {
+            return false;
+        }
+        if let Some(name) = path.file_name() {
+            if self.by_name.is_match(name) {
+                return true;
+            }
+        }
+        self.by_path.is_match(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        let m = PathMatcher::new(&[
+            "*.tmp",
+            "/home/*/.cache",
+            "# comment",
+            "",
+            "**/target/debug",
+        ])
+        .unwrap();
+        assert!(m.matches(Path::new("/a/b/x.tmp")));
+        assert!(!m.matches(Path::new("/a/b/x.tmpx")));
+        assert!(m.matches(Path::new("/home/ann/.cache")));
+        assert!(!m.matches(Path::new("/home/ann/deep/.cache")));
+        assert!(m.matches(Path::new("/src/p/target/debug")));
+        assert!(!PathMatcher::new(&["# only a comment"])
+            .unwrap()
+            .matches(Path::new("/x")));
+        assert!(PathMatcher::new(&["a[b"]).is_err());
+    }
+}

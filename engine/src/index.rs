@@ -1,0 +1,284 @@
+//! The index: where each blob lives (format-spec/format.md, "Index files").
+//!
+//! On disk, index files list packs and their blobs as JSON. In memory, every blob costs one
+//! 48-byte [`Entry`] in a vector sorted by id (no hash table slack, no per-entry allocation), and
+//! every pack one row in a small table shared by its blobs.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{BlobId, PackId, ID_LEN};
+use crate::pack::{BlobType, PackEntry};
+
+/// Flag in `Entry::length_flags` marking a compressed blob.
+const COMPRESSED_FLAG: u32 = 1 << 31;
+
+/// One blob, 48 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct Entry {
+    id: [u8; ID_LEN],
+    pack: u32,
+    offset: u32,
+    length_flags: u32,
+    uncompressed_length: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 48);
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Its header entry.
+    pub entry: PackEntry,
+}
+
+/// The in-memory index of a repository.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<(PackId, BlobType)>,
+    pack_numbers: HashMap<PackId, u32>,
+    entries: Vec<Entry>,
+    sorted: bool,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self {
+            sorted: true,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a pack's blobs. Call [`Index::finish`] before lookups.
+    pub fn add_pack(&mut self, pack: PackId, blob_type: BlobType, blobs: &[PackEntry]) {
+        let number = *self.pack_numbers.entry(pack).or_insert_with(|| {
+            self.packs.push((pack, blob_type));
+            (self.packs.len() - 1) as u32
+        });
+        self.entries.reserve(blobs.len());
+        for b in blobs {
+            self.entries.push(Entry {
+                id: *b.id.as_bytes(),
+                pack: number,
+                offset: b.offset,
+                length_flags: b.length | if b.compressed { COMPRESSED_FLAG } else { 0 },
+                uncompressed_length: b.uncompressed_length,
+            });
+        }
+        self.sorted = false;
+    }
+
+    /// Sorts the entries and drops duplicates (a blob stored twice keeps one location).
+    pub fn finish(&mut self) {
+        if !self.sorted {
+            self.entries
+                .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
+            self.entries.dedup_by(|a, b| a.id == b.id);
+            self.entries.shrink_to_fit();
+            self.sorted = true;
+        }
+    }
+
+    fn find(&self, id: &BlobId) -> Option<&Entry> {
+        debug_assert!(self.sorted, "Index::finish not called");
+        self.entries
+            .binary_search_by(|e| e.id.cmp(id.as_bytes()))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    /// True when the blob is indexed.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.find(id).is_some()
+    }
+
+    /// The blob's location.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        let e = self.find(id)?;
+        let (pack, blob_type) = self.packs[e.pack as usize];
+        Some(BlobLocation {
+            pack,
+            entry: PackEntry {
+                blob_type,
+                compressed: e.length_flags & COMPRESSED_FLAG != 0,
+                id: BlobId::from_bytes(e.id),
+                offset: e.offset,
+                length: e.length_flags & !COMPRESSED_FLAG,
+                uncompressed_length: e.uncompressed_length,
+            },
+        })
+    }
+
+    /// Number of distinct blobs.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no blob is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of packs.
+    pub fn pack_count(&self) -> usize {
+        self.packs.len()
+    }
+
+    /// Heap bytes held, for the memory figures (entries, pack table, pack lookup map).
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.packs.capacity() * std::mem::size_of::<(PackId, BlobType)>()
+            + self.pack_numbers.capacity() * (std::mem::size_of::<(PackId, u32)>() + 1)
+    }
+}
+
+/// One blob in an index file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexBlob {
+    /// Blob id.
+    pub id: BlobId,
+    /// Offset in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub uncompressed_length: u32,
+    /// Whether the plaintext is a zstd frame.
+    pub compressed: bool,
+}
+
+/// One pack in an index file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPack {
+    /// Pack id.
+    pub id: PackId,
+    /// `data` or `tree`.
+    #[serde(rename = "type")]
+    pub blob_type: IndexBlobType,
+    /// Its blobs in pack order.
+    pub blobs: Vec<IndexBlob>,
+}
+
+/// Blob type as written in index files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexBlobType {
+    /// File content.
+    Data,
+    /// Trees.
+    Tree,
+}
+
+impl From<BlobType> for IndexBlobType {
+    fn from(t: BlobType) -> Self {
+        match t {
+            BlobType::Data => IndexBlobType::Data,
+            BlobType::Tree => IndexBlobType::Tree,
+        }
+    }
+}
+
+impl From<IndexBlobType> for BlobType {
+    fn from(t: IndexBlobType) -> Self {
+        match t {
+            IndexBlobType::Data => BlobType::Data,
+            IndexBlobType::Tree => BlobType::Tree,
+        }
+    }
+}
+
+/// The content of one index file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexFile {
+    /// Packs described.
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexFile {
+    /// Records a pack.
+    pub fn add_pack(&mut self, id: PackId, blob_type: BlobType, entries: &[PackEntry]) {
+        self.packs.push(IndexPack {
+            id,
+            blob_type: blob_type.into(),
+            blobs: entries
+                .iter()
+                .map(|e| IndexBlob {
+                    id: e.id,
+                    offset: e.offset,
+                    length: e.length,
+                    uncompressed_length: e.uncompressed_length,
+                    compressed: e.compressed,
+                })
+                .collect(),
+        });
+    }
+
+    /// Adds every pack of this file to an in-memory index.
+    pub fn merge_into(&self, index: &mut Index) {
+        for p in &self.packs {
+            let bt: BlobType = p.blob_type.into();
+            let entries: Vec<PackEntry> = p
+                .blobs
+                .iter()
+                .map(|b| PackEntry {
+                    blob_type: bt,
+                    compressed: b.compressed,
+                    id: b.id,
+                    offset: b.offset,
+                    length: b.length & !COMPRESSED_FLAG,
+                    uncompressed_length: b.uncompressed_length,
+                })
+                .collect();
+            index.add_pack(p.id, bt, &entries);
+        }
+    }
+
+    /// Number of blobs described.
+    pub fn blob_count(&self) -> usize {
+        self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, offset: u32) -> PackEntry {
+        PackEntry {
+            blob_type: BlobType::Data,
+            compressed: n % 2 == 0,
+            id: BlobId::hash_of(&[n]),
+            offset,
+            length: 100 + n as u32,
+            uncompressed_length: 1000,
+        }
+    }
+
+    #[test]
+    fn lookups_after_merge_and_costs_48_bytes_per_blob() {
+        let mut file = IndexFile::default();
+        let pack = PackId::hash_of(b"p");
+        let entries: Vec<_> = (0..200u8).map(|n| entry(n, n as u32 * 1000)).collect();
+        file.add_pack(pack, BlobType::Data, &entries);
+        let json = serde_json::to_vec(&file).unwrap();
+        let back: IndexFile = serde_json::from_slice(&json).unwrap();
+        let mut idx = Index::new();
+        back.merge_into(&mut idx);
+        // A second copy of a blob in another pack is kept once.
+        idx.add_pack(PackId::hash_of(b"q"), BlobType::Data, &entries[..1]);
+        idx.finish();
+        assert_eq!(idx.len(), 200);
+        for e in &entries {
+            let loc = idx.get(&e.id).unwrap();
+            assert_eq!(loc.entry, *e);
+        }
+        assert!(!idx.contains(&BlobId::hash_of(b"absent")));
+        assert_eq!(idx.entries.capacity(), 200);
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+}

@@ -1,0 +1,432 @@
+//! A repository: a backend, the master key and the config, with typed reads and writes of every
+//! kind of file (format-spec/format.md, "Files" and "Ordering rules").
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, FileType, CONFIG_ID};
+use crate::chunker::ChunkerParams;
+use crate::compress;
+use crate::crypto::{aad, MasterKey};
+use crate::error::{BackendError, Error, Object, Result};
+use crate::id::{BlobId, IndexId, KeyId, PackId, RawId, RepoId, SnapshotId};
+use crate::index::{Index, IndexFile};
+use crate::key::{KdfParams, KeyFile};
+use crate::pack::{self, BlobType, MAX_PACK_TARGET};
+use crate::snapshot::{Snapshot, SnapshotEntry};
+use crate::tree::Tree;
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Largest plaintext accepted when decoding a file (index, snapshot, config).
+pub const MAX_FILE_PLAINTEXT: usize = 1 << 30;
+
+/// The repository config (`config`, encrypted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Format version.
+    pub version: u32,
+    /// Random repository id.
+    pub id: RepoId,
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// zstd level for blobs and files.
+    pub compression_level: i32,
+    /// Target size of data packs.
+    pub data_pack_size: u32,
+    /// Target size of tree packs.
+    pub tree_pack_size: u32,
+}
+
+/// Settings for a new repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Target size of data packs.
+    pub data_pack_size: u32,
+    /// Target size of tree packs.
+    pub tree_pack_size: u32,
+    /// Argon2id costs of the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            chunker: ChunkerParams::default(),
+            compression_level: compress::DEFAULT_LEVEL,
+            data_pack_size: 16 << 20,
+            tree_pack_size: 4 << 20,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// Host and user names of the running process.
+pub fn host_and_user() -> (String, String, u32, u32) {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| uid.to_string());
+    (host, user, uid.as_raw(), gid.as_raw())
+}
+
+/// The current local time with its UTC offset.
+pub fn now_local() -> DateTime<FixedOffset> {
+    chrono::Local::now().fixed_offset()
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    key_id: KeyId,
+    config: Config,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn config_exists(backend: &dyn Backend) -> Result<bool> {
+    match backend.list(FileType::Config) {
+        Ok(l) => Ok(!l.is_empty()),
+        Err(BackendError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Repository {
+    /// True when the storage holds a repository (its config exists).
+    pub fn exists(backend: &dyn Backend) -> Result<bool> {
+        config_exists(backend)
+    }
+
+    /// Creates a repository in empty storage and returns it open.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Self> {
+        opts.chunker.validate()?;
+        if !(1..=MAX_PACK_TARGET).contains(&opts.data_pack_size)
+            || !(1..=MAX_PACK_TARGET).contains(&opts.tree_pack_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "pack sizes must be between 1 and {MAX_PACK_TARGET} bytes"
+            )));
+        }
+        if !(zstd::compression_level_range()).contains(&opts.compression_level) {
+            return Err(Error::InvalidInput(format!(
+                "invalid zstd level {}",
+                opts.compression_level
+            )));
+        }
+        if config_exists(backend.as_ref())? || !backend.list(FileType::Key)?.is_empty() {
+            return Err(Error::RepositoryExists {
+                location: backend.location(),
+            });
+        }
+        backend.create()?;
+        let key = MasterKey::generate();
+        let (host, user, _, _) = host_and_user();
+        let key_file = KeyFile::create(&key, password, opts.kdf, now_local(), host, user)?;
+        let key_bytes =
+            serde_json::to_vec_pretty(&key_file).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let key_id = KeyId::hash_of(&key_bytes);
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: RepoId::from_bytes(rand::random()),
+            chunker: opts.chunker,
+            compression_level: opts.compression_level,
+            data_pack_size: opts.data_pack_size,
+            tree_pack_size: opts.tree_pack_size,
+        };
+        let repo = Self {
+            backend,
+            key,
+            key_id,
+            config,
+        };
+        // The key first, then the config: a repository is complete once its config exists.
+        repo.backend
+            .write(FileType::Key, key_id.as_bytes(), &key_bytes)?;
+        let sealed = repo.seal_file(FileType::Config, &repo.config)?;
+        repo.backend.write(FileType::Config, &CONFIG_ID, &sealed)?;
+        Ok(repo)
+    }
+
+    /// Opens an existing repository with a password.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        if !config_exists(backend.as_ref())? {
+            return Err(Error::RepositoryNotFound {
+                location: backend.location(),
+            });
+        }
+        let keys = backend.list(FileType::Key)?;
+        let mut found = None;
+        for k in &keys {
+            let bytes = backend.read(FileType::Key, &k.id)?;
+            let kf: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::corrupt(
+                    Object::File {
+                        file_type: FileType::Key,
+                        name: hex::encode(k.id),
+                    },
+                    e.to_string(),
+                )
+            })?;
+            if let Some(master) = kf.open(password)? {
+                found = Some((master, KeyId::from_bytes(k.id)));
+                break;
+            }
+        }
+        let (key, key_id) = found.ok_or(Error::WrongPassword { keys: keys.len() })?;
+        let sealed = backend.read(FileType::Config, &CONFIG_ID)?;
+        let config: Config = open_file(&key, FileType::Config, &CONFIG_ID, sealed)?;
+        if config.version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        config.chunker.validate()?;
+        Ok(Self {
+            backend,
+            key,
+            key_id,
+            config,
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The key file this session opened.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Returns a handle to the same repository on another backend (a dry-run wrapper, say).
+    pub fn with_backend(&self, backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            key: self.key.clone(),
+            key_id: self.key_id,
+            config: self.config.clone(),
+        }
+    }
+
+    /// Encodes a file: JSON, one zstd frame, sealed with the file type as AAD.
+    pub fn seal_file<T: Serialize>(&self, file_type: FileType, value: &T) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(value).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let z = zstd::bulk::compress(&json, self.config_level())
+            .map_err(|e| Error::io("compress", file_type.dir_name(), e))?;
+        Ok(self.key.seal(&aad::file(file_type), &z))
+    }
+
+    fn config_level(&self) -> i32 {
+        // During init the config is being written with the level it records.
+        self.config.compression_level
+    }
+
+    /// Stores a file under the hash of its sealed bytes and returns that id.
+    pub fn save_file<T: Serialize>(&self, file_type: FileType, value: &T) -> Result<RawId> {
+        let sealed = self.seal_file(file_type, value)?;
+        let id = *blake3::hash(&sealed).as_bytes();
+        self.backend.write(file_type, &id, &sealed)?;
+        Ok(id)
+    }
+
+    /// Loads and decodes a file, checking that its bytes hash to its name.
+    pub fn load_file<T: DeserializeOwned>(&self, file_type: FileType, id: &RawId) -> Result<T> {
+        let sealed = self.backend.read(file_type, id)?;
+        if *blake3::hash(&sealed).as_bytes() != *id {
+            return Err(Error::corrupt(
+                Object::File {
+                    file_type,
+                    name: hex::encode(id),
+                },
+                "content does not hash to its name",
+            ));
+        }
+        open_file(&self.key, file_type, id, sealed)
+    }
+
+    /// Loads every index file into one in-memory index.
+    pub fn load_index(&self) -> Result<Index> {
+        let files = self.backend.list(FileType::Index)?;
+        let loaded: Vec<IndexFile> = files
+            .par_iter()
+            .map(|f| self.load_file::<IndexFile>(FileType::Index, &f.id))
+            .collect::<Result<_>>()?;
+        let mut index = Index::new();
+        for f in &loaded {
+            f.merge_into(&mut index);
+        }
+        index.finish();
+        Ok(index)
+    }
+
+    /// Writes an index file.
+    pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        Ok(IndexId::from_bytes(self.save_file(FileType::Index, file)?))
+    }
+
+    /// Writes a snapshot file.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        Ok(SnapshotId::from_bytes(
+            self.save_file(FileType::Snapshot, snap)?,
+        ))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        let files = self.backend.list(FileType::Snapshot)?;
+        let mut out: Vec<SnapshotEntry> = files
+            .par_iter()
+            .map(|f| {
+                Ok(SnapshotEntry {
+                    id: SnapshotId::from_bytes(f.id),
+                    snapshot: self.load_file(FileType::Snapshot, &f.id)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest` or by a unique hex prefix of its id.
+    pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
+        let all = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshot".into()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::SnapshotNotFound(format!(
+                "{spec:?} is not a snapshot id (hex digits) or \"latest\""
+            )));
+        }
+        let mut matches: Vec<_> = all
+            .into_iter()
+            .filter(|s| s.id.to_hex().starts_with(&spec_l))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.remove(0)),
+            0 => Err(Error::SnapshotNotFound(format!(
+                "no snapshot matches {spec:?}"
+            ))),
+            n => Err(Error::SnapshotNotFound(format!(
+                "{n} snapshots match {spec:?}: give more digits"
+            ))),
+        }
+    }
+
+    /// Reads `length` bytes at `offset` of a pack. A missing or short pack is corruption of that
+    /// pack, not an I/O error.
+    pub fn read_pack_range(
+        &self,
+        blob_type: BlobType,
+        pack: &PackId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        self.backend
+            .read_range(blob_type.pack_file_type(), pack.as_bytes(), offset, length)
+            .map_err(|err| match err {
+                BackendError::ShortRead { .. } => {
+                    Error::corrupt(Object::Pack(*pack), err.to_string())
+                }
+                BackendError::NotFound { .. } => {
+                    Error::corrupt(Object::Pack(*pack), "pack is missing")
+                }
+                other => other.into(),
+            })
+    }
+
+    /// Reads, authenticates and decompresses one blob.
+    pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or(Error::MissingBlob(*id))?;
+        let e = loc.entry;
+        let sealed =
+            self.read_pack_range(e.blob_type, &loc.pack, e.offset as u64, e.length as u64)?;
+        pack::open_blob(&self.key, &loc.pack, &e, sealed)
+    }
+
+    /// Loads and decodes a tree blob.
+    pub fn load_tree(&self, index: &Index, id: &BlobId) -> Result<Tree> {
+        let loc = index.get(id).ok_or(Error::MissingBlob(*id))?;
+        if loc.entry.blob_type != BlobType::Tree {
+            return Err(Error::corrupt(
+                Object::BlobId(*id),
+                "a tree reference names a data blob",
+            ));
+        }
+        let bytes = self.read_blob(index, id)?;
+        Tree::decode(&bytes).map_err(|e| {
+            Error::corrupt(
+                Object::Blob {
+                    pack: loc.pack,
+                    blob: *id,
+                },
+                format!("tree does not decode: {e}"),
+            )
+        })
+    }
+}
+
+/// Opens a sealed file: authenticate, decompress, parse.
+fn open_file<T: DeserializeOwned>(
+    key: &MasterKey,
+    file_type: FileType,
+    id: &RawId,
+    mut sealed: Vec<u8>,
+) -> Result<T> {
+    let object = || Object::File {
+        file_type,
+        name: if file_type == FileType::Config {
+            "config".into()
+        } else {
+            hex::encode(id)
+        },
+    };
+    let z = key
+        .open_in_place(&aad::file(file_type), &mut sealed)
+        .map_err(|e| Error::corrupt(object(), e.to_string()))?;
+    let json = compress::decompress_bounded(z, MAX_FILE_PLAINTEXT)
+        .map_err(|e| Error::corrupt(object(), format!("decompression failed: {e}")))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::corrupt(object(), format!("does not decode: {e}")))
+}

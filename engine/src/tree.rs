@@ -1,0 +1,234 @@
+//! Trees: one directory's entries, encoded as JSON and stored as a tree blob
+//! (format-spec/format.md, "Trees").
+//!
+//! Names and link targets are bytes. A name that is valid UTF-8 is a JSON string; any other name is
+//! an object `{"b64": "<base64>"}`, so non-UTF-8 names round-trip exactly.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::id::BlobId;
+
+/// Bytes that serialize as a string when they are UTF-8 and as `{"b64": ...}` otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteString(pub Vec<u8>);
+
+impl ByteString {
+    /// From an OS string (a file name or path).
+    pub fn from_os(s: &OsStr) -> Self {
+        Self(s.as_bytes().to_vec())
+    }
+    /// As an OS string.
+    pub fn to_os(&self) -> OsString {
+        OsString::from_vec(self.0.clone())
+    }
+    /// As an OS string slice.
+    pub fn as_os(&self) -> &OsStr {
+        OsStr::from_bytes(&self.0)
+    }
+    /// For display; invalid UTF-8 shown with replacement characters.
+    pub fn lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ByteStringRepr {
+    Text(String),
+    Raw { b64: String },
+}
+
+impl Serialize for ByteString {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(t) => s.serialize_str(t),
+            Err(_) => ByteStringRepr::Raw {
+                b64: base64::engine::general_purpose::STANDARD.encode(&self.0),
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match ByteStringRepr::deserialize(d)? {
+            ByteStringRepr::Text(t) => Ok(Self(t.into_bytes())),
+            ByteStringRepr::Raw { b64 } => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(Self)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The kind of a tree entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Dir,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Character device.
+    Chardev,
+    /// Block device.
+    Blockdev,
+    /// Unix socket (recorded, not restored).
+    Socket,
+}
+
+/// One entry of a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// File name (bytes).
+    pub name: ByteString,
+    /// Kind.
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    /// Permission bits including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Owner name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Group name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Modification time, UTC, nanosecond precision.
+    pub mtime: DateTime<Utc>,
+    /// Status change time (used to detect changes, not restored).
+    pub ctime: DateTime<Utc>,
+    /// Inode number.
+    pub inode: u64,
+    /// Device holding the entry.
+    pub device_id: u64,
+    /// Number of hard links.
+    pub links: u64,
+    /// Size in bytes (regular files).
+    #[serde(default)]
+    pub size: u64,
+    /// Content blobs in order (regular files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Vec<BlobId>>,
+    /// The tree of a directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<BlobId>,
+    /// The target of a symlink (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<ByteString>,
+    /// Device number (character and block devices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<u64>,
+}
+
+/// A directory: its entries sorted by name bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Entries, sorted by `name`, names unique.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Encodes the tree (its nodes must be sorted).
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain structs, strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_else(|e| unreachable!("tree encoding failed: {e}"))
+    }
+
+    /// Decodes a tree and checks the order of its names.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let t: Tree = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if t.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
+            return Err("entries are not sorted by name or not unique".into());
+        }
+        if t.nodes.iter().any(|n| {
+            n.name.0.is_empty() || n.name.0.contains(&b'/') || n.name.0 == b"." || n.name.0 == b".."
+        }) {
+            return Err("an entry has an invalid name".into());
+        }
+        Ok(t)
+    }
+
+    /// Finds an entry by name.
+    pub fn get(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .binary_search_by(|n| n.name.0.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(name: Vec<u8>) -> Node {
+        Node {
+            name: ByteString(name),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            user: Some("u".into()),
+            group: None,
+            mtime: DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap(),
+            ctime: DateTime::from_timestamp(1_700_000_001, 1).unwrap(),
+            inode: 42,
+            device_id: 7,
+            links: 1,
+            size: 3,
+            content: Some(vec![BlobId::hash_of(b"c")]),
+            subtree: None,
+            link_target: None,
+            rdev: None,
+        }
+    }
+
+    #[test]
+    fn non_utf8_names_round_trip() {
+        let t = Tree {
+            nodes: vec![node(b"plain".to_vec()), node(vec![b'x', 0xff, 0xfe])],
+        };
+        let enc = t.encode();
+        let text = String::from_utf8(enc.clone()).unwrap();
+        assert!(text.contains("\"name\":\"plain\""));
+        assert!(text.contains("{\"b64\":\"eP/+\"}"), "{text}");
+        assert_eq!(Tree::decode(&enc).unwrap(), t);
+    }
+
+    #[test]
+    fn unsorted_or_bad_names_are_refused() {
+        let t = Tree {
+            nodes: vec![node(b"b".to_vec()), node(b"a".to_vec())],
+        };
+        assert!(Tree::decode(&t.encode()).is_err());
+        let t = Tree {
+            nodes: vec![node(b"a/b".to_vec())],
+        };
+        assert!(Tree::decode(&t.encode()).is_err());
+        assert!(Tree::decode(b"{not json").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(mut names in proptest::collection::btree_set(proptest::collection::vec(1u8..=255, 1..20), 0..10)) {
+            names.retain(|n| !n.contains(&b'/') && n != b"." && n != b"..");
+            let t = Tree { nodes: names.into_iter().map(node).collect() };
+            prop_assert_eq!(Tree::decode(&t.encode()).unwrap(), t);
+        }
+    }
+}
