@@ -1,1 +1,16 @@
+//! End-to-end tests of the `floe` binary: one module per command or concern.
+//!
+//! Every test builds real files in a temporary folder, runs the real binary against a real local
+//! repository and checks what a user would: exit codes, messages, and byte-exact restores.
 
+#[path = "integration/common.rs"]
+mod common;
+
+#[path = "integration/backup.rs"]
+mod backup;
+#[path = "integration/errors.rs"]
+mod errors;
+#[path = "integration/restore.rs"]
+mod restore;
+#[path = "integration/snapshots.rs"]
+mod snapshots;

@@ -1,8 +1,9 @@
 //! Exclude patterns for backup and include/exclude filters for restore.
 //!
-//! A pattern without `/` matches a file name anywhere (`*.tmp`, `node_modules`); a pattern with
-//! `/` matches the whole path (`/home/*/.cache`, `**/target/debug`). Globs follow `globset`: `*`
-//! does not cross `/`, `**` does.
+//! A pattern without `/` matches a file name anywhere (`*.tmp`, `node_modules`). A pattern that
+//! starts with `/` matches the whole path (`/home/*/.cache`). Any other pattern with `/` matches
+//! the end of a path at any depth (`target/debug` matches `/src/p/target/debug`). Globs follow
+//! `globset`: `*` does not cross `/`, `**` does.
 
 use std::path::Path;
 
@@ -29,12 +30,19 @@ impl PathMatcher {
             if p.trim().is_empty() || p.starts_with('#') {
                 continue;
             }
-            let glob = GlobBuilder::new(p.trim_end_matches('/'))
+            let body = p.trim_end_matches('/');
+            let anchored =
+                if body.contains('/') && !body.starts_with('/') && !body.starts_with("**") {
+                    format!("**/{body}")
+                } else {
+                    body.to_string()
+                };
+            let glob = GlobBuilder::new(&anchored)
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| Error::InvalidInput(format!("invalid pattern {p:?}: {e}")))?;
-            if p.trim_end_matches('/').contains('/') {
+            if body.contains('/') {
                 by_path.add(glob);
             } else {
                 by_name.add(glob);
@@ -87,6 +95,10 @@ mod tests {
         assert!(m.matches(Path::new("/home/ann/.cache")));
         assert!(!m.matches(Path::new("/home/ann/deep/.cache")));
         assert!(m.matches(Path::new("/src/p/target/debug")));
+        let rel = PathMatcher::new(&["cache/tmp", "*/b"]).unwrap();
+        assert!(rel.matches(Path::new("/home/x/cache/tmp")));
+        assert!(!rel.matches(Path::new("/home/x/cache/tmpx")));
+        assert!(rel.matches(Path::new("/a/b")));
         assert!(!PathMatcher::new(&["# only a comment"])
             .unwrap()
             .matches(Path::new("/x")));

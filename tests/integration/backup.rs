@@ -1,0 +1,175 @@
+//! `floe backup`: deduplication, change detection, excludes, dry runs, unreadable files.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+use crate::common::*;
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v["summary"][k]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary.{k} missing in {v}"))
+}
+
+#[test]
+fn the_same_tree_twice_adds_almost_nothing() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/random"), random_bytes(1, 20_000_000)).unwrap();
+    fs::write(src.join("small"), b"small file").unwrap();
+    let first = env.backup_json(&[&src]);
+    let size1 = env.data_bytes();
+    assert!(n(&first, "bytes_added") > 20_000_000);
+
+    // The same content under another path, read again from scratch.
+    let copy = env.path("copy");
+    fs::create_dir_all(copy.join("d")).unwrap();
+    fs::copy(src.join("d/random"), copy.join("d/random")).unwrap();
+    fs::copy(src.join("small"), copy.join("small")).unwrap();
+    let second = env.backup_json(&[&copy]);
+    assert_eq!(n(&second, "bytes_read"), 20_000_010);
+    assert_eq!(n(&second, "data_blobs_added"), 0);
+    assert!(n(&second, "bytes_added") < 10_000, "{second}");
+    assert_eq!(env.data_bytes(), size1);
+}
+
+#[test]
+fn one_byte_inserted_at_the_start_of_100_mb_adds_few_chunks() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let data = random_bytes(7, 100_000_000);
+    fs::write(src.join("big"), &data).unwrap();
+    let first = env.backup_json(&[&src]);
+    let chunks = n(&first, "data_blobs_added");
+    assert!(
+        chunks >= 50,
+        "expected about 100 chunks of 1 MiB, got {chunks}"
+    );
+
+    let mut shifted = vec![b'!'];
+    shifted.extend_from_slice(&data);
+    fs::write(src.join("big"), &shifted).unwrap();
+    let second = env.backup_json(&[&src]);
+    assert_eq!(n(&second, "files_changed"), 1);
+    let added = n(&second, "data_blobs_added");
+    assert!(
+        (1..=3).contains(&added),
+        "{added} new chunks after a one-byte insertion"
+    );
+    assert!(n(&second, "bytes_added") < 20_000_000, "{second}");
+    let t = env.restore("latest", "out");
+    assert_eq!(fs::read(restored(&t, &src).join("big")).unwrap(), shifted);
+}
+
+#[test]
+fn unchanged_files_are_not_read_again() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), random_bytes(2, 3_000_000)).unwrap();
+    fs::write(src.join("b"), b"will change").unwrap();
+    let first = env.backup_json(&[&src]);
+    let second = env.backup_json(&[&src]);
+    assert_eq!(second["parent"], first["snapshot_id"]);
+    assert_eq!(n(&second, "bytes_read"), 0);
+    assert_eq!(n(&second, "files_unchanged"), 2);
+
+    fs::write(src.join("b"), b"has changed!").unwrap();
+    let third = env.backup_json(&[&src]);
+    assert_eq!(n(&third, "files_changed"), 1);
+    assert_eq!(n(&third, "files_unchanged"), 1);
+    assert_eq!(n(&third, "bytes_read"), 12);
+    let t = env.restore("latest", "out");
+    assert_eq!(
+        fs::read(restored(&t, &src).join("b")).unwrap(),
+        b"has changed!"
+    );
+}
+
+#[test]
+fn excludes_from_flags_and_files() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::create_dir_all(src.join("keep")).unwrap();
+    fs::write(src.join("cache/blob"), b"x").unwrap();
+    fs::write(src.join("keep/a.tmp"), b"x").unwrap();
+    fs::write(src.join("keep/a.txt"), b"x").unwrap();
+    fs::write(src.join("keep/b.bak"), b"x").unwrap();
+    let list = env.path("excludes");
+    fs::write(&list, "# comment\n*.bak\n\n").unwrap();
+    env.ok(&[
+        "backup".as_ref(),
+        "--exclude".as_ref(),
+        "*.tmp".as_ref(),
+        "--exclude".as_ref(),
+        format!("{}/cache", src.display()).as_ref(),
+        "--exclude-file".as_ref(),
+        list.as_os_str(),
+        src.as_os_str(),
+    ]);
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(listing.contains("keep/a.txt"), "{listing}");
+    for gone in ["cache", "a.tmp", "b.bak"] {
+        assert!(
+            !listing.contains(gone),
+            "{gone} should be excluded:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), random_bytes(3, 1_000_000)).unwrap();
+    let before = dir_bytes(&env.repo);
+    let out = env.backup_json(&["--dry-run".as_ref(), src.as_os_str()]);
+    assert_eq!(out["dry_run"], true);
+    assert!(n(&out, "bytes_added") > 1_000_000);
+    assert_eq!(dir_bytes(&env.repo), before);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn unreadable_files_are_reported_and_exit_3() {
+    let env = Env::new();
+    // As root, permissions do not stop reads: run floe as an unprivileged user instead.
+    let unprivileged = is_root();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(src.join("ok.txt"), b"readable").unwrap();
+    fs::write(src.join("secret"), b"not readable").unwrap();
+    fs::set_permissions(src.join("ok.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut c = env.cmd();
+        if unprivileged {
+            c.uid(65534).gid(65534);
+        }
+        c.args(args).output().unwrap()
+    };
+    assert!(run(&["init".as_ref()]).status.success());
+    let out = run(&["backup".as_ref(), src.as_os_str()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{}: Permission denied",
+            src.join("secret").display()
+        )),
+        "{err}"
+    );
+    let listing = String::from_utf8(run(&["ls".as_ref(), "latest".as_ref()]).stdout).unwrap();
+    assert!(
+        listing.contains("ok.txt") && !listing.contains("secret"),
+        "{listing}"
+    );
+}

@@ -1,0 +1,135 @@
+//! Bad input: wrong password, missing repository, damaged packs.
+
+use std::fs;
+
+use crate::common::*;
+
+fn list_files(p: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for e in fs::read_dir(p).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            list_files(&e.path(), out);
+        } else {
+            out.push((e.path(), fs::read(e.path()).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn wrong_password_exits_12_and_writes_nothing() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let mut before = Vec::new();
+    list_files(&env.repo, &mut before);
+    for args in [
+        vec!["backup".as_ref(), src.as_os_str()],
+        vec!["snapshots".as_ref()],
+    ] {
+        let out = env
+            .cmd()
+            .env("FLOE_PASSWORD", "not the password")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(12));
+        assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
+    }
+    let mut after = Vec::new();
+    list_files(&env.repo, &mut after);
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "a failed open must not write");
+}
+
+#[test]
+fn password_from_file_and_command() {
+    let env = Env::init();
+    let pw = env.path("pw");
+    fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let out = env
+        .cmd()
+        .env_remove("FLOE_PASSWORD")
+        .env("FLOE_PASSWORD_FILE", &pw)
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .cmd()
+        .env_remove("FLOE_PASSWORD")
+        .env("FLOE_PASSWORD_COMMAND", format!("echo '{PASSWORD}'"))
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .cmd()
+        .env_remove("FLOE_PASSWORD")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no password given"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_repository_exits_10() {
+    let env = Env::new();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(
+        stderr(&out).contains("repository does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    // And init refuses to run twice.
+    env.ok(&["init"]);
+    let out = env.run(&["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_flipped_byte_in_a_data_pack_fails_the_restore_naming_the_pack() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let content = random_bytes(11, 3_000_000);
+    fs::write(src.join("victim"), &content).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let mut packs = Vec::new();
+    list_files(&env.repo.join("data"), &mut packs);
+    assert_eq!(packs.len(), 1);
+    let (pack_path, mut bytes) = packs.remove(0);
+    bytes[1000] ^= 0x01;
+    fs::write(&pack_path, &bytes).unwrap();
+    let pack_id = pack_path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    let t = env.path("out");
+    let out = env.run(&[
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        t.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&pack_id),
+        "error should name pack {pack_id}: {err}"
+    );
+    assert!(err.contains("victim") && err.contains("corrupted"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing that looks like the file was left behind.
+    assert!(!restored(&t, &src).join("victim").exists());
+}
