@@ -247,15 +247,7 @@ impl Repository {
 
     /// Encodes a file: JSON, one zstd frame, sealed with the file type as AAD.
     pub fn seal_file<T: Serialize>(&self, file_type: FileType, value: &T) -> Result<Vec<u8>> {
-        let json = serde_json::to_vec(value).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let z = zstd::bulk::compress(&json, self.config_level())
-            .map_err(|e| Error::io("compress", file_type.dir_name(), e))?;
-        Ok(self.key.seal(&aad::file(file_type), &z))
-    }
-
-    fn config_level(&self) -> i32 {
-        // During init the config is being written with the level it records.
-        self.config.compression_level
+        encode_file(&self.key, self.config.compression_level, file_type, value)
     }
 
     /// Stores a file under the hash of its sealed bytes and returns that id.
@@ -405,6 +397,31 @@ impl Repository {
             )
         })
     }
+}
+
+/// Encodes a file (format-spec/format.md, "Files"): JSON, one zstd frame at `level`, sealed with
+/// the file type as associated data.
+pub fn encode_file<T: Serialize>(
+    key: &MasterKey,
+    level: i32,
+    file_type: FileType,
+    value: &T,
+) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(value).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let z = zstd::bulk::compress(&json, level)
+        .map_err(|e| Error::io("compress", file_type.dir_name(), e))?;
+    Ok(key.seal(&aad::file(file_type), &z))
+}
+
+/// Decodes a file sealed by [`encode_file`]: authenticate, decompress, parse. `id` only names the
+/// file in errors.
+pub fn decode_file<T: DeserializeOwned>(
+    key: &MasterKey,
+    file_type: FileType,
+    id: &RawId,
+    sealed: Vec<u8>,
+) -> Result<T> {
+    open_file(key, file_type, id, sealed)
 }
 
 /// Opens a sealed file: authenticate, decompress, parse.
