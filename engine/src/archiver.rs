@@ -42,6 +42,8 @@ use crate::tree::{ByteString, Node, NodeKind, Tree};
 /// Packs written between two index files during a long backup, so that a backup cut short
 /// leaves most of its work indexed and reusable.
 const PACKS_PER_INDEX_FILE: usize = 64;
+/// Largest encoded tree (pack entry lengths stay below 2^31; format-spec "Pack header").
+const MAX_TREE_BLOB: usize = 1 << 30;
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -370,7 +372,7 @@ impl<'a> Walker<'a> {
         let result = loop {
             match reader.next_chunk() {
                 Ok(Some(chunk)) => {
-                    let id = self.repo.key().blob_id(chunk);
+                    let id = self.repo.key().blob_id(BlobType::Data, chunk);
                     ids.push(id);
                     // `submit` needs `self`; the chunk borrows the reader, not `self`.
                     if self.submit(BlobType::Data, id, chunk).is_err() {
@@ -549,7 +551,14 @@ impl<'a> Walker<'a> {
 
     fn save_tree(&mut self, tree: &Tree) -> std::result::Result<BlobId, Aborted> {
         let bytes = tree.encode();
-        let id = self.repo.key().blob_id(&bytes);
+        if bytes.len() > MAX_TREE_BLOB {
+            self.shared.fail(Error::InvalidInput(format!(
+                "a folder's listing encodes to {} bytes, above the {MAX_TREE_BLOB}-byte limit of one tree blob",
+                bytes.len()
+            )));
+            return Err(Aborted);
+        }
+        let id = self.repo.key().blob_id(BlobType::Tree, &bytes);
         self.submit(BlobType::Tree, id, &bytes)?;
         Ok(id)
     }
@@ -683,7 +692,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         pool_tx,
     };
     let excludes = PathMatcher::new(&opts.excludes)?;
-    let chunker = Chunker::new(cfg.chunker)?;
+    let chunker = Chunker::new(cfg.chunker, repo.key().chunker_seed())?;
 
     let (walk_result, mut summary, errors) = std::thread::scope(|scope| {
         let (job_tx, job_rx) = bounded::<Job>(2 * threads);

@@ -5,6 +5,7 @@
 //! holding a file in memory.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use fastcdc::v2020;
 use serde::{Deserialize, Serialize};
@@ -65,18 +66,22 @@ pub struct Chunker {
     params: ChunkerParams,
     mask_s: u64,
     mask_l: u64,
+    gear: Arc<([u64; 256], [u64; 256])>,
 }
 
 impl Chunker {
-    /// A chunker with validated parameters.
-    pub fn new(params: ChunkerParams) -> Result<Self> {
+    /// A chunker with validated parameters whose gear table is XORed with `seed`, as
+    /// `v2020::FastCDC::with_level_and_seed` does (seed 0 is the crate's standard table).
+    pub fn new(params: ChunkerParams, seed: u64) -> Result<Self> {
         params.validate()?;
         // Normalization level 1, as `v2020::FastCDC::new` uses.
         let bits = v2020::logarithm2(params.avg_size) as usize;
+        let (gear, gear_ls) = v2020::get_gear_with_seed(seed);
         Ok(Self {
             params,
             mask_s: v2020::MASKS[bits + 1],
             mask_l: v2020::MASKS[bits - 1],
+            gear: Arc::new((*gear, *gear_ls)),
         })
     }
 
@@ -88,7 +93,7 @@ impl Chunker {
     /// Length of the first chunk of `data`. `data` must hold at least `max_size` bytes, or be the
     /// end of the stream; then the result is the same as on the whole stream.
     pub fn cut(&self, data: &[u8]) -> usize {
-        let (_, len) = v2020::cut(
+        let (_, len) = v2020::cut_gear(
             data,
             self.params.min_size as usize,
             self.params.avg_size as usize,
@@ -97,6 +102,8 @@ impl Chunker {
             self.mask_l,
             self.mask_s << 1,
             self.mask_l << 1,
+            &self.gear.0,
+            &self.gear.1,
         );
         len
     }
@@ -211,10 +218,10 @@ mod tests {
         }
     }
 
-    fn stream_cuts(data: &[u8], params: ChunkerParams, step: usize) -> Vec<usize> {
+    fn stream_cuts(data: &[u8], params: ChunkerParams, step: usize, seed: u64) -> Vec<usize> {
         let mut r = ChunkReader::with_buffer(
             Trickle(data, step),
-            Chunker::new(params).unwrap(),
+            Chunker::new(params, seed).unwrap(),
             Vec::new(),
         );
         let mut out = Vec::new();
@@ -226,11 +233,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn stream_matches_reference_and_reassembles(seed in any::<u64>(), len in 0usize..200_000, step in 1usize..70_000) {
+        fn stream_matches_reference_and_reassembles(seed in any::<u64>(), gear_seed in prop_oneof![Just(0u64), any::<u64>()], len in 0usize..200_000, step in 1usize..70_000) {
             let data = random(seed, len);
             let p = small();
-            let reference: Vec<usize> = v2020::FastCDC::new(&data, p.min_size, p.avg_size, p.max_size).map(|c| c.length).collect();
-            let ours = stream_cuts(&data, p, step);
+            let reference: Vec<usize> = v2020::FastCDC::with_level_and_seed(&data, p.min_size, p.avg_size, p.max_size, v2020::Normalization::Level1, gear_seed).map(|c| c.length).collect();
+            let ours = stream_cuts(&data, p, step, gear_seed);
             prop_assert_eq!(&ours, &reference);
             prop_assert_eq!(ours.iter().sum::<usize>(), data.len());
             for (i, l) in ours.iter().enumerate() {
@@ -245,8 +252,8 @@ mod tests {
         let data = random(7, 2_000_000);
         let mut shifted = vec![0x42u8];
         shifted.extend_from_slice(&data);
-        let a = stream_cuts(&data, small(), 1 << 20);
-        let b = stream_cuts(&shifted, small(), 1 << 20);
+        let a = stream_cuts(&data, small(), 1 << 20, 99);
+        let b = stream_cuts(&shifted, small(), 1 << 20, 99);
         // Chunks are compared by content: all but the first few must reappear.
         let chunks = |d: &[u8], cuts: &[usize]| {
             let mut off = 0;
@@ -271,13 +278,22 @@ mod tests {
             avg_size: 4096,
             max_size: 16384,
         };
-        assert!(Chunker::new(bad).is_err());
+        assert!(Chunker::new(bad, 0).is_err());
         let inverted = ChunkerParams {
             min_size: 8192,
             avg_size: 4096,
             max_size: 16384,
         };
-        assert!(Chunker::new(inverted).is_err());
-        assert!(Chunker::new(ChunkerParams::default()).is_ok());
+        assert!(Chunker::new(inverted, 0).is_err());
+        assert!(Chunker::new(ChunkerParams::default(), 0).is_ok());
+    }
+
+    #[test]
+    fn the_seed_moves_cut_points() {
+        let data = random(5, 300_000);
+        assert_ne!(
+            stream_cuts(&data, small(), 1 << 20, 0),
+            stream_cuts(&data, small(), 1 << 20, 12345)
+        );
     }
 }

@@ -20,6 +20,8 @@ pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// Length of each half of the master key.
 pub const KEY_LEN: usize = 32;
+/// Input hashed with the id key to derive the chunker seed.
+pub const CHUNKER_SEED_CONTEXT: &[u8] = b"floe/v1/chunker-seed";
 
 /// Authentication failed: wrong key, or the bytes were altered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -107,9 +109,23 @@ impl MasterKey {
         &self.id_key
     }
 
-    /// The id of a blob with this plaintext: BLAKE3 keyed with the id key.
-    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
-        BlobId::from_bytes(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    /// The id of a blob: BLAKE3 keyed with the id key over the type byte and the plaintext, so a
+    /// file whose bytes equal an encoded tree never shares its id.
+    pub fn blob_id(&self, blob_type: BlobType, plaintext: &[u8]) -> BlobId {
+        let mut h = blake3::Hasher::new_keyed(&self.id_key);
+        h.update(&[blob_type as u8]);
+        h.update(plaintext);
+        BlobId::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// The repository's chunker seed: the first 8 bytes (little endian) of BLAKE3 keyed with the
+    /// id key over `floe/v1/chunker-seed`. Keying the cut points keeps chunk sizes from telling
+    /// which known files a repository holds.
+    pub fn chunker_seed(&self) -> u64 {
+        let h = blake3::keyed_hash(&self.id_key, CHUNKER_SEED_CONTEXT);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.as_bytes()[..8]);
+        u64::from_le_bytes(b)
     }
 
     /// Seals in place. `buf` must hold `NONCE_LEN` bytes of room followed by the plaintext; on
@@ -190,10 +206,10 @@ mod tests {
     #[test]
     fn wrong_aad_or_key_fails() {
         let key = MasterKey::generate();
-        let id = key.blob_id(b"hello");
+        let id = key.blob_id(BlobType::Data, b"hello");
         let sealed = key.seal(&aad::blob(BlobType::Data, &id), b"hello");
         assert!(key.open(&aad::blob(BlobType::Tree, &id), &sealed).is_err());
-        let other = key.blob_id(b"other");
+        let other = key.blob_id(BlobType::Data, b"other");
         assert!(key
             .open(&aad::blob(BlobType::Data, &other), &sealed)
             .is_err());
@@ -210,7 +226,19 @@ mod tests {
     fn blob_ids_depend_on_the_id_key() {
         let a = MasterKey::generate();
         let b = MasterKey::generate();
-        assert_eq!(a.blob_id(b"x"), a.blob_id(b"x"));
-        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_eq!(
+            a.blob_id(BlobType::Data, b"x"),
+            a.blob_id(BlobType::Data, b"x")
+        );
+        assert_ne!(
+            a.blob_id(BlobType::Data, b"x"),
+            b.blob_id(BlobType::Data, b"x")
+        );
+        // The same bytes as data and as a tree get different ids.
+        assert_ne!(
+            a.blob_id(BlobType::Data, b"{}"),
+            a.blob_id(BlobType::Tree, b"{}")
+        );
+        assert_ne!(a.chunker_seed(), b.chunker_seed());
     }
 }

@@ -17,6 +17,13 @@ use crate::error::{Error, Result};
 pub const KEY_FILE_VERSION: u32 = 1;
 /// Salt length.
 pub const SALT_LEN: usize = 32;
+/// Highest Argon2id memory cost accepted from a key file (4 GiB): a planted key file must not be
+/// able to exhaust the machine.
+pub const MAX_MEMORY_KIB: u32 = 4 << 20;
+/// Highest Argon2id pass count accepted from a key file.
+pub const MAX_ITERATIONS: u32 = 64;
+/// Highest Argon2id lane count accepted from a key file.
+pub const MAX_PARALLELISM: u32 = 64;
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +77,14 @@ pub struct KeyFile {
 }
 
 fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; KEY_LEN]> {
+    if p.memory_kib > MAX_MEMORY_KIB
+        || p.iterations > MAX_ITERATIONS
+        || p.parallelism > MAX_PARALLELISM
+    {
+        return Err(Error::InvalidInput(format!(
+            "Argon2id costs {p:?} exceed the accepted maximum ({MAX_MEMORY_KIB} KiB, {MAX_ITERATIONS} passes, {MAX_PARALLELISM} lanes)"
+        )));
+    }
     let params = Params::new(p.memory_kib, p.iterations, p.parallelism, Some(KEY_LEN))
         .map_err(|e| Error::InvalidInput(format!("invalid Argon2id parameters: {e}")))?;
     let mut out = [0u8; KEY_LEN];

@@ -201,7 +201,7 @@ pub fn open_blob(
         sealed.truncate(len);
         sealed
     };
-    if key.blob_id(&data) != entry.id {
+    if key.blob_id(entry.blob_type, &data) != entry.id {
         return Err(Error::corrupt(object(), "content does not match its id"));
     }
     Ok(data)
@@ -402,7 +402,7 @@ mod tests {
     fn seal(key: &MasterKey, sealer: &mut BlobSealer, t: BlobType, data: &[u8]) -> SealedBlob {
         let mut buf = vec![0u8; NONCE_LEN];
         buf.extend_from_slice(data);
-        sealer.seal(key, t, key.blob_id(data), buf)
+        sealer.seal(key, t, key.blob_id(t, data), buf)
     }
 
     proptest! {

@@ -181,23 +181,44 @@ impl Repository {
         }
         let keys = backend.list(FileType::Key)?;
         let mut found = None;
+        // A damaged key file must not lock users out while another one opens: remember the first
+        // problem and report it only if no key file opens.
+        let mut damaged: Option<Error> = None;
         for k in &keys {
+            let object = || Object::File {
+                file_type: FileType::Key,
+                name: hex::encode(k.id),
+            };
             let bytes = backend.read(FileType::Key, &k.id)?;
-            let kf: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::corrupt(
-                    Object::File {
-                        file_type: FileType::Key,
-                        name: hex::encode(k.id),
-                    },
-                    e.to_string(),
-                )
-            })?;
-            if let Some(master) = kf.open(password)? {
-                found = Some((master, KeyId::from_bytes(k.id)));
-                break;
+            let parsed = if *blake3::hash(&bytes).as_bytes() != k.id {
+                Err(Error::corrupt(
+                    object(),
+                    "content does not hash to its name",
+                ))
+            } else {
+                serde_json::from_slice::<KeyFile>(&bytes)
+                    .map_err(|e| Error::corrupt(object(), e.to_string()))
+                    .and_then(|kf| {
+                        kf.open(password)
+                            .map_err(|e| Error::corrupt(object(), e.to_string()))
+                    })
+            };
+            match parsed {
+                Ok(Some(master)) => {
+                    found = Some((master, KeyId::from_bytes(k.id)));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    damaged.get_or_insert(e);
+                }
             }
         }
-        let (key, key_id) = found.ok_or(Error::WrongPassword { keys: keys.len() })?;
+        let (key, key_id) = match (found, damaged) {
+            (Some(f), _) => f,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(Error::WrongPassword { keys: keys.len() }),
+        };
         let sealed = backend.read(FileType::Config, &CONFIG_ID)?;
         let config: Config = open_file(&key, FileType::Config, &CONFIG_ID, sealed)?;
         if config.version != FORMAT_VERSION {
@@ -207,6 +228,17 @@ impl Repository {
             });
         }
         config.chunker.validate()?;
+        if !(1..=MAX_PACK_TARGET).contains(&config.data_pack_size)
+            || !(1..=MAX_PACK_TARGET).contains(&config.tree_pack_size)
+        {
+            return Err(Error::corrupt(
+                Object::File {
+                    file_type: FileType::Config,
+                    name: "config".into(),
+                },
+                "pack sizes out of range",
+            ));
+        }
         Ok(Self {
             backend,
             key,

@@ -55,7 +55,7 @@ fn config() -> Config {
 fn sealed(key: &MasterKey, sealer: &mut BlobSealer, data: &[u8]) -> pack::SealedBlob {
     let mut buf = vec![0u8; NONCE_LEN];
     buf.extend_from_slice(data);
-    sealer.seal(key, BlobType::Data, key.blob_id(data), buf)
+    sealer.seal(key, BlobType::Data, key.blob_id(BlobType::Data, data), buf)
 }
 
 #[test]
@@ -107,6 +107,7 @@ fn regenerate() {
     let v = json!({
         "password": PASSWORD,
         "master_key": {"encryption": hex::encode(key.encryption_key()), "id": hex::encode(key.id_key())},
+        "chunker_seed": key.chunker_seed(),
         "key_file": {"file": "key.json", "id": blake3::hash(&fs::read(d.join("key.json")).unwrap()).to_hex().to_string()},
         "blob": {"file": "blob.bin", "type": "data", "id": blob.id.to_hex(), "plaintext_hex": hex::encode(hello), "compressed": false},
         "pack": {"file": "pack.bin", "id": p.id.to_hex(), "type": "data", "entries": entries,
@@ -150,13 +151,21 @@ fn key_file_opens_with_the_vector_password_only() {
 }
 
 #[test]
+fn chunker_seed_derives_from_the_id_key() {
+    assert_eq!(
+        master().chunker_seed(),
+        vectors()["chunker_seed"].as_u64().unwrap()
+    );
+}
+
+#[test]
 fn blob_opens_to_its_plaintext_and_id() {
     let v = vectors();
     let key = master();
     let id: BlobId = v["blob"]["id"].as_str().unwrap().parse().unwrap();
     let plain = hex::decode(v["blob"]["plaintext_hex"].as_str().unwrap()).unwrap();
     assert_eq!(
-        key.blob_id(&plain),
+        key.blob_id(BlobType::Data, &plain),
         id,
         "blob id is keyed BLAKE3 of the plaintext"
     );

@@ -133,3 +133,25 @@ fn a_flipped_byte_in_a_data_pack_fails_the_restore_naming_the_pack() {
     // Nothing that looks like the file was left behind.
     assert!(!restored(&t, &src).join("victim").exists());
 }
+
+#[test]
+fn a_damaged_extra_key_file_does_not_lock_users_out() {
+    let env = Env::init();
+    let junk = b"{ this is not a key file";
+    let name = blake3::hash(junk).to_hex().to_string();
+    fs::write(env.repo.join("keys").join(&name), junk).unwrap();
+    env.ok(&["snapshots"]);
+    // With only the damaged key left, the error names it instead of claiming a wrong password.
+    for e in fs::read_dir(env.repo.join("keys")).unwrap().flatten() {
+        if e.file_name().to_string_lossy() != name {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("corrupted keys file {name}")),
+        "{}",
+        stderr(&out)
+    );
+}

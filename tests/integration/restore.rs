@@ -182,3 +182,18 @@ fn existing_files_are_not_overwritten_without_overwrite() {
     env.ok(&with);
     assert_eq!(fs::read(&dest).unwrap(), b"from the backup");
 }
+
+/// A file holding exactly the bytes of an encoded empty folder once shared the folder's blob id,
+/// and restores then failed with "a tree reference names a data blob".
+#[test]
+fn regression_file_with_the_bytes_of_an_empty_tree() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("b-empty-dir")).unwrap();
+    fs::write(src.join("a-file"), br#"{"nodes":[]}"#).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let t = env.restore("latest", "out");
+    let copy = restored(&t, &src);
+    assert_eq!(fs::read(copy.join("a-file")).unwrap(), br#"{"nodes":[]}"#);
+    assert!(copy.join("b-empty-dir").is_dir());
+}

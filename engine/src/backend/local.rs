@@ -202,9 +202,12 @@ impl Backend for LocalBackend {
         let p = self.path(t, id);
         let result = match write_atomic(&p, data) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The pack sub-folder is made on first use.
+                // The pack sub-folder is made on first use; its parent is synced so that the new
+                // folder, and the pack in it, survive a crash.
                 let dir = p.parent().unwrap_or(&self.root);
-                Self::mkdir(dir).and_then(|_| write_atomic(&p, data))
+                Self::mkdir(dir)
+                    .and_then(|_| File::open(dir.parent().unwrap_or(&self.root))?.sync_all())
+                    .and_then(|_| write_atomic(&p, data))
             }
             r => r,
         };
