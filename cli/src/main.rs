@@ -9,6 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Backup and restore move many multi-megabyte buffers between threads; mimalloc keeps them in
+/// thread-local pages instead of mapping and unmapping memory for each (measured in README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes, documented in README.md ("Exit codes").
 pub mod exit {
     /// Success.

@@ -109,6 +109,8 @@ struct Shared<'r> {
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
     pool_tx: Sender<Vec<u8>>,
+    /// Buffers of written data packs, for the data packer to fill again.
+    pack_pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
 impl Shared<'_> {
@@ -142,6 +144,11 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<FinishedPack>)
                 .packer(job.blob_type)
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            if p.is_empty() && job.blob_type == BlobType::Data {
+                if let Ok(buf) = shared.pack_pool.1.try_recv() {
+                    p.recycle(buf);
+                }
+            }
             p.add(&sealed);
             p.is_full().then(|| p.finish(key))
         };
@@ -178,6 +185,9 @@ fn writer(shared: &Shared<'_>, packs: Receiver<FinishedPack>) {
             });
         if let Err(e) = r {
             shared.fail(e);
+        }
+        if pack.blob_type == BlobType::Data {
+            let _ = shared.pack_pool.0.try_send(pack.bytes);
         }
     }
     if !shared.failed.load(Ordering::SeqCst) && !pending.packs.is_empty() {
@@ -395,7 +405,6 @@ impl<'a> Walker<'a> {
         parent: Option<&Node>,
     ) -> std::result::Result<Option<Node>, Aborted> {
         let mut node = self.base_node(name, meta, NodeKind::File);
-        self.summary.total_bytes += meta.size();
         let unchanged = parent.filter(|p| {
             p.kind == NodeKind::File
                 && p.size == meta.size()
@@ -409,19 +418,24 @@ impl<'a> Walker<'a> {
         });
         if let Some(p) = unchanged {
             self.summary.files_unchanged += 1;
+            self.summary.total_bytes += p.size;
             node.size = p.size;
             node.content = p.content.clone();
             return Ok(Some(node));
         }
-        if parent.is_some() {
-            self.summary.files_changed += 1;
-        } else {
-            self.summary.files_new += 1;
-        }
+        let count = |s: &mut SnapshotSummary, size: u64| {
+            s.total_bytes += size;
+            if parent.is_some() {
+                s.files_changed += 1;
+            } else {
+                s.files_new += 1;
+            }
+        };
         let link_key = (meta.dev(), meta.ino());
         if meta.nlink() > 1 {
             if let Some((size, mtime, content)) = self.hardlinks.get(&link_key) {
                 if *size == meta.size() && *mtime == meta.mtime() {
+                    count(&mut self.summary, *size);
                     node.size = *size;
                     node.content = Some(content.clone());
                     return Ok(Some(node));
@@ -430,6 +444,7 @@ impl<'a> Walker<'a> {
         }
         match self.read_content(path) {
             Ok(Ok((content, read))) => {
+                count(&mut self.summary, read);
                 self.summary.bytes_read += read;
                 node.size = read;
                 if meta.nlink() > 1 {
@@ -681,7 +696,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         opts.threads
     };
     let cfg = repo.config();
-    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(2 * threads + 4);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
     let shared = Shared {
         repo,
         data_packer: Mutex::new(Packer::new(BlobType::Data, cfg.data_pack_size)),
@@ -690,13 +705,16 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         pool_tx,
+        pack_pool: bounded(1),
     };
     let excludes = PathMatcher::new(&opts.excludes)?;
     let chunker = Chunker::new(cfg.chunker, repo.key().chunker_seed())?;
 
     let (walk_result, mut summary, errors) = std::thread::scope(|scope| {
         let (job_tx, job_rx) = bounded::<Job>(2 * threads);
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+        // A rendezvous: a finished pack waits in its worker until the writer takes it, so packs
+        // in memory are at most one being filled, one being written and one per worker.
+        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
         let shared = &shared;
         let writer_handle = scope.spawn(move || writer(shared, pack_rx));
         let workers: Vec<_> = (0..threads)

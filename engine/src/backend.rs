@@ -128,6 +128,19 @@ pub trait Backend: Send + Sync {
         length: u64,
     ) -> Result<Vec<u8>, BackendError>;
 
+    /// As [`Backend::read_range`], into `buf` (its allocation reused).
+    fn read_range_into(
+        &self,
+        file_type: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        *buf = self.read_range(file_type, id, offset, length)?;
+        Ok(())
+    }
+
     /// Stores an object atomically: readers see all of it or nothing, and it is durable on return.
     fn write(&self, file_type: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError>;
 
@@ -152,6 +165,9 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn read_range(&self, t: FileType, id: &RawId, o: u64, l: u64) -> Result<Vec<u8>, BackendError> {
         (**self).read_range(t, id, o, l)
+    }
+    fn read_range_into(&self, t: FileType, id: &RawId, o: u64, l: u64, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        (**self).read_range_into(t, id, o, l, buf)
     }
     fn write(&self, t: FileType, id: &RawId, d: &[u8]) -> Result<(), BackendError> {
         (**self).write(t, id, d)

@@ -64,6 +64,25 @@ pub fn decompress(src: &[u8], expected_len: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Decompresses into `out` (its allocation reused), which must end up `expected_len` bytes long.
+pub fn decompress_into(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    src: &[u8],
+    expected_len: usize,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(expected_len);
+    let n = dctx.decompress_to_buffer(src, out)?;
+    if n != expected_len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompressed to {n} bytes, expected {expected_len}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Decompresses a zstd frame of unknown size, refusing to grow past `limit` bytes.
 pub fn decompress_bounded(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;

@@ -123,7 +123,7 @@ pub enum Error {
         reason: String,
     },
     /// A blob the repository should hold is not in the index.
-    #[error("blob {0} is not in the index (the repository is incomplete; run `floe check`)")]
+    #[error("blob {0} is not in the index: the repository is incomplete")]
     MissingBlob(BlobId),
     /// The storage failed.
     #[error("storage error: {0}")]

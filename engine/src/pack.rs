@@ -182,29 +182,74 @@ pub fn open_blob(
     entry: &PackEntry,
     mut sealed: Vec<u8>,
 ) -> Result<Vec<u8>> {
-    let object = || Object::Blob {
-        pack: *pack,
-        blob: entry.id,
-    };
-    let plain = key
-        .open_in_place(&aad::blob(entry.blob_type, &entry.id), &mut sealed)
-        .map_err(|e| Error::corrupt(object(), e.to_string()))?;
-    let data = if entry.compressed {
-        compress::decompress(plain, entry.uncompressed_length as usize)
-            .map_err(|e| Error::corrupt(object(), format!("decompression failed: {e}")))?
+    let mut opener = BlobOpener::new();
+    let len = opener.open(key, pack, entry, &mut sealed)?.len();
+    if entry.compressed {
+        Ok(opener.scratch)
     } else {
-        if plain.len() != entry.uncompressed_length as usize {
-            return Err(Error::corrupt(object(), "length differs from the index"));
-        }
-        let len = plain.len();
         sealed.copy_within(NONCE_LEN..NONCE_LEN + len, 0);
         sealed.truncate(len);
-        sealed
-    };
-    if key.blob_id(entry.blob_type, &data) != entry.id {
-        return Err(Error::corrupt(object(), "content does not match its id"));
+        Ok(sealed)
     }
-    Ok(data)
+}
+
+/// Opens blobs without allocating per blob: decryption happens where the sealed bytes lie and
+/// decompression goes to a buffer reused from one blob to the next (one opener per thread).
+#[derive(Default)]
+pub struct BlobOpener {
+    scratch: Vec<u8>,
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl BlobOpener {
+    /// An opener with empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens `sealed` (decrypting it in place) and returns the checked plaintext, which borrows
+    /// either `sealed` or the opener's buffer.
+    pub fn open<'a>(
+        &'a mut self,
+        key: &MasterKey,
+        pack: &PackId,
+        entry: &PackEntry,
+        sealed: &'a mut [u8],
+    ) -> Result<&'a [u8]> {
+        let object = || Object::Blob {
+            pack: *pack,
+            blob: entry.id,
+        };
+        let plain = key
+            .open_in_place(&aad::blob(entry.blob_type, &entry.id), sealed)
+            .map_err(|e| Error::corrupt(object(), e.to_string()))?;
+        let data: &[u8] = if entry.compressed {
+            let dctx = match &mut self.dctx {
+                Some(d) => d,
+                None => self.dctx.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| Error::io("start zstd", "decompressor", e))?,
+                ),
+            };
+            compress::decompress_into(
+                dctx,
+                plain,
+                entry.uncompressed_length as usize,
+                &mut self.scratch,
+            )
+            .map_err(|e| Error::corrupt(object(), format!("decompression failed: {e}")))?;
+            &self.scratch
+        } else {
+            if plain.len() != entry.uncompressed_length as usize {
+                return Err(Error::corrupt(object(), "length differs from the index"));
+            }
+            plain
+        };
+        if key.blob_id(entry.blob_type, data) != entry.id {
+            return Err(Error::corrupt(object(), "content does not match its id"));
+        }
+        Ok(data)
+    }
 }
 
 /// Accumulates sealed blobs of one type into a pack.
@@ -255,6 +300,15 @@ impl Packer {
             uncompressed_length: blob.uncompressed_length,
         });
         self.buf.extend_from_slice(&blob.bytes);
+    }
+
+    /// Gives the packer an emptied buffer of a finished pack to fill next, so that packs reuse
+    /// their memory instead of allocating tens of megabytes each.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.buf.capacity() == 0 && buf.capacity() >= self.target {
+            buf.clear();
+            self.buf = buf;
+        }
     }
 
     /// True when the pack has reached its target size.

@@ -387,8 +387,28 @@ impl Repository {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_pack_range_into(blob_type, pack, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`Repository::read_pack_range`], into `buf` (its allocation reused).
+    pub fn read_pack_range_into(
+        &self,
+        blob_type: BlobType,
+        pack: &PackId,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         self.backend
-            .read_range(blob_type.pack_file_type(), pack.as_bytes(), offset, length)
+            .read_range_into(
+                blob_type.pack_file_type(),
+                pack.as_bytes(),
+                offset,
+                length,
+                buf,
+            )
             .map_err(|err| match err {
                 BackendError::ShortRead { .. } => {
                     Error::corrupt(Object::Pack(*pack), err.to_string())

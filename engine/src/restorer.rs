@@ -5,12 +5,11 @@
 //! sparse. A file whose blobs fail to read or authenticate is removed and reported: restore never
 //! leaves damaged bytes behind as if they were good.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -19,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
 use crate::id::{BlobId, PackId};
 use crate::index::Index;
-use crate::pack::{self, PackEntry};
+use crate::pack::{BlobOpener, PackEntry};
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind, Tree};
@@ -29,7 +28,7 @@ const SPARSE_BLOCK: usize = 64 * 1024;
 /// Blobs of one pack closer than this are fetched in one read.
 const MAX_READ_GAP: u64 = 256 * 1024;
 /// Largest single read.
-const MAX_READ: u64 = 32 << 20;
+const MAX_READ: u64 = 8 << 20;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +63,8 @@ pub struct RestoreSummary {
     pub dirs: u64,
     /// Links, fifos and devices restored.
     pub others: u64,
+    /// Entries recorded but not restored: sockets, and device nodes when not run as root.
+    pub skipped: u64,
     /// Bytes of file content restored.
     pub bytes: u64,
     /// Failures (damaged or missing data, local write errors).
@@ -100,7 +101,8 @@ impl Filter {
 }
 
 fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
 }
 
 /// Resolves `subpath` inside the snapshot's root tree; returns the node found (the root itself as
@@ -225,6 +227,20 @@ fn write_sparse(f: &File, offset: u64, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens a file for writing, creating it (0600 until its metadata is set) at its final length;
+/// unwritten ranges stay holes.
+fn open_at_size(path: &Path, size: u64) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        // Another thread may already have written blobs of this file.
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.set_len(size)?;
+    Ok(f)
+}
+
 fn set_owner(path: &Path, node: &Node) -> io::Result<()> {
     if is_root() {
         std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
@@ -307,14 +323,21 @@ pub fn restore(
         }
     }
 
-    // Refuse to overwrite unless asked.
-    let existing: Vec<&PathBuf> = plan
-        .files
-        .iter()
-        .map(|f| &f.path)
-        .chain(plan.others.iter().map(|(p, _)| p))
-        .filter(|p| fs::symlink_metadata(p).is_ok())
-        .collect();
+    // Refuse to overwrite unless asked. A target folder that does not exist yet holds nothing.
+    let fresh_target = fs::symlink_metadata(&opts.target).is_err();
+    let existing: Vec<&PathBuf> =
+        plan.files
+            .iter()
+            .map(|f| &f.path)
+            .chain(plan.others.iter().map(|(p, _)| p))
+            .filter(|p| !fresh_target && fs::symlink_metadata(p).is_ok())
+            .chain(
+                // Something that is not a folder where the snapshot has one would be replaced too.
+                plan.dirs.iter().map(|(p, _)| p).filter(|p| {
+                    !fresh_target && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir())
+                }),
+            )
+            .collect();
     if !existing.is_empty() && !opts.overwrite {
         return Err(Error::TargetExists {
             count: existing.len(),
@@ -338,7 +361,9 @@ pub fn restore(
         mkdir(p)?;
     }
 
-    // Create every content-carrying file at its final size, then fill in blobs pack by pack.
+    // Empty files are created now; the others when their first blob is written, so that each
+    // file is opened once per pack that holds its data, never once more just to create it.
+    let existing: HashSet<&PathBuf> = existing.into_iter().collect();
     let failures: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
     let fail = |i: usize, msg: String| {
         failures
@@ -352,16 +377,16 @@ pub fn restore(
         if f.link_to.is_some() {
             continue;
         }
-        let created = clear(&f.path).and_then(|_| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&f.path)
-                .and_then(|h| h.set_len(f.node.size))
-        });
-        if let Err(e) = created {
-            fail(i, format!("create: {e}"));
+        if existing.contains(&f.path) {
+            if let Err(e) = clear(&f.path) {
+                fail(i, format!("replace: {e}"));
+                continue;
+            }
+        }
+        if f.node.content.as_ref().is_none_or(|c| c.is_empty()) {
+            if let Err(e) = open_at_size(&f.path, f.node.size) {
+                fail(i, format!("create: {e}"));
+            }
             continue;
         }
         let mut offset = 0u64;
@@ -384,7 +409,6 @@ pub fn restore(
         }
     }
 
-    let bytes = AtomicU64::new(0);
     let threads = if opts.threads == 0 {
         2 * std::thread::available_parallelism()
             .map(|n| n.get())
@@ -406,29 +430,32 @@ pub fn restore(
         .collect();
     let files = &plan.files;
     pool.install(|| {
-        packs.par_iter().for_each(|(pack_id, blobs)| {
-            let mut handles: HashMap<usize, File> = HashMap::new();
-            let mut start = 0;
-            while start < blobs.len() {
-                // Coalesce neighbours into one read.
-                let first = blobs[start].entry.offset as u64;
-                let mut end = start + 1;
-                let mut last_end = first + blobs[start].entry.length as u64;
-                while end < blobs.len() {
-                    let e = &blobs[end].entry;
-                    let e_end = e.offset as u64 + e.length as u64;
-                    if (e.offset as u64) > last_end + MAX_READ_GAP || e_end - first > MAX_READ {
-                        break;
+        let init = || (Vec::new(), BlobOpener::new());
+        packs
+            .par_iter()
+            .for_each_init(init, |(data, opener), (pack_id, blobs)| {
+                let mut handles: HashMap<usize, File> = HashMap::new();
+                let mut start = 0;
+                while start < blobs.len() {
+                    // Coalesce neighbours into one read.
+                    let first = blobs[start].entry.offset as u64;
+                    let mut end = start + 1;
+                    let mut last_end = first + blobs[start].entry.length as u64;
+                    while end < blobs.len() {
+                        let e = &blobs[end].entry;
+                        let e_end = e.offset as u64 + e.length as u64;
+                        if (e.offset as u64) > last_end + MAX_READ_GAP || e_end - first > MAX_READ {
+                            break;
+                        }
+                        last_end = last_end.max(e_end);
+                        end += 1;
                     }
-                    last_end = last_end.max(e_end);
-                    end += 1;
-                }
-                let group = &blobs[start..end];
-                start = end;
-                let bt = group[0].entry.blob_type;
-                let data = match repo.read_pack_range(bt, pack_id, first, last_end - first) {
-                    Ok(d) => d,
-                    Err(e) => {
+                    let group = &blobs[start..end];
+                    start = end;
+                    let bt = group[0].entry.blob_type;
+                    if let Err(e) =
+                        repo.read_pack_range_into(bt, pack_id, first, last_end - first, data)
+                    {
                         for b in group {
                             for (i, _) in &b.targets {
                                 fail(*i, e.to_string());
@@ -436,45 +463,40 @@ pub fn restore(
                         }
                         continue;
                     }
-                };
-                for b in group {
-                    let lo = (b.entry.offset as u64 - first) as usize;
-                    let sealed = data[lo..lo + b.entry.length as usize].to_vec();
-                    let plain = match pack::open_blob(repo.key(), pack_id, &b.entry, sealed) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            for (i, _) in &b.targets {
-                                fail(*i, e.to_string());
-                            }
-                            continue;
-                        }
-                    };
-                    for (i, off) in &b.targets {
-                        let f = &files[*i];
-                        let h = match handles.entry(*i) {
-                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(v) => {
-                                match OpenOptions::new().write(true).open(&f.path) {
-                                    Ok(h) => v.insert(h),
-                                    Err(e) => {
-                                        fail(*i, format!("open: {e}"));
-                                        continue;
-                                    }
+                    for b in group {
+                        let lo = (b.entry.offset as u64 - first) as usize;
+                        let sealed = &mut data[lo..lo + b.entry.length as usize];
+                        let plain = match opener.open(repo.key(), pack_id, &b.entry, sealed) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                for (i, _) in &b.targets {
+                                    fail(*i, e.to_string());
                                 }
+                                continue;
                             }
                         };
-                        match write_sparse(h, *off, &plain) {
-                            Ok(()) => {
-                                bytes.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                        for (i, off) in &b.targets {
+                            let f = &files[*i];
+                            let h = match handles.entry(*i) {
+                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    match open_at_size(&f.path, f.node.size) {
+                                        Ok(h) => v.insert(h),
+                                        Err(e) => {
+                                            fail(*i, format!("open: {e}"));
+                                            continue;
+                                        }
+                                    }
+                                }
+                            };
+                            if let Err(e) = write_sparse(h, *off, plain) {
+                                fail(*i, format!("write: {e}"));
                             }
-                            Err(e) => fail(*i, format!("write: {e}")),
                         }
                     }
                 }
-            }
-        })
+            })
     });
-    summary.bytes = bytes.load(Ordering::Relaxed);
 
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     for (i, f) in plan.files.iter().enumerate() {
@@ -504,6 +526,7 @@ pub fn restore(
             }
         }
         summary.files += 1;
+        summary.bytes += f.node.size;
     }
     for (i, msg) in failures {
         summary.errors.push(RestoreError {
@@ -516,7 +539,7 @@ pub fn restore(
         let r = restore_other(path, node);
         match r {
             Ok(true) => summary.others += 1,
-            Ok(false) => {}
+            Ok(false) => summary.skipped += 1,
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
                 message: e.to_string(),

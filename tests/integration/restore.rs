@@ -197,3 +197,27 @@ fn regression_file_with_the_bytes_of_an_empty_tree() {
     assert_eq!(fs::read(copy.join("a-file")).unwrap(), br#"{"nodes":[]}"#);
     assert!(copy.join("b-empty-dir").is_dir());
 }
+
+#[test]
+fn a_file_where_the_snapshot_has_a_folder_is_not_replaced_without_overwrite() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/inner"), b"x").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let t = env.path("out");
+    let clash = restored(&t, &src).join("d");
+    fs::create_dir_all(clash.parent().unwrap()).unwrap();
+    fs::write(&clash, b"a local file named like the folder").unwrap();
+    let out = env.run(&[
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        t.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(&clash).unwrap(),
+        b"a local file named like the folder"
+    );
+}

@@ -32,6 +32,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .into());
     }
     let password = crate::password::get(g, true)?;
+    if password.is_empty() {
+        anyhow::bail!("an empty password is not accepted");
+    }
     let opts = InitOptions {
         chunker: ChunkerParams {
             min_size: a.chunk_min,

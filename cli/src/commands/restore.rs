@@ -51,13 +51,19 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         output::json(&summary)?;
     } else {
         output::line(format!(
-            "restored snapshot {}: {} files ({}), {} folders, {} others",
+            "restored snapshot {}: {} file(s) ({}), {} folder(s), {} other(s)",
             snap.id.short(),
             summary.files,
             output::bytes(summary.bytes),
             summary.dirs,
             summary.others
         ))?;
+        if summary.skipped > 0 {
+            output::line(format!(
+                "skipped {} socket(s) or device node(s) (device nodes need root)",
+                summary.skipped
+            ))?;
+        }
     }
     if summary.errors.is_empty() {
         Ok(exit::OK)

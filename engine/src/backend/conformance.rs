@@ -1,4 +1,5 @@
-//! The conformance suite every backend must pass: memory, local and S3 run the same checks.
+//! The conformance suite every backend must pass: the memory and local backends, and every backend
+//! added later, run the same checks.
 //!
 //! Each check panics with a message naming what broke; tests call [`run_all`] on a fresh, empty
 //! store created with [`Backend::create`].

@@ -51,6 +51,16 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     fn read_range(&self, t: FileType, id: &RawId, o: u64, l: u64) -> Result<Vec<u8>, BackendError> {
         self.inner.read_range(t, id, o, l)
     }
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &RawId,
+        o: u64,
+        l: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        self.inner.read_range_into(t, id, o, l, buf)
+    }
     fn write(&self, _t: FileType, _id: &RawId, data: &[u8]) -> Result<(), BackendError> {
         self.bytes_not_written
             .fetch_add(data.len() as u64, Ordering::Relaxed);

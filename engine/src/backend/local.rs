@@ -174,11 +174,25 @@ impl Backend for LocalBackend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(t, id, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
         let p = self.path(t, id);
         let f = File::open(&p).map_err(|e| Self::err("open", &p, e))?;
         let len = usize::try_from(length)
             .map_err(|_| Self::err("read", &p, io::Error::other("range too large")))?;
-        let mut buf = vec![0u8; len];
+        buf.clear();
+        buf.resize(len, 0);
         let mut done = 0;
         while done < len {
             match f.read_at(&mut buf[done..], offset + done as u64) {
@@ -195,7 +209,7 @@ impl Backend for LocalBackend {
                 Err(e) => return Err(Self::err("read", &p, e)),
             }
         }
-        Ok(buf)
+        Ok(())
     }
 
     fn write(&self, t: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError> {
