@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
 use crate::id::{BlobId, SnapshotId};
 use crate::index::{Index, IndexFile};
-use crate::pack::{BlobSealer, BlobType, FinishedPack, Packer};
+use crate::pack::{BlobSealer, BlobType, Packer, UnhashedPack};
 use crate::repository::{host_and_user, now_local, Repository};
 use crate::snapshot::{Snapshot, SnapshotSummary};
 use crate::tree::{ByteString, Node, NodeKind, Tree};
@@ -42,6 +42,9 @@ use crate::tree::{ByteString, Node, NodeKind, Tree};
 /// Packs written between two index files during a long backup, so that a backup cut short
 /// leaves most of its work indexed and reusable.
 const PACKS_PER_INDEX_FILE: usize = 64;
+/// Pack writers: each write ends with an fsync, and two in flight keep the disk busy while the
+/// other waits for its flush.
+const WRITERS: usize = 2;
 /// Largest encoded tree (pack entry lengths stay below 2^31; format-spec "Pack header").
 const MAX_TREE_BLOB: usize = 1 << 30;
 
@@ -111,6 +114,8 @@ struct Shared<'r> {
     pool_tx: Sender<Vec<u8>>,
     /// Buffers of written data packs, for the data packer to fill again.
     pack_pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// Packs written and not yet named by an index file.
+    pending_index: Mutex<IndexFile>,
 }
 
 impl Shared<'_> {
@@ -128,7 +133,7 @@ impl Shared<'_> {
     }
 }
 
-fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<FinishedPack>) {
+fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<UnhashedPack>) {
     let mut sealer = match BlobSealer::new(shared.repo.config().compression_level) {
         Ok(s) => s,
         Err(e) => return shared.fail(Error::io("start zstd", "compressor", e)),
@@ -150,7 +155,7 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<FinishedPack>)
                 }
             }
             p.add(&sealed);
-            p.is_full().then(|| p.finish(key))
+            p.is_full().then(|| p.finish_unhashed(key))
         };
         let _ = shared.pool_tx.try_send(sealed.bytes);
         if let Some(pack) = full {
@@ -161,13 +166,14 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<FinishedPack>)
     }
 }
 
-fn writer(shared: &Shared<'_>, packs: Receiver<FinishedPack>) {
+fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
     let repo = shared.repo;
-    let mut pending = IndexFile::default();
     for pack in packs {
         if shared.failed.load(Ordering::SeqCst) {
             continue; // drain so that senders never block
         }
+        // Hashing here keeps it off the packer's lock and off the compressing threads.
+        let pack = pack.hash();
         let r = repo
             .backend()
             .write(
@@ -177,9 +183,18 @@ fn writer(shared: &Shared<'_>, packs: Receiver<FinishedPack>) {
             )
             .map_err(Error::from)
             .and_then(|_| {
-                pending.add_pack(pack.id, pack.blob_type, &pack.entries);
-                if pending.packs.len() >= PACKS_PER_INDEX_FILE {
-                    repo.save_index(&std::mem::take(&mut pending))?;
+                // Only a pack that is durable joins the pending index.
+                let full = {
+                    let mut pending = shared
+                        .pending_index
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    pending.add_pack(pack.id, pack.blob_type, &pack.entries);
+                    (pending.packs.len() >= PACKS_PER_INDEX_FILE)
+                        .then(|| std::mem::take(&mut *pending))
+                };
+                if let Some(file) = full {
+                    repo.save_index(&file)?;
                 }
                 Ok(())
             });
@@ -188,11 +203,6 @@ fn writer(shared: &Shared<'_>, packs: Receiver<FinishedPack>) {
         }
         if pack.blob_type == BlobType::Data {
             let _ = shared.pack_pool.0.try_send(pack.bytes);
-        }
-    }
-    if !shared.failed.load(Ordering::SeqCst) && !pending.packs.is_empty() {
-        if let Err(e) = repo.save_index(&pending) {
-            shared.fail(e);
         }
     }
 }
@@ -301,6 +311,8 @@ struct Walker<'a> {
     hardlinks: HashMap<(u64, u64), (u64, i64, Vec<BlobId>)>,
     names: Names,
     read_buf: Vec<u8>,
+    /// Largest data chunk.
+    max_chunk: usize,
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
 }
@@ -332,7 +344,13 @@ impl<'a> Walker<'a> {
         }
         let mut buf = self.pool.try_recv().unwrap_or_default();
         buf.clear();
-        buf.reserve(NONCE_LEN + data.len() + crate::crypto::TAG_LEN);
+        // Data buffers are sized for the largest chunk once, so that recycled buffers never
+        // grow again: a reallocation would copy and fault in fresh pages for every chunk.
+        let room = match blob_type {
+            BlobType::Data => data.len().max(self.max_chunk),
+            BlobType::Tree => data.len(),
+        };
+        buf.reserve(NONCE_LEN + room + crate::crypto::TAG_LEN);
         buf.resize(NONCE_LEN, 0);
         buf.extend_from_slice(data);
         self.jobs
@@ -699,24 +717,35 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
     let shared = Shared {
         repo,
-        data_packer: Mutex::new(Packer::new(BlobType::Data, cfg.data_pack_size)),
+        data_packer: Mutex::new(Packer::with_max_blob(
+            BlobType::Data,
+            cfg.data_pack_size,
+            cfg.chunker.max_size as usize + crate::crypto::OVERHEAD,
+        )),
         tree_packer: Mutex::new(Packer::new(BlobType::Tree, cfg.tree_pack_size)),
         bytes_added: AtomicU64::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         pool_tx,
-        pack_pool: bounded(1),
+        pack_pool: bounded(WRITERS),
+        pending_index: Mutex::new(IndexFile::default()),
     };
     let excludes = PathMatcher::new(&opts.excludes)?;
     let chunker = Chunker::new(cfg.chunker, repo.key().chunker_seed())?;
 
     let (walk_result, mut summary, errors) = std::thread::scope(|scope| {
         let (job_tx, job_rx) = bounded::<Job>(2 * threads);
-        // A rendezvous: a finished pack waits in its worker until the writer takes it, so packs
-        // in memory are at most one being filled, one being written and one per worker.
-        let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
+        // A rendezvous: a finished pack waits in its worker until a writer takes it, so packs in
+        // memory are at most one being filled, one per writer and one per worker.
+        let (pack_tx, pack_rx) = bounded::<UnhashedPack>(0);
         let shared = &shared;
-        let writer_handle = scope.spawn(move || writer(shared, pack_rx));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let rx = pack_rx.clone();
+                scope.spawn(move || writer(shared, rx))
+            })
+            .collect();
+        drop(pack_rx);
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = job_rx.clone();
@@ -738,6 +767,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
             hardlinks: HashMap::new(),
             names: Names::default(),
             read_buf: Vec::new(),
+            max_chunk: cfg.chunker.max_size as usize,
             summary: SnapshotSummary {
                 backup_start: start_time,
                 backup_end: start_time,
@@ -764,14 +794,28 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         for t in [BlobType::Data, BlobType::Tree] {
             let mut p = shared.packer(t).lock().unwrap_or_else(|p| p.into_inner());
             if !p.is_empty() && !shared.failed.load(Ordering::SeqCst) {
-                let pack = p.finish(repo.key());
+                let pack = p.finish_unhashed(repo.key());
                 drop(p);
                 let _ = pack_tx.send(pack);
             }
         }
         drop(pack_tx);
-        if writer_handle.join().is_err() {
-            shared.fail(Error::InvalidInput("the pack writer panicked".into()));
+        for w in writers {
+            if w.join().is_err() {
+                shared.fail(Error::InvalidInput("a pack writer panicked".into()));
+            }
+        }
+        // The last index file, once every pack it names is durable.
+        let rest = std::mem::take(
+            &mut *shared
+                .pending_index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !shared.failed.load(Ordering::SeqCst) && !rest.packs.is_empty() {
+            if let Err(e) = repo.save_index(&rest) {
+                shared.fail(e);
+            }
         }
         (walked, summary, errors)
     });

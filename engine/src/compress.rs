@@ -31,7 +31,11 @@ impl Compressor {
         if budget == 0 {
             return false;
         }
+        if self.looks_incompressible(src, dst) {
+            return false;
+        }
         // The tail is zero-filled once per call; a memset costs about 1% of compressing the chunk.
+        dst.clear();
         dst.resize(NONCE_LEN + budget, 0);
         match self.inner.compress_to_buffer(src, &mut dst[NONCE_LEN..]) {
             Ok(n) if n < src.len() => {
@@ -39,6 +43,46 @@ impl Compressor {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// A cheap guess that compressing `src` would not pay: random, encrypted or already compressed
+    /// data. Byte entropy is measured on a few samples spread over the chunk; only when it is near
+    /// 8 bits per byte is one sample compressed for real, to catch repeats that entropy cannot
+    /// see. Text and other compressible data cost one histogram; incompressible data one sample
+    /// instead of the whole chunk. `scratch` is used for the trial.
+    fn looks_incompressible(&mut self, src: &[u8], scratch: &mut Vec<u8>) -> bool {
+        const SAMPLE: usize = 16 * 1024;
+        const SAMPLES: usize = 4;
+        if src.len() < 8 * SAMPLE * SAMPLES {
+            return false;
+        }
+        let step = (src.len() - SAMPLE) / (SAMPLES - 1);
+        let mut counts = [0u32; 256];
+        for i in 0..SAMPLES {
+            for &b in &src[i * step..i * step + SAMPLE] {
+                counts[b as usize] += 1;
+            }
+        }
+        let total = (SAMPLE * SAMPLES) as f64;
+        let entropy: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / total;
+                -p * p.log2()
+            })
+            .sum();
+        if entropy < 7.9 {
+            return false;
+        }
+        // Trial on a larger sample: keep compressing unless it saves less than 2%.
+        let trial = &src[..4 * SAMPLE];
+        scratch.clear();
+        scratch.resize(trial.len(), 0);
+        match self.inner.compress_to_buffer(trial, &mut scratch[..]) {
+            Ok(n) => n * 100 > trial.len() * 98,
+            Err(_) => true,
         }
     }
 
@@ -112,6 +156,22 @@ mod tests {
         assert!(dst.len() < 2000);
         assert_eq!(decompress(&dst[NONCE_LEN..], src.len()).unwrap(), src);
         assert!(decompress(&dst[NONCE_LEN..], src.len() + 1).is_err());
+    }
+
+    #[test]
+    fn high_entropy_data_with_repeats_is_still_compressed() {
+        // Random 16 KiB repeated to 1 MiB: byte entropy is 8 bits, yet zstd shrinks it 16-fold.
+        let mut short = vec![0u8; 16 * 1024];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut short);
+        let repeated: Vec<u8> = short.iter().cycle().take(1 << 20).copied().collect();
+        let mut c = Compressor::new(3).unwrap();
+        let mut dst = Vec::new();
+        assert!(c.compress_for_seal(&repeated, &mut dst));
+        assert!(dst.len() < 64 * 1024);
+        assert_eq!(
+            decompress(&dst[NONCE_LEN..], repeated.len()).unwrap(),
+            repeated
+        );
     }
 
     #[test]

@@ -257,6 +257,7 @@ impl BlobOpener {
 pub struct Packer {
     blob_type: BlobType,
     target: usize,
+    slack: usize,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
 }
@@ -274,12 +275,40 @@ pub struct FinishedPack {
     pub blob_type: BlobType,
 }
 
+/// A finished pack whose id is not computed yet.
+#[derive(Debug)]
+pub struct UnhashedPack {
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+    blob_type: BlobType,
+}
+
+impl UnhashedPack {
+    /// Computes the pack id.
+    pub fn hash(self) -> FinishedPack {
+        FinishedPack {
+            id: PackId::hash_of(&self.bytes),
+            bytes: self.bytes,
+            entries: self.entries,
+            blob_type: self.blob_type,
+        }
+    }
+}
+
 impl Packer {
     /// An empty packer aiming at `target` bytes.
     pub fn new(blob_type: BlobType, target: u32) -> Self {
+        Self::with_max_blob(blob_type, target, target as usize / 2)
+    }
+
+    /// An empty packer whose blobs are at most `max_blob` bytes once sealed.
+    pub fn with_max_blob(blob_type: BlobType, target: u32, max_blob: usize) -> Self {
+        let target = target.min(MAX_PACK_TARGET) as usize;
         Self {
             blob_type,
-            target: target.min(MAX_PACK_TARGET) as usize,
+            target,
+            // Room for one blob past the target and a header of one entry per 4 KiB.
+            slack: max_blob.min(target) + target / 4096 * ENTRY_LEN / 4 + 4096,
             buf: Vec::new(),
             entries: Vec::new(),
         }
@@ -289,7 +318,10 @@ impl Packer {
     pub fn add(&mut self, blob: &SealedBlob) {
         debug_assert_eq!(blob.blob_type, self.blob_type);
         if self.buf.capacity() == 0 {
-            self.buf.reserve(self.target + self.target / 8);
+            // A full pack holds up to the target plus one blob plus its header. Reserving that
+            // once costs nothing until written and spares a reallocation that would copy and
+            // fault in tens of megabytes.
+            self.buf.reserve(self.target + self.slack);
         }
         self.entries.push(PackEntry {
             blob_type: blob.blob_type,
@@ -305,7 +337,7 @@ impl Packer {
     /// Gives the packer an emptied buffer of a finished pack to fill next, so that packs reuse
     /// their memory instead of allocating tens of megabytes each.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.buf.capacity() == 0 && buf.capacity() >= self.target {
+        if self.buf.capacity() == 0 && buf.capacity() >= self.target + self.slack {
             buf.clear();
             self.buf = buf;
         }
@@ -329,6 +361,12 @@ impl Packer {
     /// Seals the header, appends it and the trailer, and hands the pack out. The packer is left
     /// empty for the next pack.
     pub fn finish(&mut self, key: &MasterKey) -> FinishedPack {
+        self.finish_unhashed(key).hash()
+    }
+
+    /// As [`Packer::finish`], leaving the pack id (a hash of the whole pack) to be computed by
+    /// [`UnhashedPack::hash`], outside whatever lock guards the packer.
+    pub fn finish_unhashed(&mut self, key: &MasterKey) -> UnhashedPack {
         let mut header =
             Vec::with_capacity(NONCE_LEN + 1 + self.entries.len() * ENTRY_LEN + OVERHEAD);
         header.extend_from_slice(&[0u8; NONCE_LEN]);
@@ -340,8 +378,7 @@ impl Packer {
         let mut bytes = std::mem::take(&mut self.buf);
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        FinishedPack {
-            id: PackId::hash_of(&bytes),
+        UnhashedPack {
             bytes,
             entries: std::mem::take(&mut self.entries),
             blob_type: self.blob_type,
