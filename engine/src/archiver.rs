@@ -189,7 +189,12 @@ fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
                         .pending_index
                         .lock()
                         .unwrap_or_else(|p| p.into_inner());
-                    pending.add_pack(pack.id, pack.blob_type, &pack.entries);
+                    pending.add_pack(
+                        pack.id,
+                        pack.blob_type,
+                        pack.bytes.len() as u64,
+                        &pack.entries,
+                    );
                     (pending.packs.len() >= PACKS_PER_INDEX_FILE)
                         .then(|| std::mem::take(&mut *pending))
                 };

@@ -185,6 +185,9 @@ pub struct IndexPack {
     /// `data` or `tree`.
     #[serde(rename = "type")]
     pub blob_type: IndexBlobType,
+    /// Size of the whole pack in bytes, so that its presence and length can be checked by
+    /// listing storage, without reading it (a cold pack cannot be read).
+    pub size: u64,
     /// Its blobs in pack order.
     pub blobs: Vec<IndexBlob>,
 }
@@ -226,10 +229,11 @@ pub struct IndexFile {
 
 impl IndexFile {
     /// Records a pack.
-    pub fn add_pack(&mut self, id: PackId, blob_type: BlobType, entries: &[PackEntry]) {
+    pub fn add_pack(&mut self, id: PackId, blob_type: BlobType, size: u64, entries: &[PackEntry]) {
         self.packs.push(IndexPack {
             id,
             blob_type: blob_type.into(),
+            size,
             blobs: entries
                 .iter()
                 .map(|e| IndexBlob {
@@ -289,7 +293,7 @@ mod tests {
         let mut file = IndexFile::default();
         let pack = PackId::hash_of(b"p");
         let entries: Vec<_> = (0..200u8).map(|n| entry(n, n as u32 * 1000)).collect();
-        file.add_pack(pack, BlobType::Data, &entries);
+        file.add_pack(pack, BlobType::Data, 200_000, &entries);
         let json = serde_json::to_vec(&file).unwrap();
         let back: IndexFile = serde_json::from_slice(&json).unwrap();
         let mut idx = Index::new();
