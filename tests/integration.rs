@@ -10,6 +10,8 @@ mod common;
 mod backup;
 #[path = "integration/errors.rs"]
 mod errors;
+#[path = "integration/locks.rs"]
+mod locks;
 #[path = "integration/restore.rs"]
 mod restore;
 #[path = "integration/snapshots.rs"]

@@ -62,6 +62,9 @@ pub struct GlobalArgs {
         value_name = "COMMAND"
     )]
     pub password_command: Option<String>,
+    /// Wait this long for a locked repository (e.g. 30s, 5m, 1h30m) before giving up
+    #[arg(long, global = true, value_name = "DURATION", value_parser = repo::parse_wait, default_value = "0s")]
+    pub retry_lock: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +79,8 @@ enum Command {
     Snapshots(commands::snapshots::Args),
     /// List the files of a snapshot
     Ls(commands::ls::Args),
+    /// Remove stale locks (or all locks)
+    Unlock(commands::unlock::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -85,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
         Command::Ls(a) => commands::ls::run(&cli.global, a),
+        Command::Unlock(a) => commands::unlock::run(&cli.global, a),
     }
 }
 
@@ -95,6 +101,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
             return match e {
                 floe_engine::Error::RepositoryNotFound { .. } => exit::NO_REPOSITORY,
                 floe_engine::Error::WrongPassword { .. } => exit::WRONG_PASSWORD,
+                floe_engine::Error::Locked { .. } => exit::LOCKED,
                 _ => exit::ERROR,
             };
         }

@@ -21,6 +21,56 @@ pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(Arc::new(LocalBackend::new(loc)))
 }
 
+/// Parses a wait such as `30s`, `5m`, `1h30m` or `0`.
+pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected for example 30s, 5m or 1h30m");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+/// Locks the repository for `command`, waiting up to `--retry-lock`.
+pub fn lock(
+    g: &GlobalArgs,
+    repo: &Repository,
+    exclusive: bool,
+    command: &str,
+) -> anyhow::Result<floe_engine::RepoLock> {
+    Ok(floe_engine::lock(
+        repo,
+        &floe_engine::LockOptions {
+            exclusive,
+            retry: g.retry_lock,
+            command: command.to_string(),
+            ..Default::default()
+        },
+    )?)
+}
+
 /// Opens the repository with the password from the usual sources.
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let backend = backend(g)?;
@@ -32,4 +82,20 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     }
     let password = crate::password::get(g, false)?;
     Ok(Repository::open(backend, &password)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn waits() {
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_wait("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_wait("5").is_err());
+        assert!(parse_wait("5x").is_err());
+        assert!(parse_wait("").is_err());
+    }
 }

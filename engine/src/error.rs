@@ -153,6 +153,12 @@ pub enum Error {
         /// The first of them.
         first: PathBuf,
     },
+    /// The repository is locked by another process.
+    #[error("repository is locked: {holder}")]
+    Locked {
+        /// Who holds the conflicting lock.
+        holder: String,
+    },
     /// Bad arguments (an invalid pattern, a bad chunker setting...).
     #[error("{0}")]
     InvalidInput(String),

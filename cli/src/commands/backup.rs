@@ -61,6 +61,7 @@ struct JsonSummary<'a> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::lock(g, &repo, false, "backup")?;
     let mut excludes = a.excludes;
     for f in &a.exclude_files {
         let text = std::fs::read_to_string(f)

@@ -1,0 +1,373 @@
+//! Repository locks (format-spec/format.md, "Locks").
+//!
+//! A lock is a sealed file in `locks/` saying who holds the repository, how (shared or
+//! exclusive), and since when it was last refreshed. Backups and restores share the repository;
+//! commands that delete (forget, prune) take it exclusively. A lock is stale, and ignored, once it
+//! has gone 30 minutes without a refresh, or at once when it names a process of this host that no
+//! longer runs. A held lock is refreshed every five minutes by a background thread and removed
+//! when its guard is dropped.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::id::LockId;
+use crate::repository::{host_and_user, now_local, Repository};
+
+/// A lock older than this without a refresh is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How often a held lock is refreshed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// The content of a lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockFile {
+    /// When the lock was taken or last refreshed.
+    pub time: DateTime<FixedOffset>,
+    /// True for an exclusive lock.
+    pub exclusive: bool,
+    /// Host of the holder.
+    pub hostname: String,
+    /// User of the holder.
+    pub username: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// What the holder is doing (`backup`, `prune`...).
+    pub command: String,
+}
+
+impl LockFile {
+    /// True when the lock no longer protects anything: too old, or its process is gone.
+    pub fn is_stale(&self, now: DateTime<FixedOffset>, this_host: &str) -> bool {
+        let age = now.signed_duration_since(self.time);
+        if age.to_std().is_ok_and(|a| a > STALE_AFTER) {
+            return true;
+        }
+        self.hostname == this_host && !process_exists(self.pid)
+    }
+
+    /// "exclusive lock held by ann@host (pid 42, prune) since 2024-05-01 03:00:00 +02:00".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} lock held by {}@{} (pid {}, {}) since {}",
+            if self.exclusive {
+                "an exclusive"
+            } else {
+                "a shared"
+            },
+            self.username,
+            self.hostname,
+            self.pid,
+            self.command,
+            self.time.format("%Y-%m-%d %H:%M:%S %:z")
+        )
+    }
+}
+
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // Signal 0 checks existence; EPERM means it exists under another user.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        Err(_) => true,
+    }
+}
+
+/// How to take a lock.
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// Exclusive or shared.
+    pub exclusive: bool,
+    /// Keep trying this long while the repository is locked.
+    pub retry: Duration,
+    /// Name of the command, recorded in the lock.
+    pub command: String,
+    /// Refresh interval (tests shorten it).
+    pub refresh_every: Duration,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        Self {
+            exclusive: false,
+            retry: Duration::ZERO,
+            command: String::new(),
+            refresh_every: REFRESH_EVERY,
+        }
+    }
+}
+
+/// Every lock in the repository, with its id. Lock files that cannot be read are returned as
+/// errors in place, so that callers decide (a damaged lock still blocks until `unlock`).
+pub fn list_locks(repo: &Repository) -> Result<Vec<(LockId, Result<LockFile>)>> {
+    Ok(repo
+        .backend()
+        .list(FileType::Lock)?
+        .into_iter()
+        .map(|e| {
+            (
+                LockId::from_bytes(e.id),
+                repo.load_file::<LockFile>(FileType::Lock, &e.id),
+            )
+        })
+        .collect())
+}
+
+/// The first lock that conflicts with taking one of kind `exclusive`, ignoring `ours`.
+fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<Option<String>> {
+    let now = now_local();
+    let (host, ..) = host_and_user();
+    for (id, lock) in list_locks(repo)? {
+        if Some(id) == ours {
+            continue;
+        }
+        match lock {
+            Ok(l) if l.is_stale(now, &host) => {}
+            Ok(l) if l.exclusive || exclusive => return Ok(Some(l.describe())),
+            Ok(_) => {}
+            // A lock that vanished between listing and reading was released.
+            Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {}
+            Err(e) => {
+                return Ok(Some(format!(
+                    "an unreadable lock {} ({e}); `floe unlock --remove-all` removes it",
+                    id.short()
+                )))
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A held lock: refreshed in the background, removed on drop.
+pub struct RepoLock {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RepoLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RepoLock")
+    }
+}
+
+fn write_lock(repo: &Repository, opts: &LockOptions) -> Result<LockId> {
+    let (hostname, username, ..) = host_and_user();
+    let file = LockFile {
+        time: now_local(),
+        exclusive: opts.exclusive,
+        hostname,
+        username,
+        pid: std::process::id(),
+        command: opts.command.clone(),
+    };
+    Ok(LockId::from_bytes(repo.save_file(FileType::Lock, &file)?))
+}
+
+/// Takes a lock, waiting up to `opts.retry` for conflicting locks to go.
+pub fn lock(repo: &Repository, opts: &LockOptions) -> Result<RepoLock> {
+    let deadline = Instant::now() + opts.retry;
+    let mut pause = Duration::from_millis(200);
+    let id = loop {
+        // Announce first, then look: two processes racing both see each other and back off,
+        // rather than both going ahead.
+        if conflict(repo, opts.exclusive, None)?.is_none() {
+            let id = write_lock(repo, opts)?;
+            match conflict(repo, opts.exclusive, Some(id))? {
+                None => break id,
+                Some(holder) => {
+                    let _ = repo.backend().remove(FileType::Lock, id.as_bytes());
+                    if Instant::now() >= deadline {
+                        return Err(Error::Locked { holder });
+                    }
+                }
+            }
+        } else if Instant::now() >= deadline {
+            let holder =
+                conflict(repo, opts.exclusive, None)?.unwrap_or_else(|| "another process".into());
+            return Err(Error::Locked { holder });
+        }
+        std::thread::sleep(
+            pause
+                .min(deadline.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(10)),
+        );
+        pause = (pause * 2).min(Duration::from_secs(5));
+    };
+
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let owned = repo.with_backend(repo.backend().clone());
+    let opts = opts.clone();
+    let thread = std::thread::spawn(move || {
+        let mut current = id;
+        // Until the guard is dropped (the channel closes), refresh at every tick.
+        while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(opts.refresh_every) {
+            // Write the fresh lock before removing the old one, so the repository is never
+            // unlocked in between. A failed refresh is retried at the next tick.
+            if let Ok(new) = write_lock(&owned, &opts) {
+                let _ = owned.backend().remove(FileType::Lock, current.as_bytes());
+                current = new;
+            }
+        }
+        let _ = owned.backend().remove(FileType::Lock, current.as_bytes());
+    });
+    Ok(RepoLock {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Removes stale locks, or every lock with `all`. Returns how many were removed.
+pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
+    let now = now_local();
+    let (host, ..) = host_and_user();
+    let mut removed = 0;
+    for (id, lock) in list_locks(repo)? {
+        let stale = match &lock {
+            Ok(l) => l.is_stale(now, &host),
+            Err(_) => false,
+        };
+        if all || stale {
+            repo.backend().remove(FileType::Lock, id.as_bytes())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::key::KdfParams;
+    use crate::repository::InitOptions;
+    use std::sync::Arc;
+
+    fn repo() -> Repository {
+        let opts = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        Repository::init(Arc::new(MemoryBackend::new()), b"pw", &opts).unwrap()
+    }
+
+    fn opts(exclusive: bool) -> LockOptions {
+        LockOptions {
+            exclusive,
+            command: "test".into(),
+            ..LockOptions::default()
+        }
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_block_exclusive() {
+        let r = repo();
+        let a = lock(&r, &opts(false)).unwrap();
+        let b = lock(&r, &opts(false)).unwrap();
+        let err = lock(&r, &opts(true)).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }));
+        assert!(err.to_string().contains("a shared lock held by"), "{err}");
+        drop(a);
+        drop(b);
+        assert!(
+            list_locks(&r).unwrap().is_empty(),
+            "dropping a guard removes its lock"
+        );
+        let x = lock(&r, &opts(true)).unwrap();
+        assert!(lock(&r, &opts(false)).is_err());
+        drop(x);
+        assert!(lock(&r, &opts(false)).is_ok());
+    }
+
+    #[test]
+    fn retry_waits_for_the_holder() {
+        let r = repo();
+        let held = lock(&r, &opts(true)).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let mut o = opts(false);
+        o.retry = Duration::from_secs(10);
+        let started = Instant::now();
+        assert!(lock(&r, &o).is_ok());
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        releaser.join().unwrap();
+    }
+
+    #[test]
+    fn stale_locks_are_ignored_and_unlocked() {
+        let r = repo();
+        let (host, user, ..) = host_and_user();
+        let old = LockFile {
+            time: now_local() - chrono::Duration::minutes(31),
+            exclusive: true,
+            hostname: "elsewhere".into(),
+            username: user.clone(),
+            pid: 1,
+            command: "prune".into(),
+        };
+        r.save_file(FileType::Lock, &old).unwrap();
+        // A process of this host that does not exist (pid numbers this high are not handed out).
+        let dead = LockFile {
+            time: now_local(),
+            exclusive: true,
+            hostname: host,
+            username: user,
+            pid: 0x7fff_fff0,
+            command: "prune".into(),
+        };
+        r.save_file(FileType::Lock, &dead).unwrap();
+        let l = lock(&r, &opts(true)).unwrap();
+        drop(l);
+        assert_eq!(unlock(&r, false).unwrap(), 2);
+        assert!(list_locks(&r).unwrap().is_empty());
+    }
+
+    #[test]
+    fn locks_are_refreshed_in_the_background() {
+        let r = repo();
+        let mut o = opts(false);
+        o.refresh_every = Duration::from_millis(50);
+        let l = lock(&r, &o).unwrap();
+        let first: Vec<_> = list_locks(&r)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let later: Vec<_> = list_locks(&r)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            later.len(),
+            1,
+            "the old lock is removed after the new one is written"
+        );
+        assert_ne!(first, later);
+        drop(l);
+        assert!(list_locks(&r).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,113 @@
+//! Repository locks: concurrent backups, a blocked command (exit 11), waiting, unlock.
+
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe_engine::{LocalBackend, LockOptions, Repository};
+
+use crate::common::*;
+
+fn open(env: &Env) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&env.repo)), PASSWORD.as_bytes()).unwrap()
+}
+
+fn exclusive(command: &str) -> LockOptions {
+    LockOptions {
+        exclusive: true,
+        command: command.into(),
+        ..LockOptions::default()
+    }
+}
+
+#[test]
+fn two_backups_at_once_both_succeed_and_restore() {
+    let env = Env::init();
+    let (a, b) = (env.path("a"), env.path("b"));
+    for (dir, seed) in [(&a, 1), (&b, 2)] {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("f"), random_bytes(seed, 5_000_000)).unwrap();
+    }
+    let first = env
+        .cmd()
+        .args(["backup".as_ref(), a.as_os_str()])
+        .spawn()
+        .unwrap();
+    let second = env
+        .cmd()
+        .args(["backup".as_ref(), b.as_os_str()])
+        .spawn()
+        .unwrap();
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    for (i, s) in snaps.as_array().unwrap().iter().enumerate() {
+        let t = env.restore(s["id"].as_str().unwrap(), &format!("out{i}"));
+        let src = std::path::PathBuf::from(s["paths"][0].as_str().unwrap());
+        assert_eq!(
+            fs::read(restored(&t, &src).join("f")).unwrap(),
+            fs::read(src.join("f")).unwrap()
+        );
+    }
+    assert!(
+        fs::read_dir(env.repo.join("locks"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "locks are removed"
+    );
+}
+
+#[test]
+fn an_exclusive_lock_blocks_backup_with_exit_11_until_released() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let repo = open(&env);
+    let held = floe_engine::lock(&repo, &exclusive("prune")).unwrap();
+    let out = env.run(&["backup".as_ref(), src.as_os_str()]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("an exclusive lock held by")
+            && err.contains(&format!("pid {}", std::process::id()))
+            && err.contains("prune"),
+        "{err}"
+    );
+
+    // With --retry-lock, the backup waits for the holder to finish.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    let out = env.run(&[
+        "--retry-lock".as_ref(),
+        "30s".as_ref(),
+        "backup".as_ref(),
+        src.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    releaser.join().unwrap();
+}
+
+#[test]
+fn unlock_removes_stale_locks_only_unless_asked() {
+    let env = Env::init();
+    let repo = open(&env);
+    // A lock of a live process (this test) is not stale.
+    let held = floe_engine::lock(&repo, &exclusive("prune")).unwrap();
+    std::mem::forget(held); // leave its file behind, as a crashed holder on another host would
+    assert_eq!(env.ok(&["unlock"]).trim(), "removed 0 lock(s)");
+    assert_eq!(
+        env.ok(&["unlock", "--remove-all"]).trim(),
+        "removed 1 lock(s)"
+    );
+    assert!(fs::read_dir(env.repo.join("locks"))
+        .unwrap()
+        .next()
+        .is_none());
+}
