@@ -10,6 +10,8 @@ mod common;
 mod backup;
 #[path = "integration/errors.rs"]
 mod errors;
+#[path = "integration/forget_prune.rs"]
+mod forget_prune;
 #[path = "integration/locks.rs"]
 mod locks;
 #[path = "integration/restore.rs"]

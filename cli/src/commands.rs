@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod backup;
+pub mod forget;
 pub mod init;
 pub mod ls;
+pub mod prune;
 pub mod restore;
 pub mod snapshots;
 pub mod unlock;

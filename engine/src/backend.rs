@@ -103,6 +103,8 @@ pub struct ObjectEntry {
     pub id: RawId,
     /// Size in bytes.
     pub size: u64,
+    /// Last modification time, when the storage tells.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// Storage for a repository.

@@ -117,6 +117,13 @@ impl Index {
             .map(|i| &self.entries[i])
     }
 
+    /// The blob's position in the sorted entries (`0..len()`), for per-blob bitmaps.
+    pub fn position(&self, id: &BlobId) -> Option<usize> {
+        self.entries
+            .binary_search_by(|e| e.id.as_slice().cmp(&id.as_bytes()[..ID_PREFIX]))
+            .ok()
+    }
+
     /// True when the blob is indexed.
     pub fn contains(&self, id: &BlobId) -> bool {
         self.find(id).is_some()
@@ -225,6 +232,10 @@ impl From<IndexBlobType> for BlobType {
 pub struct IndexFile {
     /// Packs described.
     pub packs: Vec<IndexPack>,
+    /// Index files this one replaces (written by prune): readers ignore them even while they
+    /// still exist, and the packs only they name are obsolete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<crate::id::IndexId>,
 }
 
 impl IndexFile {

@@ -307,17 +307,27 @@ impl Repository {
 
     /// Loads every index file into one in-memory index.
     pub fn load_index(&self) -> Result<Index> {
-        let files = self.backend.list(FileType::Index)?;
-        let loaded: Vec<IndexFile> = files
-            .par_iter()
-            .map(|f| self.load_file::<IndexFile>(FileType::Index, &f.id))
-            .collect::<Result<_>>()?;
+        let (loaded, _) = split_superseded(self.load_index_files()?);
         let mut index = Index::new();
-        for f in &loaded {
+        for (_, f) in &loaded {
             f.merge_into(&mut index);
         }
         index.finish();
         Ok(index)
+    }
+
+    /// Every index file as stored, superseded ones included (see [`split_superseded`]).
+    pub fn load_index_files(&self) -> Result<Vec<(IndexId, IndexFile)>> {
+        let files = self.backend.list(FileType::Index)?;
+        files
+            .par_iter()
+            .map(|f| {
+                Ok((
+                    IndexId::from_bytes(f.id),
+                    self.load_file::<IndexFile>(FileType::Index, &f.id)?,
+                ))
+            })
+            .collect()
     }
 
     /// Writes an index file.
@@ -449,6 +459,20 @@ impl Repository {
             )
         })
     }
+}
+
+/// An index file with its id.
+pub type NamedIndexFile = (IndexId, IndexFile);
+
+/// Splits index files into live ones and those another file supersedes.
+pub fn split_superseded(
+    files: Vec<(IndexId, IndexFile)>,
+) -> (Vec<NamedIndexFile>, Vec<NamedIndexFile>) {
+    let dead: std::collections::HashSet<IndexId> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    files.into_iter().partition(|(id, _)| !dead.contains(id))
 }
 
 /// Encodes a file (format-spec/format.md, "Files"): JSON, one zstd frame at `level`, sealed with

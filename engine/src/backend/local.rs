@@ -81,6 +81,7 @@ impl LocalBackend {
                 out.push(ObjectEntry {
                     id,
                     size: meta.len(),
+                    modified: meta.modified().ok(),
                 });
             }
         }
@@ -141,6 +142,7 @@ impl Backend for LocalBackend {
                     out.push(ObjectEntry {
                         id: super::CONFIG_ID,
                         size: m.len(),
+                        modified: m.modified().ok(),
                     });
                 }
             }

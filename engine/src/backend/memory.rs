@@ -2,15 +2,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use super::{Backend, FileType, ObjectEntry};
 use crate::error::BackendError;
 use crate::id::RawId;
 
+/// An object's bytes and when it was written.
+type Stored = (Vec<u8>, SystemTime);
+
 /// Objects held in a map; nothing persists.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    objects: Mutex<BTreeMap<(FileType, RawId), Vec<u8>>>,
+    objects: Mutex<BTreeMap<(FileType, RawId), Stored>>,
 }
 
 impl MemoryBackend {
@@ -25,7 +29,7 @@ impl MemoryBackend {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(FileType, RawId), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(FileType, RawId), Stored>> {
         // A panic while holding the lock cannot leave the map half-updated: every operation is a
         // single map call. Recover the guard.
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
@@ -46,9 +50,10 @@ impl Backend for MemoryBackend {
             .lock()
             .iter()
             .filter(|((ft, _), _)| *ft == t)
-            .map(|((_, id), data)| ObjectEntry {
+            .map(|((_, id), (data, modified))| ObjectEntry {
                 id: *id,
                 size: data.len() as u64,
+                modified: Some(*modified),
             })
             .collect())
     }
@@ -56,7 +61,7 @@ impl Backend for MemoryBackend {
     fn read(&self, t: FileType, id: &RawId) -> Result<Vec<u8>, BackendError> {
         self.lock()
             .get(&(t, *id))
-            .cloned()
+            .map(|(d, _)| d.clone())
             .ok_or_else(|| Self::not_found(t, id))
     }
 
@@ -68,7 +73,7 @@ impl Backend for MemoryBackend {
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
         let map = self.lock();
-        let data = map.get(&(t, *id)).ok_or_else(|| Self::not_found(t, id))?;
+        let (data, _) = map.get(&(t, *id)).ok_or_else(|| Self::not_found(t, id))?;
         let end = offset
             .checked_add(length)
             .filter(|e| *e <= data.len() as u64);
@@ -84,7 +89,8 @@ impl Backend for MemoryBackend {
     }
 
     fn write(&self, t: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError> {
-        self.lock().insert((t, *id), data.to_vec());
+        self.lock()
+            .insert((t, *id), (data.to_vec(), SystemTime::now()));
         Ok(())
     }
 

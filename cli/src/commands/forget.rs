@@ -1,0 +1,237 @@
+//! `floe forget`
+
+use anyhow::bail;
+use floe_engine::backend::FileType;
+use floe_engine::retention::{
+    apply_policy, group_snapshots, CalendarDuration, GroupBy, KeepPolicy,
+};
+use floe_engine::SnapshotEntry;
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshots to remove by id (or unique prefix); no policy flags then
+    #[arg(value_name = "ID")]
+    ids: Vec<String>,
+    /// Keep the newest N snapshots
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_monthly: u32,
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_yearly: u32,
+    /// Keep every snapshot within DURATION (e.g. 1y2m3d4h) of the group's newest
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<CalendarDuration>,
+    /// Keep the newest snapshot of every hour within DURATION of the group's newest
+    #[arg(long, value_name = "DURATION")]
+    keep_within_hourly: Option<CalendarDuration>,
+    /// Keep the newest snapshot of every day within DURATION of the group's newest
+    #[arg(long, value_name = "DURATION")]
+    keep_within_daily: Option<CalendarDuration>,
+    /// Keep the newest snapshot of every week within DURATION of the group's newest
+    #[arg(long, value_name = "DURATION")]
+    keep_within_weekly: Option<CalendarDuration>,
+    /// Keep the newest snapshot of every month within DURATION of the group's newest
+    #[arg(long, value_name = "DURATION")]
+    keep_within_monthly: Option<CalendarDuration>,
+    /// Keep the newest snapshot of every year within DURATION of the group's newest
+    #[arg(long, value_name = "DURATION")]
+    keep_within_yearly: Option<CalendarDuration>,
+    /// Keep snapshots with this tag (repeatable; `a,b` needs both)
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    keep_tags: Vec<String>,
+    /// Apply the policy to each group of snapshots sharing these fields (host, paths, tags)
+    #[arg(long, default_value = "host,paths")]
+    group_by: GroupBy,
+    /// Only consider snapshots of this host (repeatable)
+    #[arg(long = "host", value_name = "HOST")]
+    hosts: Vec<String>,
+    /// Only consider snapshots with this tag (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Only consider snapshots that include this path (repeatable)
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// Allow a policy to remove every snapshot of a group
+    #[arg(long)]
+    unsafe_allow_remove_all: bool,
+    /// Show what would be removed, remove nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Prune the repository afterwards
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_args: super::prune::PruneArgs,
+    /// Print the decisions as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl Args {
+    fn policy(&self) -> KeepPolicy {
+        KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+            within_hourly: self.keep_within_hourly,
+            within_daily: self.keep_within_daily,
+            within_weekly: self.keep_within_weekly,
+            within_monthly: self.keep_within_monthly,
+            within_yearly: self.keep_within_yearly,
+            tags: self.keep_tags.clone(),
+        }
+    }
+
+    fn selects(&self, s: &SnapshotEntry) -> bool {
+        let sn = &s.snapshot;
+        (self.hosts.is_empty() || self.hosts.contains(&sn.hostname))
+            && (self.tags.is_empty() || self.tags.iter().any(|t| sn.tags.contains(t)))
+            && (self.paths.is_empty()
+                || self
+                    .paths
+                    .iter()
+                    .any(|p| sn.paths.iter().any(|sp| sp.lossy() == p.as_str())))
+    }
+}
+
+#[derive(serde::Serialize)]
+struct JsonGroup<'a> {
+    group: floe_engine::retention::GroupKey,
+    keep: Vec<JsonDecision<'a>>,
+    remove: Vec<JsonDecision<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonDecision<'a> {
+    id: String,
+    time: &'a chrono::DateTime<chrono::FixedOffset>,
+    reasons: Vec<String>,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let policy = a.policy();
+    if !a.ids.is_empty() && !policy.is_empty() {
+        bail!("give snapshot ids or a --keep policy, not both");
+    }
+    let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::lock(g, &repo, true, "forget")?;
+
+    let mut remove = Vec::new();
+    if !a.ids.is_empty() {
+        for spec in &a.ids {
+            let s = repo.find_snapshot(spec)?;
+            if !a.json {
+                output::line(format!(
+                    "remove {} {}",
+                    s.id.short(),
+                    s.snapshot.time.format("%Y-%m-%d %H:%M:%S %:z")
+                ))?;
+            }
+            remove.push(s.id);
+        }
+    } else if policy.is_empty() {
+        output::line("no policy given (--keep-*): nothing removed")?;
+        return Ok(exit::OK);
+    } else {
+        let now = floe_engine::repository::now_local();
+        let snaps: Vec<SnapshotEntry> = repo
+            .snapshots()?
+            .into_iter()
+            .filter(|s| a.selects(s))
+            .collect();
+        let mut json_groups = Vec::new();
+        let groups = group_snapshots(snaps, a.group_by);
+        // Decide every group before removing anything, so a refusal leaves everything in place.
+        let mut decided = Vec::new();
+        for (key, group) in groups {
+            let decisions = apply_policy(&group, &policy, now);
+            if !decisions.is_empty()
+                && decisions.iter().all(|d| !d.keep)
+                && !a.unsafe_allow_remove_all
+            {
+                bail!("the policy would remove every snapshot of group {key}; pass --unsafe-allow-remove-all to allow it");
+            }
+            decided.push((key, group, decisions));
+        }
+        for (key, group, decisions) in &decided {
+            let by_id = |id| group.iter().find(|s| s.id == id);
+            if a.json {
+                let conv = |keep: bool| {
+                    decisions
+                        .iter()
+                        .filter(|d| d.keep == keep)
+                        .filter_map(|d| {
+                            by_id(d.id).map(|s| JsonDecision {
+                                id: d.id.to_hex(),
+                                time: &s.snapshot.time,
+                                reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                };
+                json_groups.push(JsonGroup {
+                    group: key.clone(),
+                    keep: conv(true),
+                    remove: conv(false),
+                });
+            } else {
+                output::line(format!("group {key}"))?;
+                for d in decisions {
+                    let Some(s) = by_id(d.id) else { continue };
+                    let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
+                    output::line(format!(
+                        "  {:<6}  {}  {}  {}",
+                        if d.keep { "keep" } else { "remove" },
+                        d.id.short(),
+                        s.snapshot.time.format("%Y-%m-%d %H:%M:%S %:z"),
+                        reasons.join(", ")
+                    ))?;
+                }
+            }
+            remove.extend(decisions.iter().filter(|d| !d.keep).map(|d| d.id));
+        }
+        if a.json {
+            output::json(&json_groups)?;
+        }
+    }
+    if a.dry_run {
+        if !a.json {
+            output::line(format!(
+                "dry run: {} snapshot(s) would be removed",
+                remove.len()
+            ))?;
+        }
+        if a.prune {
+            super::prune::prune_locked(&repo, &a.prune_args.options(), true, a.json)?;
+        }
+        return Ok(exit::OK);
+    }
+    for id in &remove {
+        repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
+    }
+    if !a.json {
+        output::line(format!("removed {} snapshot(s)", remove.len()))?;
+    }
+    if a.prune {
+        super::prune::prune_locked(&repo, &a.prune_args.options(), false, a.json)?;
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,124 @@
+//! `floe prune`
+
+use floe_engine::prune::{self, parse_size, MaxUnused, PruneOptions, PrunePlan};
+use floe_engine::Repository;
+
+use crate::{exit, output, GlobalArgs};
+
+/// Prune settings shared with `forget --prune`.
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Unused space allowed to remain: a percentage of the repository (5%), a size (2G) or `unlimited`
+    #[arg(long, default_value = "5%", value_parser = |s: &str| s.parse::<MaxUnused>())]
+    max_unused: MaxUnused,
+    /// Repack at most this many bytes of packs in one run (e.g. 10G)
+    #[arg(long, value_parser = parse_size)]
+    max_repack: Option<u64>,
+}
+
+impl PruneArgs {
+    pub fn options(&self) -> PruneOptions {
+        PruneOptions {
+            max_unused: self.max_unused,
+            max_repack: self.max_repack,
+            ..PruneOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    prune: PruneArgs,
+    /// Print the plan and change nothing
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Print the plan (and the result) as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
+    output::line(format!(
+        "blobs: {} used, {} unused; memory {:.1} bytes per indexed blob",
+        plan.used_blobs, plan.unused_blobs, plan.memory_bytes_per_blob
+    ))?;
+    output::line(format!(
+        "packs: {} to delete, {} to repack, {} orphaned to delete ({} too recent to touch), {} kept",
+        plan.delete.len(),
+        plan.repack.len(),
+        plan.orphans.len(),
+        plan.young_orphans,
+        plan.keep
+    ))?;
+    for p in &plan.delete {
+        output::line(format!(
+            "  delete  {} pack {} ({})",
+            p.blob_type,
+            p.id.short(),
+            output::bytes(p.size)
+        ))?;
+    }
+    for p in &plan.repack {
+        output::line(format!(
+            "  repack  {} pack {} ({}, {} used)",
+            p.blob_type,
+            p.id.short(),
+            output::bytes(p.size),
+            output::bytes(p.used_bytes)
+        ))?;
+    }
+    for p in &plan.orphans {
+        output::line(format!(
+            "  orphan  {} pack {} ({})",
+            p.blob_type,
+            p.id.short(),
+            output::bytes(p.size)
+        ))?;
+    }
+    output::line(format!(
+        "frees {} of {}; reads {} and writes {} to repack; {} unused left",
+        output::bytes(plan.bytes_freed),
+        output::bytes(plan.bytes_before),
+        output::bytes(plan.bytes_to_read),
+        output::bytes(plan.bytes_to_write),
+        output::bytes(plan.unused_bytes_after)
+    ))?;
+    Ok(())
+}
+
+/// Plans and (unless `dry_run`) executes a prune on a repository the caller has locked
+/// exclusively.
+pub fn prune_locked(
+    repo: &Repository,
+    opts: &PruneOptions,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let plan = prune::plan(repo, opts)?;
+    let report = if dry_run {
+        None
+    } else {
+        Some(prune::execute(repo, &plan)?)
+    };
+    if json {
+        output::json(&serde_json::json!({ "dry_run": dry_run, "plan": plan, "report": report }))?;
+        return Ok(());
+    }
+    print_plan(&plan)?;
+    match report {
+        None => output::line("dry run: nothing was changed")?,
+        Some(r) => output::line(format!(
+            "deleted {} pack(s), wrote {} pack(s) and {} index file(s), removed {} index file(s)",
+            r.packs_deleted, r.packs_written, r.index_files_written, r.index_files_deleted
+        ))?,
+    }
+    Ok(())
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::lock(g, &repo, true, "prune")?;
+    prune_locked(&repo, &a.prune.options(), a.dry_run, a.json)?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,500 @@
+//! Prune: free the space that no snapshot needs (format-spec/format.md, "Prune").
+//!
+//! Planning reads only the index, the snapshots and the trees: never a data pack. It marks every
+//! blob a snapshot needs in a bitmap over the index (one bit per blob), then classifies packs:
+//! fully unused packs are deleted, partly used packs are repacked when the repository's unused
+//! share is above the limit (most wasteful first, within the repack budget), packs that no index
+//! names are deleted once older than a grace period. Executing follows an order that keeps every
+//! snapshot restorable if the process dies at any point:
+//!
+//! 1. write new packs holding the used blobs of the packs to repack;
+//! 2. write new index files describing every pack that stays, and the new packs, the last of
+//!    them superseding every old index file (readers then ignore the old files);
+//! 3. delete the packs no index names any more;
+//! 4. delete the superseded index files.
+//!
+//! A rerun after a crash finishes the job: packs that only superseded index files name are
+//! deleted whatever their age; packs a crash left before step 2 are ordinary orphans, deleted
+//! once older than the grace period.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::backend::FileType;
+use crate::error::{Error, Object, Result};
+use crate::failpoint;
+use crate::id::{BlobId, IndexId, PackId};
+use crate::index::{Index, IndexFile, IndexPack};
+use crate::pack::{BlobOpener, BlobType, PackEntry, Packer, SealedBlob};
+use crate::repository::Repository;
+use crate::tree::NodeKind;
+
+/// Packs an index file describes at most (prune writes the whole index anew).
+const PACKS_PER_INDEX_FILE: usize = 4096;
+
+/// How much unused space may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum MaxUnused {
+    /// A share of the repository's size, in percent.
+    Percent(f64),
+    /// An absolute number of bytes.
+    Bytes(u64),
+    /// Never repack for space (fully unused packs are still deleted).
+    Unlimited,
+}
+
+impl std::str::FromStr for MaxUnused {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "unlimited" {
+            return Ok(MaxUnused::Unlimited);
+        }
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p.parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("percentage {s:?} is not between 0 and 100"));
+            }
+            return Ok(MaxUnused::Percent(v));
+        }
+        parse_size(s).map(MaxUnused::Bytes)
+    }
+}
+
+/// Parses `500M`, `2G`, `1048576` (binary units K, M, G, T).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        Some((i, 'T' | 't')) => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}: expected e.g. 500M or 2G"))
+}
+
+/// Prune settings.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Unused space allowed to remain (default 5% of the repository).
+    pub max_unused: MaxUnused,
+    /// Most bytes of packs to repack in one run.
+    pub max_repack: Option<u64>,
+    /// Packs no index names are deleted only when older than this.
+    pub orphan_grace: Duration,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            max_unused: MaxUnused::Percent(5.0),
+            max_repack: None,
+            orphan_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// One pack in the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackSummary {
+    /// The pack.
+    pub id: PackId,
+    /// `data` or `tree`.
+    pub blob_type: &'static str,
+    /// Stored size.
+    pub size: u64,
+    /// Bytes of blobs some snapshot needs.
+    pub used_bytes: u64,
+}
+
+/// What prune will do; `execute` carries it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunePlan {
+    /// Packs to delete: no blob in them is needed.
+    pub delete: Vec<PackSummary>,
+    /// Packs to rewrite keeping only their needed blobs.
+    pub repack: Vec<PackSummary>,
+    /// Packs no index names, old enough to delete.
+    pub orphans: Vec<PackSummary>,
+    /// Packs no index names, too recent to delete (a backup may be writing them).
+    pub young_orphans: usize,
+    /// Packs that stay as they are.
+    pub keep: usize,
+    /// Blobs needed by the remaining snapshots.
+    pub used_blobs: u64,
+    /// Blobs no snapshot needs.
+    pub unused_blobs: u64,
+    /// Repository size before (packs only).
+    pub bytes_before: u64,
+    /// Bytes freed by deletions and repacking (estimate: repacked blobs are written again).
+    pub bytes_freed: u64,
+    /// Bytes read to repack.
+    pub bytes_to_read: u64,
+    /// Bytes written by repacking.
+    pub bytes_to_write: u64,
+    /// Unused bytes left after the run.
+    pub unused_bytes_after: u64,
+    /// Heap bytes of the in-memory index and the used-blob bitmap, per indexed blob.
+    pub memory_bytes_per_blob: f64,
+    #[serde(skip)]
+    packs: HashMap<PackId, IndexPack>,
+    #[serde(skip)]
+    repack_blobs: HashMap<PackId, Vec<PackEntry>>,
+    #[serde(skip)]
+    index_files: Vec<IndexId>,
+}
+
+impl PrunePlan {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.delete.is_empty() && self.repack.is_empty() && self.orphans.is_empty()
+    }
+}
+
+/// Marks every blob the snapshots need. Fails when a snapshot needs a blob the index lacks:
+/// pruning a damaged repository could lose data, so it is refused.
+fn mark_used(repo: &Repository, index: &Index) -> Result<Vec<bool>> {
+    let mut used = vec![false; index.len()];
+    let mark = |id: &BlobId, used: &mut Vec<bool>| -> Result<bool> {
+        let pos = index.position(id).ok_or(Error::MissingBlob(*id))?;
+        Ok(!std::mem::replace(&mut used[pos], true))
+    };
+    for snap in repo.snapshots()? {
+        let mut stack = vec![snap.snapshot.tree];
+        while let Some(tree_id) = stack.pop() {
+            if !mark(&tree_id, &mut used)? {
+                continue; // already walked
+            }
+            let tree = repo.load_tree(index, &tree_id)?;
+            for node in &tree.nodes {
+                for blob in node.content.iter().flatten() {
+                    mark(blob, &mut used)?;
+                }
+                if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Plans a prune. Reads index files, snapshots and trees only.
+pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    let all_files = repo.load_index_files()?;
+    let index_files: Vec<IndexId> = all_files.iter().map(|(id, _)| *id).collect();
+    let (files, superseded) = crate::repository::split_superseded(all_files);
+    let mut index = Index::new();
+    for (_, f) in &files {
+        f.merge_into(&mut index);
+    }
+    index.finish();
+    let used = mark_used(repo, &index)?;
+
+    // Every pack the index names, once.
+    let mut packs: HashMap<PackId, IndexPack> = HashMap::new();
+    for (_, f) in &files {
+        for p in &f.packs {
+            packs.entry(p.id).or_insert_with(|| p.clone());
+        }
+    }
+    let mut stored: HashMap<PackId, (u64, Option<SystemTime>, BlobType)> = HashMap::new();
+    for bt in [BlobType::Data, BlobType::Tree] {
+        for e in repo.backend().list(bt.pack_file_type())? {
+            stored.insert(PackId::from_bytes(e.id), (e.size, e.modified, bt));
+        }
+    }
+    let is_used = |p: &PackId, b: &BlobId| -> bool {
+        index
+            .position(b)
+            .is_some_and(|pos| used[pos] && index.get(b).is_some_and(|loc| loc.pack == *p))
+    };
+
+    let mut plan = PrunePlan {
+        delete: Vec::new(),
+        repack: Vec::new(),
+        orphans: Vec::new(),
+        young_orphans: 0,
+        keep: 0,
+        used_blobs: used.iter().filter(|u| **u).count() as u64,
+        unused_blobs: used.iter().filter(|u| !**u).count() as u64,
+        bytes_before: stored.values().map(|(s, ..)| s).sum(),
+        bytes_freed: 0,
+        bytes_to_read: 0,
+        bytes_to_write: 0,
+        unused_bytes_after: 0,
+        memory_bytes_per_blob: if index.is_empty() {
+            0.0
+        } else {
+            (index.heap_bytes() + used.capacity()) as f64 / index.len() as f64
+        },
+        packs: HashMap::new(),
+        repack_blobs: HashMap::new(),
+        index_files,
+    };
+
+    let mut candidates = Vec::new();
+    let mut unused_total = 0u64;
+    for (id, p) in &packs {
+        let Some(&(size, ..)) = stored.get(id) else {
+            return Err(Error::corrupt(
+                Object::Pack(*id),
+                "the index names this pack but storage does not hold it; run `floe check` and repair before pruning",
+            ));
+        };
+        let used_bytes: u64 = p
+            .blobs
+            .iter()
+            .filter(|b| is_used(id, &b.id))
+            .map(|b| b.length as u64)
+            .sum();
+        let summary = PackSummary {
+            id: *id,
+            blob_type: BlobType::from(p.blob_type).name(),
+            size,
+            used_bytes,
+        };
+        if used_bytes == 0 {
+            plan.bytes_freed += size;
+            plan.delete.push(summary);
+        } else if p.blobs.iter().all(|b| is_used(id, &b.id)) {
+            plan.keep += 1;
+        } else {
+            unused_total += size - used_bytes;
+            candidates.push(summary);
+        }
+    }
+    // Packs named only by superseded index files were condemned by a prune that did not finish:
+    // they go now, whatever their age.
+    let obsolete: HashSet<PackId> = superseded
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect();
+    let now = SystemTime::now();
+    for (id, &(size, modified, bt)) in &stored {
+        if packs.contains_key(id) {
+            continue;
+        }
+        let old = obsolete.contains(id)
+            || modified
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= opts.orphan_grace);
+        if old {
+            plan.bytes_freed += size;
+            plan.orphans.push(PackSummary {
+                id: *id,
+                blob_type: bt.name(),
+                size,
+                used_bytes: 0,
+            });
+        } else {
+            plan.young_orphans += 1;
+        }
+    }
+
+    // Repack the most wasteful packs first until the unused share is within the limit.
+    let repo_size = plan.bytes_before - plan.bytes_freed;
+    let limit = match opts.max_unused {
+        MaxUnused::Percent(p) => (repo_size as f64 * p / 100.0) as u64,
+        MaxUnused::Bytes(b) => b,
+        MaxUnused::Unlimited => u64::MAX,
+    };
+    candidates.sort_by(|a, b| {
+        let wa = (a.size - a.used_bytes) as f64 / a.size.max(1) as f64;
+        let wb = (b.size - b.used_bytes) as f64 / b.size.max(1) as f64;
+        wb.total_cmp(&wa).then(a.id.cmp(&b.id))
+    });
+    for c in candidates {
+        let fits = opts
+            .max_repack
+            .is_none_or(|m| plan.bytes_to_read + c.size <= m);
+        if unused_total > limit && fits {
+            unused_total -= c.size - c.used_bytes;
+            plan.bytes_to_read += c.size;
+            plan.bytes_to_write += c.used_bytes;
+            plan.bytes_freed += c.size - c.used_bytes;
+            plan.repack.push(c);
+        } else {
+            plan.keep += 1;
+        }
+    }
+    plan.unused_bytes_after = unused_total;
+    plan.delete.sort_by_key(|p| p.id);
+    plan.orphans.sort_by_key(|p| p.id);
+    for r in &plan.repack {
+        if let Some(p) = packs.get(&r.id) {
+            let bt: BlobType = p.blob_type.into();
+            let keep = p
+                .blobs
+                .iter()
+                .filter(|b| is_used(&r.id, &b.id))
+                .map(|b| PackEntry {
+                    blob_type: bt,
+                    compressed: b.compressed,
+                    id: b.id,
+                    offset: b.offset,
+                    length: b.length,
+                    uncompressed_length: b.uncompressed_length,
+                })
+                .collect();
+            plan.repack_blobs.insert(r.id, keep);
+        }
+    }
+    plan.packs = packs;
+    Ok(plan)
+}
+
+/// What an executed prune did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Packs deleted (unused, repacked and orphaned).
+    pub packs_deleted: u64,
+    /// Packs written by repacking.
+    pub packs_written: u64,
+    /// Index files written.
+    pub index_files_written: u64,
+    /// Index files deleted.
+    pub index_files_deleted: u64,
+}
+
+/// Carries out a plan in the crash-safe order described in the module documentation.
+pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    if plan.is_empty() {
+        return Ok(report);
+    }
+    let gone: HashSet<PackId> = plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .map(|p| p.id)
+        .collect();
+
+    // 1. New packs with the needed blobs of the packs to repack.
+    let cfg = repo.config();
+    let mut new_packs: Vec<IndexPack> = Vec::new();
+    let mut packers = [
+        Packer::new(BlobType::Data, cfg.data_pack_size),
+        Packer::new(BlobType::Tree, cfg.tree_pack_size),
+    ];
+    let mut opener = BlobOpener::new();
+    let mut scratch = Vec::new();
+    let store = |packer: &mut Packer, new_packs: &mut Vec<IndexPack>| -> Result<()> {
+        let pack = packer.finish(repo.key());
+        repo.backend().write(
+            pack.blob_type.pack_file_type(),
+            pack.id.as_bytes(),
+            &pack.bytes,
+        )?;
+        let mut f = IndexFile::default();
+        f.add_pack(
+            pack.id,
+            pack.blob_type,
+            pack.bytes.len() as u64,
+            &pack.entries,
+        );
+        new_packs.extend(f.packs);
+        Ok(())
+    };
+    for r in &plan.repack {
+        let Some(blobs) = plan.repack_blobs.get(&r.id) else {
+            continue;
+        };
+        let bt = blobs.first().map(|b| b.blob_type).unwrap_or(BlobType::Data);
+        let bytes = repo
+            .backend()
+            .read(bt.pack_file_type(), r.id.as_bytes())
+            .map_err(|e| {
+                Error::corrupt(
+                    Object::Pack(r.id),
+                    format!("cannot read pack to repack: {e}"),
+                )
+            })?;
+        let packer = &mut packers[bt as usize];
+        for b in blobs {
+            let range = b.offset as usize..b.offset as usize + b.length as usize;
+            let sealed = bytes
+                .get(range)
+                .ok_or_else(|| Error::corrupt(Object::Pack(r.id), "shorter than its index says"))?;
+            // Verify before copying: a damaged blob must not be carried into a new pack.
+            scratch.clear();
+            scratch.extend_from_slice(sealed);
+            opener.open(repo.key(), &r.id, b, &mut scratch)?;
+            packer.add(&SealedBlob {
+                id: b.id,
+                blob_type: b.blob_type,
+                compressed: b.compressed,
+                uncompressed_length: b.uncompressed_length,
+                bytes: sealed.to_vec(),
+            });
+            if packer.is_full() {
+                store(packer, &mut new_packs)?;
+                report.packs_written += 1;
+            }
+        }
+    }
+    for packer in &mut packers {
+        if !packer.is_empty() {
+            store(packer, &mut new_packs)?;
+            report.packs_written += 1;
+        }
+    }
+    failpoint::hit("prune-after-repack");
+
+    // 2. The whole index anew: every pack that stays, and the new ones. The last file written
+    // supersedes every old index file, so the new index takes over only once it is complete.
+    let mut staying: Vec<&IndexPack> = plan
+        .packs
+        .values()
+        .filter(|p| !gone.contains(&p.id))
+        .collect();
+    staying.sort_by_key(|p| p.id);
+    let all: Vec<IndexPack> = staying.into_iter().cloned().chain(new_packs).collect();
+    let mut chunks: Vec<&[IndexPack]> = all.chunks(PACKS_PER_INDEX_FILE).collect();
+    let last = chunks.pop().unwrap_or(&[]);
+    for chunk in chunks {
+        repo.save_index(&IndexFile {
+            packs: chunk.to_vec(),
+            supersedes: Vec::new(),
+        })?;
+        report.index_files_written += 1;
+    }
+    repo.save_index(&IndexFile {
+        packs: last.to_vec(),
+        supersedes: plan.index_files.clone(),
+    })?;
+    report.index_files_written += 1;
+    failpoint::hit("prune-after-new-index");
+
+    // 3. Packs nothing names any more.
+    for (i, p) in plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .chain(&plan.orphans)
+        .enumerate()
+    {
+        let t = if p.blob_type == "tree" {
+            FileType::TreePack
+        } else {
+            FileType::DataPack
+        };
+        repo.backend().remove(t, p.id.as_bytes())?;
+        report.packs_deleted += 1;
+        if i == 0 {
+            failpoint::hit("prune-during-pack-removal");
+        }
+    }
+    failpoint::hit("prune-after-pack-removal");
+
+    // 4. The old index files, now superseded.
+    for id in &plan.index_files {
+        repo.backend().remove(FileType::Index, id.as_bytes())?;
+        report.index_files_deleted += 1;
+    }
+    Ok(report)
+}
