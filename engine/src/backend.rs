@@ -97,7 +97,7 @@ pub fn parse_name(name: &str) -> Option<RawId> {
 }
 
 /// A stored object as a listing returns it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectEntry {
     /// The id.
     pub id: RawId,
@@ -105,6 +105,64 @@ pub struct ObjectEntry {
     pub size: u64,
     /// Last modification time, when the storage tells.
     pub modified: Option<std::time::SystemTime>,
+    /// Storage class, when the storage has classes (object stores).
+    pub storage_class: Option<StorageClass>,
+}
+
+/// An object store's storage class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StorageClass {
+    /// Hot storage.
+    Standard,
+    /// Infrequent access.
+    StandardIa,
+    /// Infrequent access in one zone.
+    OnezoneIa,
+    /// Automatic tiering.
+    IntelligentTiering,
+    /// Glacier with instant retrieval (readable at once).
+    GlacierIr,
+    /// Glacier flexible retrieval: must be restored before reading.
+    Glacier,
+    /// Glacier deep archive: must be restored before reading.
+    DeepArchive,
+    /// A class this build does not know.
+    Other(String),
+}
+
+impl StorageClass {
+    /// From the S3 name (`STANDARD_IA`, `DEEP_ARCHIVE`...).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "STANDARD" => StorageClass::Standard,
+            "STANDARD_IA" => StorageClass::StandardIa,
+            "ONEZONE_IA" => StorageClass::OnezoneIa,
+            "INTELLIGENT_TIERING" => StorageClass::IntelligentTiering,
+            "GLACIER_IR" => StorageClass::GlacierIr,
+            "GLACIER" => StorageClass::Glacier,
+            "DEEP_ARCHIVE" => StorageClass::DeepArchive,
+            other => StorageClass::Other(other.to_string()),
+        }
+    }
+
+    /// The S3 name.
+    pub fn name(&self) -> &str {
+        match self {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::StandardIa => "STANDARD_IA",
+            StorageClass::OnezoneIa => "ONEZONE_IA",
+            StorageClass::IntelligentTiering => "INTELLIGENT_TIERING",
+            StorageClass::GlacierIr => "GLACIER_IR",
+            StorageClass::Glacier => "GLACIER",
+            StorageClass::DeepArchive => "DEEP_ARCHIVE",
+            StorageClass::Other(s) => s,
+        }
+    }
+
+    /// True when objects of this class cannot be read without a restore (thaw) first.
+    pub fn needs_thaw(&self) -> bool {
+        matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
+    }
 }
 
 /// Storage for a repository.

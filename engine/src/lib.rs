@@ -39,7 +39,7 @@ pub mod snapshot;
 pub mod tree;
 
 pub use archiver::{backup, BackupOptions, BackupReport, SourceError};
-pub use backend::{Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend};
+pub use backend::{Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend, StorageClass};
 pub use chunker::ChunkerParams;
 pub use error::{BackendError, Error, Object, Result};
 pub use id::{BlobId, IndexId, KeyId, PackId, SnapshotId};

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::backend::FileType;
+use crate::backend::{FileType, StorageClass};
 use crate::error::{Error, Object, Result};
 use crate::failpoint;
 use crate::id::{BlobId, IndexId, PackId};
@@ -109,6 +109,8 @@ pub struct PackSummary {
     pub size: u64,
     /// Bytes of blobs some snapshot needs.
     pub used_bytes: u64,
+    /// Storage class, when the storage tells.
+    pub storage_class: Option<String>,
 }
 
 /// What prune will do; `execute` carries it out.
@@ -124,6 +126,8 @@ pub struct PrunePlan {
     pub young_orphans: usize,
     /// Packs that stay as they are.
     pub keep: usize,
+    /// Partly used packs left alone because their storage class must be thawed before a read.
+    pub cold_not_repacked: usize,
     /// Blobs needed by the remaining snapshots.
     pub used_blobs: u64,
     /// Blobs no snapshot needs.
@@ -202,10 +206,14 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             packs.entry(p.id).or_insert_with(|| p.clone());
         }
     }
-    let mut stored: HashMap<PackId, (u64, Option<SystemTime>, BlobType)> = HashMap::new();
+    type Stored = (u64, Option<SystemTime>, BlobType, Option<StorageClass>);
+    let mut stored: HashMap<PackId, Stored> = HashMap::new();
     for bt in [BlobType::Data, BlobType::Tree] {
         for e in repo.backend().list(bt.pack_file_type())? {
-            stored.insert(PackId::from_bytes(e.id), (e.size, e.modified, bt));
+            stored.insert(
+                PackId::from_bytes(e.id),
+                (e.size, e.modified, bt, e.storage_class),
+            );
         }
     }
     let is_used = |p: &PackId, b: &BlobId| -> bool {
@@ -220,6 +228,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         orphans: Vec::new(),
         young_orphans: 0,
         keep: 0,
+        cold_not_repacked: 0,
         used_blobs: used.iter().filter(|u| **u).count() as u64,
         unused_blobs: used.iter().filter(|u| !**u).count() as u64,
         bytes_before: stored.values().map(|(s, ..)| s).sum(),
@@ -240,7 +249,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     let mut candidates = Vec::new();
     let mut unused_total = 0u64;
     for (id, p) in &packs {
-        let Some(&(size, ..)) = stored.get(id) else {
+        let Some((size, _, _, class)) = stored.get(id) else {
             return Err(Error::corrupt(
                 Object::Pack(*id),
                 "the index names this pack but storage does not hold it; run `floe check` and repair before pruning",
@@ -252,17 +261,23 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             .filter(|b| is_used(id, &b.id))
             .map(|b| b.length as u64)
             .sum();
+        let size = *size;
         let summary = PackSummary {
             id: *id,
             blob_type: BlobType::from(p.blob_type).name(),
             size,
             used_bytes,
+            storage_class: class.as_ref().map(|c| c.name().to_string()),
         };
         if used_bytes == 0 {
             plan.bytes_freed += size;
             plan.delete.push(summary);
         } else if p.blobs.iter().all(|b| is_used(id, &b.id)) {
             plan.keep += 1;
+        } else if class.as_ref().is_some_and(|c| c.needs_thaw()) {
+            // Repacking would need a thaw: leave the pack, and its unused bytes, where they are.
+            plan.keep += 1;
+            plan.cold_not_repacked += 1;
         } else {
             unused_total += size - used_bytes;
             candidates.push(summary);
@@ -275,7 +290,8 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
         .collect();
     let now = SystemTime::now();
-    for (id, &(size, modified, bt)) in &stored {
+    for (id, (size, modified, bt, class)) in &stored {
+        let (size, modified, bt) = (*size, *modified, *bt);
         if packs.contains_key(id) {
             continue;
         }
@@ -290,6 +306,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
                 blob_type: bt.name(),
                 size,
                 used_bytes: 0,
+                storage_class: class.as_ref().map(|c| c.name().to_string()),
             });
         } else {
             plan.young_orphans += 1;

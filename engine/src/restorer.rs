@@ -27,6 +27,8 @@ use crate::tree::{Node, NodeKind, Tree};
 const SPARSE_BLOCK: usize = 64 * 1024;
 /// Blobs of one pack closer than this are fetched in one read.
 const MAX_READ_GAP: u64 = 256 * 1024;
+/// Files a restoring thread keeps open at once.
+const MAX_OPEN_FILES: usize = 32;
 /// Largest single read.
 const MAX_READ: u64 = 8 << 20;
 
@@ -477,6 +479,11 @@ pub fn restore(
                         };
                         for (i, off) in &b.targets {
                             let f = &files[*i];
+                            if handles.len() >= MAX_OPEN_FILES && !handles.contains_key(i) {
+                                // A pack may hold blobs of thousands of small files: keep the
+                                // number of open descriptors bounded.
+                                handles.clear();
+                            }
                             let h = match handles.entry(*i) {
                                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                                 std::collections::hash_map::Entry::Vacant(v) => {

@@ -221,3 +221,32 @@ fn a_file_where_the_snapshot_has_a_folder_is_not_replaced_without_overwrite() {
         b"a local file named like the folder"
     );
 }
+
+/// Restoring a pack holding blobs of thousands of small files once kept a descriptor open per
+/// file and failed with "Too many open files".
+#[test]
+fn regression_thousands_of_small_files_in_one_pack() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3000u64 {
+        fs::write(
+            src.join(format!("f{i}")),
+            random_bytes(i, 100 + (i as usize % 500)),
+        )
+        .unwrap();
+    }
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    // Restore under a limit of 256 descriptors, far below the 3000 files of the pack.
+    let t = env.path("out");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" -r \"$1\" restore latest --target \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_floe"))
+        .arg(&env.repo)
+        .arg(&t)
+        .env("FLOE_PASSWORD", PASSWORD);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tree(&src, &restored(&t, &src), is_root());
+}

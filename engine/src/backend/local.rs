@@ -82,6 +82,7 @@ impl LocalBackend {
                     id,
                     size: meta.len(),
                     modified: meta.modified().ok(),
+                    storage_class: None,
                 });
             }
         }
@@ -143,6 +144,7 @@ impl Backend for LocalBackend {
                         id: super::CONFIG_ID,
                         size: m.len(),
                         modified: m.modified().ok(),
+                        storage_class: None,
                     });
                 }
             }

@@ -54,6 +54,7 @@ impl Backend for MemoryBackend {
                 id: *id,
                 size: data.len() as u64,
                 modified: Some(*modified),
+                storage_class: None,
             })
             .collect())
     }
