@@ -515,3 +515,119 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archiver::{backup, BackupOptions};
+    use crate::backend::{Backend, MemoryBackend, ObjectEntry};
+    use crate::error::BackendError;
+    use crate::id::RawId;
+    use crate::key::KdfParams;
+    use crate::repository::InitOptions;
+    use std::sync::Arc;
+
+    /// Memory storage that reports every data pack as DEEP_ARCHIVE.
+    struct Frozen(MemoryBackend);
+
+    impl Backend for Frozen {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn create(&self) -> std::result::Result<(), BackendError> {
+            self.0.create()
+        }
+        fn list(&self, t: FileType) -> std::result::Result<Vec<ObjectEntry>, BackendError> {
+            let mut l = self.0.list(t)?;
+            if t == FileType::DataPack {
+                for e in &mut l {
+                    e.storage_class = Some(StorageClass::DeepArchive);
+                }
+            }
+            Ok(l)
+        }
+        fn read(&self, t: FileType, id: &RawId) -> std::result::Result<Vec<u8>, BackendError> {
+            assert_ne!(
+                t,
+                FileType::DataPack,
+                "prune must not read a frozen data pack"
+            );
+            self.0.read(t, id)
+        }
+        fn read_range(
+            &self,
+            t: FileType,
+            id: &RawId,
+            o: u64,
+            l: u64,
+        ) -> std::result::Result<Vec<u8>, BackendError> {
+            assert_ne!(
+                t,
+                FileType::DataPack,
+                "prune must not read a frozen data pack"
+            );
+            self.0.read_range(t, id, o, l)
+        }
+        fn write(
+            &self,
+            t: FileType,
+            id: &RawId,
+            d: &[u8],
+        ) -> std::result::Result<(), BackendError> {
+            self.0.write(t, id, d)
+        }
+        fn remove(&self, t: FileType, id: &RawId) -> std::result::Result<(), BackendError> {
+            self.0.remove(t, id)
+        }
+    }
+
+    #[test]
+    fn partly_used_cold_packs_are_never_repacked_nor_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(Arc::new(Frozen(MemoryBackend::new())), b"pw", &opts).unwrap();
+        let mut ids = Vec::new();
+        for (i, content) in [vec![1u8; 600_000], vec![2u8; 600_000]].iter().enumerate() {
+            // The second backup replaces file a: its first pack holds a (unused later) and b (kept).
+            std::fs::write(src.join("a"), content).unwrap();
+            if i == 0 {
+                std::fs::write(src.join("b"), vec![3u8; 600_000]).unwrap();
+            }
+            let index = repo.load_index().unwrap();
+            let r = backup(
+                &repo,
+                &index,
+                &BackupOptions {
+                    paths: vec![src.clone()],
+                    force: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            ids.push(r.snapshot_id);
+        }
+        repo.backend()
+            .remove(FileType::Snapshot, ids[0].as_bytes())
+            .unwrap();
+        let plan = plan(
+            &repo,
+            &PruneOptions {
+                max_unused: MaxUnused::Bytes(0),
+                ..PruneOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(plan.repack.is_empty(), "{plan:?}");
+        assert_eq!(plan.cold_not_repacked, 1, "{plan:?}");
+        execute(&repo, &plan).unwrap();
+    }
+}
