@@ -31,8 +31,9 @@ use crate::pack::{BlobOpener, BlobType, PackEntry, Packer, SealedBlob};
 use crate::repository::Repository;
 use crate::tree::NodeKind;
 
-/// Packs an index file describes at most (prune writes the whole index anew).
-const PACKS_PER_INDEX_FILE: usize = 4096;
+/// Blobs an index file describes at most (prune writes the whole index anew): about 40 MB of
+/// JSON, far below the 1 GiB a reader accepts for one file.
+const BLOBS_PER_INDEX_FILE: usize = 250_000;
 
 /// How much unused space may stay.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -86,6 +87,8 @@ pub struct PruneOptions {
     pub max_repack: Option<u64>,
     /// Packs no index names are deleted only when older than this.
     pub orphan_grace: Duration,
+    /// Snapshots to treat as already removed (a dry run of `forget --prune`).
+    pub ignore_snapshots: Vec<crate::id::SnapshotId>,
 }
 
 impl Default for PruneOptions {
@@ -94,6 +97,7 @@ impl Default for PruneOptions {
             max_unused: MaxUnused::Percent(5.0),
             max_repack: None,
             orphan_grace: Duration::from_secs(24 * 3600),
+            ignore_snapshots: Vec::new(),
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct PrunePlan {
     pub young_orphans: usize,
     /// Packs that stay as they are.
     pub keep: usize,
+    /// Index files left by an interrupted prune, superseded and still to delete.
+    pub superseded_files: usize,
     /// Partly used packs left alone because their storage class must be thawed before a read.
     pub cold_not_repacked: usize,
     /// Blobs needed by the remaining snapshots.
@@ -155,19 +161,30 @@ pub struct PrunePlan {
 impl PrunePlan {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.delete.is_empty() && self.repack.is_empty() && self.orphans.is_empty()
+        self.delete.is_empty()
+            && self.repack.is_empty()
+            && self.orphans.is_empty()
+            && self.superseded_files == 0
     }
 }
 
 /// Marks every blob the snapshots need. Fails when a snapshot needs a blob the index lacks:
 /// pruning a damaged repository could lose data, so it is refused.
-fn mark_used(repo: &Repository, index: &Index) -> Result<Vec<bool>> {
+fn mark_used(
+    repo: &Repository,
+    index: &Index,
+    ignore: &[crate::id::SnapshotId],
+) -> Result<Vec<bool>> {
     let mut used = vec![false; index.len()];
     let mark = |id: &BlobId, used: &mut Vec<bool>| -> Result<bool> {
         let pos = index.position(id).ok_or(Error::MissingBlob(*id))?;
         Ok(!std::mem::replace(&mut used[pos], true))
     };
-    for snap in repo.snapshots()? {
+    for snap in repo
+        .snapshots()?
+        .into_iter()
+        .filter(|s| !ignore.contains(&s.id))
+    {
         let mut stack = vec![snap.snapshot.tree];
         while let Some(tree_id) = stack.pop() {
             if !mark(&tree_id, &mut used)? {
@@ -197,7 +214,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         f.merge_into(&mut index);
     }
     index.finish();
-    let used = mark_used(repo, &index)?;
+    let used = mark_used(repo, &index, &opts.ignore_snapshots)?;
 
     // Every pack the index names, once.
     let mut packs: HashMap<PackId, IndexPack> = HashMap::new();
@@ -228,6 +245,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         orphans: Vec::new(),
         young_orphans: 0,
         keep: 0,
+        superseded_files: superseded.len(),
         cold_not_repacked: 0,
         used_blobs: used.iter().filter(|u| **u).count() as u64,
         unused_blobs: used.iter().filter(|u| !**u).count() as u64,
@@ -252,7 +270,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         let Some((size, _, _, class)) = stored.get(id) else {
             return Err(Error::corrupt(
                 Object::Pack(*id),
-                "the index names this pack but storage does not hold it; run `floe check` and repair before pruning",
+                "the index names this pack but storage does not hold it; the repository is damaged, and prune refuses to run on it",
             ));
         };
         let used_bytes: u64 = p
@@ -262,6 +280,14 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             .map(|b| b.length as u64)
             .sum();
         let size = *size;
+        if used_bytes > size {
+            return Err(Error::corrupt(
+                Object::Pack(*id),
+                format!(
+                    "the index puts {used_bytes} bytes of needed blobs in a pack of {size} bytes"
+                ),
+            ));
+        }
         let summary = PackSummary {
             id: *id,
             blob_type: BlobType::from(p.blob_type).name(),
@@ -471,7 +497,18 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         .collect();
     staying.sort_by_key(|p| p.id);
     let all: Vec<IndexPack> = staying.into_iter().cloned().chain(new_packs).collect();
-    let mut chunks: Vec<&[IndexPack]> = all.chunks(PACKS_PER_INDEX_FILE).collect();
+    let mut chunks: Vec<&[IndexPack]> = Vec::new();
+    let mut start = 0;
+    let mut blobs = 0;
+    for (i, p) in all.iter().enumerate() {
+        if blobs > 0 && blobs + p.blobs.len() > BLOBS_PER_INDEX_FILE {
+            chunks.push(&all[start..i]);
+            start = i;
+            blobs = 0;
+        }
+        blobs += p.blobs.len();
+    }
+    chunks.push(&all[start..]);
     let last = chunks.pop().unwrap_or(&[]);
     for chunk in chunks {
         repo.save_index(&IndexFile {

@@ -484,6 +484,14 @@ pub fn encode_file<T: Serialize>(
     value: &T,
 ) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(value).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    if json.len() > MAX_FILE_PLAINTEXT {
+        // Readers refuse such a file: never write one.
+        return Err(Error::InvalidInput(format!(
+            "a {} file of {} bytes exceeds the {MAX_FILE_PLAINTEXT}-byte limit",
+            file_type.dir_name(),
+            json.len()
+        )));
+    }
     let z = zstd::bulk::compress(&json, level)
         .map_err(|e| Error::io("compress", file_type.dir_name(), e))?;
     Ok(key.seal(&aad::file(file_type), &z))

@@ -112,6 +112,25 @@ fn dry_runs_change_nothing() {
         out.contains("to delete") && out.contains("to repack"),
         "{out}"
     );
+    let out = env.ok(&[
+        "forget",
+        "--keep-daily",
+        "1",
+        "--dry-run",
+        "--prune",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["removed"].as_array().unwrap().len(), 4, "{out}");
+    // The prune plan already counts the four snapshots as gone.
+    let plan = &v["prune"]["plan"];
+    let touched =
+        plan["delete"].as_array().unwrap().len() + plan["repack"].as_array().unwrap().len();
+    assert!(touched >= 4, "{out}");
+    assert!(
+        plan["bytes_freed"].as_u64().unwrap() >= 4 * DAILY as u64 - 100_000,
+        "{out}"
+    );
     assert_eq!(snapshot_ids(&env).len(), 5);
     assert_eq!(dir_bytes(&env.repo), before);
 }
@@ -141,8 +160,10 @@ fn forget_by_id_and_json_reasons() {
     env.ok(&["forget", &ids[0].0[..10]]);
     assert_eq!(snapshot_ids(&env).len(), 4);
     let json = env.ok(&["forget", "--keep-weekly", "1", "--dry-run", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
-    let g = &v[0];
+    assert_eq!(json.lines().count(), 1, "one JSON document: {json}");
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["removed"].as_array().unwrap().len(), 3, "{json}");
+    let g = &v["groups"][0];
     assert_eq!(g["keep"].as_array().unwrap().len(), 1, "{json}");
     assert!(
         g["keep"][0]["reasons"][0]

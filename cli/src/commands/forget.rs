@@ -103,12 +103,11 @@ impl Args {
     fn selects(&self, s: &SnapshotEntry) -> bool {
         let sn = &s.snapshot;
         (self.hosts.is_empty() || self.hosts.contains(&sn.hostname))
-            && (self.tags.is_empty() || self.tags.iter().any(|t| sn.tags.contains(t)))
-            && (self.paths.is_empty()
-                || self
-                    .paths
-                    .iter()
-                    .any(|p| sn.paths.iter().any(|sp| sp.lossy() == p.as_str())))
+            // `--tag a,b` needs both; several --tag options need any one of them.
+            && (self.tags.is_empty()
+                || self.tags.iter().any(|t| t.split(',').all(|one| sn.tags.iter().any(|st| st == one))))
+            // Every --path must be among the snapshot's paths.
+            && self.paths.iter().all(|p| sn.paths.iter().any(|sp| sp.lossy() == p.as_str()))
     }
 }
 
@@ -135,9 +134,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let _lock = crate::repo::lock(g, &repo, true, "forget")?;
 
     let mut remove = Vec::new();
+    let mut json_groups = Vec::new();
     if !a.ids.is_empty() {
         for spec in &a.ids {
             let s = repo.find_snapshot(spec)?;
+            if remove.contains(&s.id) {
+                continue;
+            }
             if !a.json {
                 output::line(format!(
                     "remove {} {}",
@@ -148,7 +151,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             remove.push(s.id);
         }
     } else if policy.is_empty() {
-        output::line("no policy given (--keep-*): nothing removed")?;
+        if a.json {
+            output::json(&serde_json::json!({ "groups": [], "removed": [] }))?;
+        } else {
+            output::line("no policy given (--keep-*): nothing removed")?;
+        }
         return Ok(exit::OK);
     } else {
         let now = floe_engine::repository::now_local();
@@ -157,11 +164,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             .into_iter()
             .filter(|s| a.selects(s))
             .collect();
-        let mut json_groups = Vec::new();
-        let groups = group_snapshots(snaps, a.group_by);
         // Decide every group before removing anything, so a refusal leaves everything in place.
         let mut decided = Vec::new();
-        for (key, group) in groups {
+        for (key, group) in group_snapshots(snaps, a.group_by) {
             let decisions = apply_policy(&group, &policy, now);
             if !decisions.is_empty()
                 && decisions.iter().all(|d| !d.keep)
@@ -187,11 +192,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                         })
                         .collect::<Vec<_>>()
                 };
-                json_groups.push(JsonGroup {
+                json_groups.push(serde_json::to_value(JsonGroup {
                     group: key.clone(),
                     keep: conv(true),
                     remove: conv(false),
-                });
+                })?);
             } else {
                 output::line(format!("group {key}"))?;
                 for d in decisions {
@@ -208,30 +213,37 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             }
             remove.extend(decisions.iter().filter(|d| !d.keep).map(|d| d.id));
         }
-        if a.json {
-            output::json(&json_groups)?;
+    }
+    if !a.dry_run {
+        for id in &remove {
+            repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
         }
     }
-    if a.dry_run {
-        if !a.json {
+    if !a.json {
+        if a.dry_run {
             output::line(format!(
                 "dry run: {} snapshot(s) would be removed",
                 remove.len()
             ))?;
+        } else {
+            output::line(format!("removed {} snapshot(s)", remove.len()))?;
         }
-        if a.prune {
-            super::prune::prune_locked(&repo, &a.prune_args.options(), true, a.json)?;
-        }
-        return Ok(exit::OK);
     }
-    for id in &remove {
-        repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
-    }
-    if !a.json {
-        output::line(format!("removed {} snapshot(s)", remove.len()))?;
-    }
-    if a.prune {
-        super::prune::prune_locked(&repo, &a.prune_args.options(), false, a.json)?;
+    let prune = if a.prune {
+        let mut opts = a.prune_args.options();
+        // A dry run plans as if the snapshots were already gone.
+        opts.ignore_snapshots = remove.clone();
+        Some(super::prune::prune_locked(&repo, &opts, a.dry_run, a.json)?)
+    } else {
+        None
+    };
+    if a.json {
+        output::json(&serde_json::json!({
+            "dry_run": a.dry_run,
+            "groups": json_groups,
+            "removed": remove.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            "prune": prune,
+        }))?;
     }
     Ok(exit::OK)
 }

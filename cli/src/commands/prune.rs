@@ -88,37 +88,40 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
 }
 
 /// Plans and (unless `dry_run`) executes a prune on a repository the caller has locked
-/// exclusively.
+/// exclusively. Prints the plan unless `json`; returns it (and the report) as JSON.
 pub fn prune_locked(
     repo: &Repository,
     opts: &PruneOptions,
     dry_run: bool,
     json: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<serde_json::Value> {
     let plan = prune::plan(repo, opts)?;
+    if !json {
+        print_plan(&plan)?;
+    }
     let report = if dry_run {
         None
     } else {
         Some(prune::execute(repo, &plan)?)
     };
-    if json {
-        output::json(&serde_json::json!({ "dry_run": dry_run, "plan": plan, "report": report }))?;
-        return Ok(());
+    if !json {
+        match &report {
+            None => output::line("dry run: nothing was changed")?,
+            Some(r) => output::line(format!(
+                "deleted {} pack(s), wrote {} pack(s) and {} index file(s), removed {} index file(s)",
+                r.packs_deleted, r.packs_written, r.index_files_written, r.index_files_deleted
+            ))?,
+        }
     }
-    print_plan(&plan)?;
-    match report {
-        None => output::line("dry run: nothing was changed")?,
-        Some(r) => output::line(format!(
-            "deleted {} pack(s), wrote {} pack(s) and {} index file(s), removed {} index file(s)",
-            r.packs_deleted, r.packs_written, r.index_files_written, r.index_files_deleted
-        ))?,
-    }
-    Ok(())
+    Ok(serde_json::json!({ "dry_run": dry_run, "plan": plan, "report": report }))
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::lock(g, &repo, true, "prune")?;
-    prune_locked(&repo, &a.prune.options(), a.dry_run, a.json)?;
+    let v = prune_locked(&repo, &a.prune.options(), a.dry_run, a.json)?;
+    if a.json {
+        output::json(&v)?;
+    }
     Ok(exit::OK)
 }
