@@ -71,6 +71,9 @@ pub struct BackupOptions {
     pub force: bool,
     /// Worker threads (0: one per core).
     pub threads: usize,
+    /// The health of the lock the caller holds: checked before index files and the snapshot
+    /// are saved.
+    pub lock: crate::lock::LockHealth,
 }
 
 /// A source entry that could not be read.
@@ -116,6 +119,7 @@ struct Shared<'r> {
     pack_pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     /// Packs written and not yet named by an index file.
     pending_index: Mutex<IndexFile>,
+    lock: crate::lock::LockHealth,
 }
 
 impl Shared<'_> {
@@ -199,6 +203,7 @@ fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
                         .then(|| std::mem::take(&mut *pending))
                 };
                 if let Some(file) = full {
+                    shared.lock.check()?;
                     repo.save_index(&file)?;
                 }
                 Ok(())
@@ -734,6 +739,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         pool_tx,
         pack_pool: bounded(WRITERS),
         pending_index: Mutex::new(IndexFile::default()),
+        lock: opts.lock.clone(),
     };
     let excludes = PathMatcher::new(&opts.excludes)?;
     let chunker = Chunker::new(cfg.chunker, repo.key().chunker_seed())?;
@@ -818,7 +824,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
                 .unwrap_or_else(|p| p.into_inner()),
         );
         if !shared.failed.load(Ordering::SeqCst) && !rest.packs.is_empty() {
-            if let Err(e) = repo.save_index(&rest) {
+            if let Err(e) = shared.lock.check().and_then(|_| repo.save_index(&rest)) {
                 shared.fail(e);
             }
         }
@@ -856,7 +862,9 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         program_version: format!("floe {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary),
     };
-    // Every pack and index file is durable by now: the snapshot comes last.
+    // Every pack and index file is durable by now: the snapshot comes last, and only while the
+    // lock still keeps prune away.
+    opts.lock.check()?;
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     Ok(BackupReport {
         snapshot_id,

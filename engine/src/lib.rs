@@ -45,7 +45,7 @@ pub use error::{BackendError, Error, Object, Result};
 pub use id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
 pub use index::Index;
 pub use key::KdfParams;
-pub use lock::{lock, unlock, LockOptions, RepoLock};
+pub use lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
 pub use prune::{MaxUnused, PruneOptions, PrunePlan, PruneReport};
 pub use repository::{Config, InitOptions, Repository, FORMAT_VERSION};
 pub use restorer::{restore, RestoreError, RestoreOptions, RestoreSummary};

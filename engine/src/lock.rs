@@ -7,9 +7,11 @@
 //! longer runs. A held lock is refreshed every five minutes by a background thread and removed
 //! when its guard is dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -150,7 +152,36 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
 pub struct RepoLock {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    health: LockHealth,
 }
+
+/// Whether a held lock still protects its holder: shared with the work the lock protects, which
+/// checks it before each step that others could undo (saving index files and snapshots, deleting).
+#[derive(Debug, Clone, Default)]
+pub struct LockHealth(Arc<AtomicBool>);
+
+impl LockHealth {
+    /// A health that is never lost (for callers that hold no lock: tests, tools).
+    pub fn unlocked() -> Self {
+        Self::default()
+    }
+
+    /// Fails once the lock was lost: removed by someone else, or not refreshed for so long
+    /// (suspend, storage errors) that others may already treat it as stale.
+    pub fn check(&self) -> Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(Error::Locked {
+                holder: "this process lost its own lock (removed by another process, or not refreshed in time); stopping before changing the repository further".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Past this long without a successful refresh (wall clock, so a suspend counts), a lock is
+/// treated as lost by its own holder, well before others may call it stale.
+const LOST_AFTER: Duration = Duration::from_secs(20 * 60);
 
 impl std::fmt::Debug for RepoLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,23 +236,55 @@ pub fn lock(repo: &Repository, opts: &LockOptions) -> Result<RepoLock> {
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let owned = repo.with_backend(repo.backend().clone());
     let opts = opts.clone();
+    let health = LockHealth::default();
+    let lost = health.0.clone();
     let thread = std::thread::spawn(move || {
-        let mut current = id;
+        let mut current = Some(id);
+        let mut last_ok = SystemTime::now();
         // Until the guard is dropped (the channel closes), refresh at every tick.
         while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(opts.refresh_every) {
+            let Some(old) = current else { continue };
+            if SystemTime::now()
+                .duration_since(last_ok)
+                .unwrap_or_default()
+                > LOST_AFTER
+            {
+                lost.store(true, Ordering::SeqCst);
+            }
             // Write the fresh lock before removing the old one, so the repository is never
-            // unlocked in between. A failed refresh is retried at the next tick.
-            if let Ok(new) = write_lock(&owned, &opts) {
-                let _ = owned.backend().remove(FileType::Lock, current.as_bytes());
-                current = new;
+            // unlocked in between. A failed write is retried at the next tick.
+            let Ok(new) = write_lock(&owned, &opts) else {
+                continue;
+            };
+            match owned.backend().remove(FileType::Lock, old.as_bytes()) {
+                Err(crate::error::BackendError::NotFound { .. }) => {
+                    // Someone removed our lock: others may have gone ahead. Do not re-take it.
+                    lost.store(true, Ordering::SeqCst);
+                    let _ = owned.backend().remove(FileType::Lock, new.as_bytes());
+                    current = None;
+                }
+                _ => {
+                    current = Some(new);
+                    last_ok = SystemTime::now();
+                }
             }
         }
-        let _ = owned.backend().remove(FileType::Lock, current.as_bytes());
+        if let Some(id) = current {
+            let _ = owned.backend().remove(FileType::Lock, id.as_bytes());
+        }
     });
     Ok(RepoLock {
         stop: Some(stop_tx),
         thread: Some(thread),
+        health,
     })
+}
+
+impl RepoLock {
+    /// The lock's health, to check before steps that others could undo.
+    pub fn health(&self) -> LockHealth {
+        self.health.clone()
+    }
 }
 
 impl Drop for RepoLock {
@@ -342,6 +405,24 @@ mod tests {
         drop(l);
         assert_eq!(unlock(&r, false).unwrap(), 2);
         assert!(list_locks(&r).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lock_removed_by_someone_else_is_reported_lost_and_not_retaken() {
+        let r = repo();
+        let mut o = opts(true);
+        o.refresh_every = Duration::from_millis(50);
+        let l = lock(&r, &o).unwrap();
+        assert!(l.health().check().is_ok());
+        assert_eq!(unlock(&r, true).unwrap(), 1);
+        std::thread::sleep(Duration::from_millis(300));
+        let err = l.health().check().unwrap_err();
+        assert!(err.to_string().contains("lost its own lock"), "{err}");
+        assert!(
+            list_locks(&r).unwrap().is_empty(),
+            "a lost lock is not written again"
+        );
+        drop(l);
     }
 
     #[test]

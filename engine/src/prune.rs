@@ -405,7 +405,11 @@ pub struct PruneReport {
 }
 
 /// Carries out a plan in the crash-safe order described in the module documentation.
-pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
+pub fn execute(
+    repo: &Repository,
+    plan: &PrunePlan,
+    lock: &crate::lock::LockHealth,
+) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     if plan.is_empty() {
         return Ok(report);
@@ -487,6 +491,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         }
     }
     failpoint::hit("prune-after-repack");
+    lock.check()?;
 
     // 2. The whole index anew: every pack that stays, and the new ones. The last file written
     // supersedes every old index file, so the new index takes over only once it is complete.
@@ -523,6 +528,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
     })?;
     report.index_files_written += 1;
     failpoint::hit("prune-after-new-index");
+    lock.check()?;
 
     // 3. Packs nothing names any more.
     for (i, p) in plan
@@ -544,6 +550,7 @@ pub fn execute(repo: &Repository, plan: &PrunePlan) -> Result<PruneReport> {
         }
     }
     failpoint::hit("prune-after-pack-removal");
+    lock.check()?;
 
     // 4. The old index files, now superseded.
     for id in &plan.index_files {
@@ -665,6 +672,6 @@ mod tests {
         .unwrap();
         assert!(plan.repack.is_empty(), "{plan:?}");
         assert_eq!(plan.cold_not_repacked, 1, "{plan:?}");
-        execute(&repo, &plan).unwrap();
+        execute(&repo, &plan, &crate::lock::LockHealth::unlocked()).unwrap();
     }
 }

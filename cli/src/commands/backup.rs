@@ -61,7 +61,7 @@ struct JsonSummary<'a> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "backup")?;
+    let lock = crate::repo::lock(g, &repo, false, "backup")?;
     let mut excludes = a.excludes;
     for f in &a.exclude_files {
         let text = std::fs::read_to_string(f)
@@ -84,6 +84,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         parent,
         force: a.force,
         threads: 0,
+        lock: lock.health(),
     };
     let report = backup(&repo, &index, &opts)?;
     for e in &report.errors {

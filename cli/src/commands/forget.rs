@@ -131,7 +131,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         bail!("give snapshot ids or a --keep policy, not both");
     }
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, true, "forget")?;
+    let lock = crate::repo::lock(g, &repo, true, "forget")?;
 
     let mut remove = Vec::new();
     let mut json_groups = Vec::new();
@@ -215,6 +215,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     if !a.dry_run {
+        lock.health().check()?;
         for id in &remove {
             repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
         }
@@ -233,7 +234,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         let mut opts = a.prune_args.options();
         // A dry run plans as if the snapshots were already gone.
         opts.ignore_snapshots = remove.clone();
-        Some(super::prune::prune_locked(&repo, &opts, a.dry_run, a.json)?)
+        Some(super::prune::prune_locked(
+            &repo, &lock, &opts, a.dry_run, a.json,
+        )?)
     } else {
         None
     };

@@ -91,6 +91,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
 /// exclusively. Prints the plan unless `json`; returns it (and the report) as JSON.
 pub fn prune_locked(
     repo: &Repository,
+    lock: &floe_engine::RepoLock,
     opts: &PruneOptions,
     dry_run: bool,
     json: bool,
@@ -102,7 +103,7 @@ pub fn prune_locked(
     let report = if dry_run {
         None
     } else {
-        Some(prune::execute(repo, &plan)?)
+        Some(prune::execute(repo, &plan, &lock.health())?)
     };
     if !json {
         match &report {
@@ -118,8 +119,8 @@ pub fn prune_locked(
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, true, "prune")?;
-    let v = prune_locked(&repo, &a.prune.options(), a.dry_run, a.json)?;
+    let lock = crate::repo::lock(g, &repo, true, "prune")?;
+    let v = prune_locked(&repo, &lock, &a.prune.options(), a.dry_run, a.json)?;
     if a.json {
         output::json(&v)?;
     }
