@@ -137,12 +137,14 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
             Ok(_) => {}
             // A lock that vanished between listing and reading was released.
             Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {}
-            Err(e) => {
+            // A damaged lock blocks until removed by hand; a storage error is just an error.
+            Err(e) if e.is_corruption() => {
                 return Ok(Some(format!(
                     "an unreadable lock {} ({e}); `floe unlock --remove-all` removes it",
                     id.short()
                 )))
             }
+            Err(e) => return Err(e),
         }
     }
     Ok(None)

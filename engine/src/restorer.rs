@@ -409,6 +409,16 @@ pub fn restore(
                 .push((i, offset));
             offset += loc.entry.uncompressed_length as u64;
         }
+        if offset != f.node.size {
+            // The tree and the index disagree: the file would be cut short or padded with zeros.
+            fail(
+                i,
+                format!(
+                    "its blobs hold {offset} bytes but the snapshot records {}",
+                    f.node.size
+                ),
+            );
+        }
     }
 
     let threads = if opts.threads == 0 {

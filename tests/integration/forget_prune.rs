@@ -251,3 +251,21 @@ fn prune_killed_at_every_step_loses_nothing() {
 #[test]
 #[ignore = "needs the failpoints feature: cargo test --all-features (what .ci/run does)"]
 fn prune_killed_at_every_step_loses_nothing() {}
+
+#[test]
+fn a_damaged_snapshot_can_be_forgotten_by_its_full_id() {
+    let env = Env::init();
+    history(&env);
+    let ids = snapshot_ids(&env);
+    let victim = env.repo.join("snapshots").join(&ids[0].0);
+    fs::write(&victim, b"garbage").unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("corrupted snapshots file"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["forget", &ids[0].0]);
+    assert_eq!(snapshot_ids(&env).len(), 4);
+}

@@ -5,7 +5,7 @@ use floe_engine::backend::FileType;
 use floe_engine::retention::{
     apply_policy, group_snapshots, CalendarDuration, GroupBy, KeepPolicy,
 };
-use floe_engine::SnapshotEntry;
+use floe_engine::{SnapshotEntry, SnapshotId};
 
 use crate::{exit, output, GlobalArgs};
 
@@ -136,7 +136,27 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let mut remove = Vec::new();
     let mut json_groups = Vec::new();
     if !a.ids.is_empty() {
+        let listed: Vec<SnapshotId> = repo
+            .backend()
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .map(|e| SnapshotId::from_bytes(e.id))
+            .collect();
         for spec in &a.ids {
+            // A whole id is removed without decoding the file, so that a damaged snapshot can go.
+            if let Some(id) = spec
+                .parse::<SnapshotId>()
+                .ok()
+                .filter(|id| listed.contains(id))
+            {
+                if !remove.contains(&id) {
+                    if !a.json {
+                        output::line(format!("remove {}", id.short()))?;
+                    }
+                    remove.push(id);
+                }
+                continue;
+            }
             let s = repo.find_snapshot(spec)?;
             if remove.contains(&s.id) {
                 continue;
