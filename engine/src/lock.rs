@@ -320,20 +320,10 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
 mod tests {
     use super::*;
     use crate::backend::MemoryBackend;
-    use crate::key::KdfParams;
-    use crate::repository::InitOptions;
     use std::sync::Arc;
 
     fn repo() -> Repository {
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        Repository::init(Arc::new(MemoryBackend::new()), b"pw", &opts).unwrap()
+        crate::repository::test_repository(Arc::new(MemoryBackend::new()))
     }
 
     fn opts(exclusive: bool) -> LockOptions {

@@ -567,8 +567,6 @@ mod tests {
     use crate::backend::{Backend, MemoryBackend, ObjectEntry};
     use crate::error::BackendError;
     use crate::id::RawId;
-    use crate::key::KdfParams;
-    use crate::repository::InitOptions;
     use std::sync::Arc;
 
     /// Memory storage that reports every data pack as DEEP_ARCHIVE.
@@ -630,15 +628,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        let repo = Repository::init(Arc::new(Frozen(MemoryBackend::new())), b"pw", &opts).unwrap();
+        let repo = crate::repository::test_repository(Arc::new(Frozen(MemoryBackend::new())));
         let mut ids = Vec::new();
         for (i, content) in [vec![1u8; 600_000], vec![2u8; 600_000]].iter().enumerate() {
             // The second backup replaces file a: its first pack holds a (unused later) and b (kept).

@@ -461,6 +461,20 @@ impl Repository {
     }
 }
 
+/// A repository on `backend` with the cheapest Argon2id costs, for tests.
+#[cfg(test)]
+pub(crate) fn test_repository(backend: Arc<dyn Backend>) -> Repository {
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
+    Repository::init(backend, b"pw", &opts).expect("init a test repository")
+}
+
 /// An index file with its id.
 pub type NamedIndexFile = (IndexId, IndexFile);
 
