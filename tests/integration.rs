@@ -8,6 +8,8 @@ mod common;
 
 #[path = "integration/backup.rs"]
 mod backup;
+#[path = "integration/check.rs"]
+mod check;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/forget_prune.rs"]

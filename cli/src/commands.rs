@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod backup;
+pub mod check;
 pub mod forget;
 pub mod init;
 pub mod ls;

@@ -79,6 +79,8 @@ enum Command {
     Snapshots(commands::snapshots::Args),
     /// List the files of a snapshot
     Ls(commands::ls::Args),
+    /// Verify the repository's structure and, on demand, its data
+    Check(commands::check::Args),
     /// Remove snapshots by a retention policy or by id
     Forget(commands::forget::Args),
     /// Delete data no snapshot needs
@@ -94,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
         Command::Ls(a) => commands::ls::run(&cli.global, a),
+        Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),

@@ -20,6 +20,7 @@
 
 pub mod archiver;
 pub mod backend;
+pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
@@ -40,6 +41,7 @@ pub mod tree;
 
 pub use archiver::{backup, BackupOptions, BackupReport, SourceError};
 pub use backend::{Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend, StorageClass};
+pub use check::{check, CheckReport, ReadData};
 pub use chunker::ChunkerParams;
 pub use error::{BackendError, Error, Object, Result};
 pub use id::{BlobId, IndexId, KeyId, PackId, SnapshotId};

@@ -1,0 +1,57 @@
+//! `floe check`
+
+use floe_engine::ReadData;
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also read every pack: hash, header, and every blob authenticated
+    #[arg(long)]
+    read_data: bool,
+    /// Read only part of the packs: n/t (slice n of t), x% (random share) or a size (2G)
+    #[arg(long, value_name = "SUBSET", value_parser = |s: &str| s.parse::<ReadData>())]
+    read_data_subset: Option<ReadData>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::lock(g, &repo, false, "check")?;
+    let how = match (a.read_data, a.read_data_subset) {
+        (_, Some(s)) => s,
+        (true, None) => ReadData::All,
+        (false, None) => ReadData::None,
+    };
+    let report = floe_engine::check(&repo, how)?;
+    if a.json {
+        output::json(&report)?;
+    } else {
+        for p in &report.problems {
+            output::line(format!("{}: {}: {}", p.severity, p.object, p.message))?;
+        }
+        for d in &report.damaged_paths {
+            output::line(format!(
+                "damaged: snapshot {} {}",
+                d.snapshot,
+                d.path.display()
+            ))?;
+        }
+        output::line(format!(
+            "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) ({}); {} error(s), {} warning(s)",
+            report.snapshots,
+            report.packs,
+            report.blobs,
+            report.packs_read,
+            output::bytes(report.bytes_read),
+            report.errors(),
+            report.problems.len() - report.errors()
+        ))?;
+    }
+    if report.errors() > 0 {
+        anyhow::bail!("the repository is damaged: {} error(s)", report.errors());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,182 @@
+//! `floe check`: each kind of damage is found by the mode that must find it, named precisely,
+//! with the paths it breaks, and never a panic.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// A repository with two files in separate data packs (two backups) and returns the source.
+fn repo_with_two_files(env: &Env) -> PathBuf {
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("first"), random_bytes(1, 2_000_000)).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    fs::write(src.join("second"), random_bytes(2, 2_000_000)).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    src
+}
+
+fn files_under(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(p).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The data pack holding the blob of `second` (the newer of the two data packs).
+fn newest_data_pack(env: &Env) -> PathBuf {
+    let mut packs = files_under(&env.repo.join("data"));
+    packs.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    packs.pop().unwrap()
+}
+
+fn check(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = vec!["check"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+    )
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_clean_repository_checks_clean_in_both_modes() {
+    let env = Env::init();
+    repo_with_two_files(&env);
+    for args in [vec![], vec!["--read-data"]] {
+        let (code, out, err) = check(&env, &args);
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("0 error(s)"), "{out}");
+    }
+    // Slices 1/2 and 2/2 together read every pack once.
+    let read = |s: &str| -> u64 {
+        let (_, out, _) = check(&env, &["--read-data-subset", s, "--json"]);
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["packs_read"]
+            .as_u64()
+            .unwrap()
+    };
+    let total =
+        files_under(&env.repo.join("data")).len() + files_under(&env.repo.join("tree")).len();
+    assert_eq!(read("1/2") + read("2/2"), total as u64);
+}
+
+#[test]
+fn a_flipped_bit_in_a_data_pack_body_is_found_by_read_data_only() {
+    let env = Env::init();
+    let src = repo_with_two_files(&env);
+    let pack = newest_data_pack(&env);
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[5000] ^= 0x10;
+    fs::write(&pack, &bytes).unwrap();
+    let (code, ..) = check(&env, &[]);
+    assert_eq!(code, Some(0), "the structure check reads no data pack");
+    let (code, out, err) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains(&format!("error: pack {}", name(&pack))),
+        "{out}"
+    );
+    assert!(out.contains("fail to authenticate"), "{out}");
+    assert!(
+        out.contains(&format!("{}", src.join("second").display())),
+        "damaged path named: {out}"
+    );
+    assert!(
+        !out.contains(&format!("{}\n", src.join("first").display())),
+        "{out}"
+    );
+    assert!(
+        err.contains("damaged") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_or_truncated_pack_is_found_by_the_structure_check() {
+    for damage in ["missing", "truncated"] {
+        let env = Env::init();
+        let src = repo_with_two_files(&env);
+        let pack = newest_data_pack(&env);
+        if damage == "missing" {
+            fs::remove_file(&pack).unwrap();
+        } else {
+            let bytes = fs::read(&pack).unwrap();
+            fs::write(&pack, &bytes[..bytes.len() - 100]).unwrap();
+        }
+        let (code, out, err) = check(&env, &[]);
+        assert_eq!(code, Some(1), "{damage}: {out}{err}");
+        assert!(
+            out.contains(&format!("error: pack {}", name(&pack))),
+            "{damage}: {out}"
+        );
+        assert!(
+            out.contains(&format!("{}", src.join("second").display())),
+            "{damage}: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_a_tree_pack_header_is_found_by_the_structure_check() {
+    let env = Env::init();
+    repo_with_two_files(&env);
+    let pack = files_under(&env.repo.join("tree")).remove(0);
+    let mut bytes = fs::read(&pack).unwrap();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x01;
+    fs::write(&pack, &bytes).unwrap();
+    let (code, out, _) = check(&env, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("error: pack {}", name(&pack))) && out.contains("header"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_index_file_and_a_corrupted_snapshot_are_named() {
+    let env = Env::init();
+    repo_with_two_files(&env);
+    // The newer index file (naming the pack of `second`) goes; the older snapshot is damaged, so
+    // the newer one, which needs `second`, is left to find the hole.
+    let by_age = |dir: &str| {
+        let mut v = files_under(&env.repo.join(dir));
+        v.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+        v
+    };
+    fs::remove_file(by_age("index").pop().unwrap()).unwrap();
+    let snap = by_age("snapshots").remove(0);
+    let mut bytes = fs::read(&snap).unwrap();
+    bytes[40] ^= 0x01;
+    fs::write(&snap, &bytes).unwrap();
+    let (code, out, _) = check(&env, &["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["object"].as_str().unwrap().contains(&name(&snap))),
+        "{out}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["message"].as_str().unwrap().contains("not in the index")),
+        "{out}"
+    );
+    assert!(!v["damaged_paths"].as_array().unwrap().is_empty(), "{out}");
+}
