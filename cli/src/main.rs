@@ -85,6 +85,8 @@ enum Command {
     Forget(commands::forget::Args),
     /// Delete data no snapshot needs
     Prune(commands::prune::Args),
+    /// Repair a damaged repository
+    Repair(commands::repair::Args),
     /// Remove stale locks (or all locks)
     Unlock(commands::unlock::Args),
 }
@@ -99,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
+        Command::Repair(a) => commands::repair::run(&cli.global, a),
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
     }
 }

@@ -33,6 +33,7 @@ pub mod key;
 pub mod lock;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;

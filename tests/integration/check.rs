@@ -180,3 +180,55 @@ fn a_missing_index_file_and_a_corrupted_snapshot_are_named() {
     );
     assert!(!v["damaged_paths"].as_array().unwrap().is_empty(), "{out}");
 }
+
+#[test]
+fn repair_index_rebuilds_a_lost_index_and_check_passes() {
+    let env = Env::init();
+    let src = repo_with_two_files(&env);
+    for f in files_under(&env.repo.join("index")) {
+        fs::remove_file(f).unwrap();
+    }
+    let (code, ..) = check(&env, &[]);
+    assert_eq!(code, Some(1), "a repository without index is damaged");
+    let out = env.ok(&["repair", "index"]);
+    assert!(
+        out.contains("indexed") && out.contains("wrote 1 index file(s)"),
+        "{out}"
+    );
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(0), "{out}");
+    let t = env.restore("latest", "out");
+    assert_same_tree(&src, &restored(&t, &src), is_root());
+}
+
+#[test]
+fn repair_index_fixes_an_index_entry_with_a_wrong_offset() {
+    let env = Env::init();
+    let src = repo_with_two_files(&env);
+    // Rewrite an index file with one offset shifted, through the engine (the files are sealed).
+    let repo = floe_engine::Repository::open(
+        std::sync::Arc::new(floe_engine::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    let (id, mut file) = repo.load_index_files().unwrap().remove(0);
+    let blob = file
+        .packs
+        .iter_mut()
+        .flat_map(|p| p.blobs.iter_mut())
+        .find(|b| b.length > 1000)
+        .unwrap();
+    blob.offset += 16;
+    repo.save_index(&file).unwrap();
+    repo.backend()
+        .remove(floe_engine::FileType::Index, id.as_bytes())
+        .unwrap();
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("disagree"), "{out}");
+    env.ok(&["repair", "index"]);
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(0), "{out}");
+    let t = env.restore("latest", "out");
+    assert_same_tree(&src, &restored(&t, &src), is_root());
+}

@@ -1,0 +1,52 @@
+//! `floe repair`
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum What {
+    /// Rebuild the index from the pack headers (reads the tail of every pack)
+    Index {
+        /// Report what the new index would hold, write nothing
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let lock = crate::repo::lock(g, &repo, true, "repair index")?;
+    match a.what {
+        What::Index { dry_run, json } => {
+            let r = floe_engine::repair::repair_index(&repo, dry_run, &lock.health())?;
+            if json {
+                output::json(&r)?;
+            } else {
+                for (id, why) in &r.unreadable_packs {
+                    output::line(format!("unreadable pack {id}: {why}"))?;
+                }
+                output::line(format!(
+                    "indexed {} blob(s) in {} pack(s); wrote {} index file(s), removed {}{}",
+                    r.blobs_indexed,
+                    r.packs_indexed,
+                    r.index_files_written,
+                    r.index_files_deleted,
+                    if dry_run {
+                        " (dry run: nothing written)"
+                    } else {
+                        ""
+                    }
+                ))?;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
