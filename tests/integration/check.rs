@@ -232,3 +232,52 @@ fn repair_index_fixes_an_index_entry_with_a_wrong_offset() {
     let t = env.restore("latest", "out");
     assert_same_tree(&src, &restored(&t, &src), is_root());
 }
+
+#[test]
+fn repair_snapshots_truncates_damaged_files_and_check_then_passes() {
+    let env = Env::init();
+    let src = repo_with_two_files(&env);
+    fs::remove_file(newest_data_pack(&env)).unwrap();
+    env.ok(&["repair", "index"]);
+    let dry = env.ok(&["repair", "snapshots"]);
+    assert!(
+        dry.contains(&format!(
+            "{}: truncated to 0 bytes",
+            src.join("second").display()
+        )),
+        "{dry}"
+    );
+    assert!(dry.contains("dry run"), "{dry}");
+    let (code, ..) = check(&env, &[]);
+    assert_eq!(code, Some(1), "still damaged after a dry run");
+    let out = env.ok(&["repair", "snapshots", "--write", "--forget"]);
+    assert!(
+        out.contains("wrote 1 repaired snapshot(s), removed 1 original(s)"),
+        "{out}"
+    );
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(0), "{out}");
+    let t = env.restore("latest", "out");
+    let base = restored(&t, &src);
+    assert_eq!(
+        fs::read(base.join("first")).unwrap(),
+        random_bytes(1, 2_000_000)
+    );
+    assert_eq!(fs::metadata(base.join("second")).unwrap().len(), 0);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    // The undamaged first snapshot stays as it was; the second was replaced by a repaired one.
+    let tagged: Vec<bool> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "repaired")
+        })
+        .collect();
+    assert_eq!(tagged.len(), 2, "{snaps}");
+    assert_eq!(tagged.iter().filter(|t| **t).count(), 1, "{snaps}");
+}

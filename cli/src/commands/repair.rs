@@ -19,11 +19,26 @@ enum What {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrite snapshots that need missing or damaged blobs (a dry run unless --write)
+    Snapshots {
+        /// Write the repaired snapshots (tagged `repaired`, the original as parent)
+        #[arg(long)]
+        write: bool,
+        /// Remove the original snapshots once the repaired ones are written
+        #[arg(long, requires = "write")]
+        forget: bool,
+        /// Read every data blob to find damage the index does not show
+        #[arg(long)]
+        read_data: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let lock = crate::repo::lock(g, &repo, true, "repair index")?;
+    let lock = crate::repo::lock(g, &repo, true, "repair")?;
     match a.what {
         What::Index { dry_run, json } => {
             let r = floe_engine::repair::repair_index(&repo, dry_run, &lock.health())?;
@@ -45,6 +60,41 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                         ""
                     }
                 ))?;
+            }
+        }
+        What::Snapshots {
+            write,
+            forget,
+            read_data,
+            json,
+        } => {
+            let r = floe_engine::repair::repair_snapshots(
+                &repo,
+                write,
+                forget,
+                read_data,
+                &lock.health(),
+            )?;
+            if json {
+                output::json(&r)?;
+            } else {
+                for p in &r.paths {
+                    output::line(format!(
+                        "snapshot {} {}: {}",
+                        p.snapshot,
+                        p.path.display(),
+                        p.action
+                    ))?;
+                }
+                if write {
+                    output::line(format!(
+                        "wrote {} repaired snapshot(s), removed {} original(s)",
+                        r.new_snapshots.len(),
+                        r.removed.len()
+                    ))?;
+                } else {
+                    output::line("dry run: nothing written (use --write)")?;
+                }
             }
         }
     }
