@@ -459,6 +459,14 @@ fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
     if bad.is_empty() {
         Ok(())
     } else {
-        Err((format!("{} blob(s) fail to authenticate", bad.len()), bad))
+        let names: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+        Err((
+            format!(
+                "{} blob(s) fail to authenticate: {}",
+                bad.len(),
+                names.join(", ")
+            ),
+            bad,
+        ))
     }
 }

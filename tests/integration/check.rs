@@ -281,3 +281,96 @@ fn repair_snapshots_truncates_damaged_files_and_check_then_passes() {
     assert_eq!(tagged.len(), 2, "{snaps}");
     assert_eq!(tagged.iter().filter(|t| **t).count(), 1, "{snaps}");
 }
+
+#[test]
+fn a_blob_sealed_under_another_key_is_found_and_named() {
+    use floe_engine::crypto::{MasterKey, NONCE_LEN};
+    use floe_engine::index::IndexFile;
+    use floe_engine::pack::{BlobSealer, BlobType, Packer};
+
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let content = random_bytes(9, 100_000);
+    fs::write(src.join("planted"), &content).unwrap();
+    // Plant the file's blob in a pack whose header is genuine but whose blob was sealed under
+    // another master key; the backup then deduplicates against it.
+    let repo = floe_engine::Repository::open(
+        std::sync::Arc::new(floe_engine::LocalBackend::new(&env.repo)),
+        PASSWORD.as_bytes(),
+    )
+    .unwrap();
+    let id = repo.key().blob_id(BlobType::Data, &content);
+    let mut buf = vec![0u8; NONCE_LEN];
+    buf.extend_from_slice(&content);
+    let sealed = BlobSealer::new(3)
+        .unwrap()
+        .seal(&MasterKey::generate(), BlobType::Data, id, buf);
+    let mut packer = Packer::new(BlobType::Data, 1 << 20);
+    packer.add(&sealed);
+    let pack = packer.finish(repo.key());
+    repo.backend()
+        .write(
+            floe_engine::FileType::DataPack,
+            pack.id.as_bytes(),
+            &pack.bytes,
+        )
+        .unwrap();
+    let mut file = IndexFile::default();
+    file.add_pack(
+        pack.id,
+        BlobType::Data,
+        pack.bytes.len() as u64,
+        &pack.entries,
+    );
+    repo.save_index(&file).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+
+    let (code, ..) = check(&env, &[]);
+    assert_eq!(code, Some(0), "structure is intact");
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("error: pack {}", pack.id)) && out.contains(&id.to_string()),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}", src.join("planted").display())),
+        "{out}"
+    );
+    // Restore refuses the file rather than writing what the wrong key would give.
+    let t = env.path("out");
+    let out = env.run(&[
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        t.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&pack.id.to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!restored(&t, &src).join("planted").exists());
+}
+
+#[test]
+fn a_missing_tree_pack_is_found_and_names_the_folders_it_breaks() {
+    let env = Env::init();
+    repo_with_two_files(&env);
+    let packs = files_under(&env.repo.join("tree"));
+    for p in &packs {
+        fs::remove_file(p).unwrap();
+    }
+    let (code, out, err) = check(&env, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains(&format!("error: pack {}", name(&packs[0]))),
+        "{out}"
+    );
+    assert!(
+        out.contains("damaged: snapshot") && !err.contains("panicked"),
+        "{out}{err}"
+    );
+}
