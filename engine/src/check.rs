@@ -149,7 +149,12 @@ fn selected(id: &PackId, how: ReadData, size: u64, budget: &mut u64) -> bool {
 }
 
 /// Checks the repository; `read_data` selects packs whose contents are read and verified.
-pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
+/// `progress(done, total)` is called as packs are read (from several threads).
+pub fn check(
+    repo: &Repository,
+    read_data: ReadData,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<CheckReport> {
     let mut c = Checker {
         report: CheckReport::default(),
         bad_blobs: HashSet::new(),
@@ -245,9 +250,17 @@ pub fn check(repo: &Repository, read_data: ReadData) -> Result<CheckReport> {
             c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
         }
     }
+    let (done, total) = (std::sync::atomic::AtomicUsize::new(0), to_read.len());
     let results: Vec<(PackId, u64, PackVerdict)> = to_read
         .par_iter()
-        .map(|p| (p.id, p.size, read_pack(repo, p)))
+        .map(|p| {
+            let r = read_pack(repo, p);
+            progress(
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                total,
+            );
+            (p.id, p.size, r)
+        })
         .collect();
     for (id, size, r) in results {
         c.report.packs_read += 1;

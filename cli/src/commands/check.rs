@@ -1,5 +1,7 @@
 //! `floe check`
 
+use std::io::IsTerminal;
+
 use floe_engine::ReadData;
 
 use crate::{exit, output, GlobalArgs};
@@ -25,7 +27,16 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         (true, None) => ReadData::All,
         (false, None) => ReadData::None,
     };
-    let report = floe_engine::check(&repo, how)?;
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize| {
+        if tty {
+            eprint!("\rread {done}/{total} pack(s)");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let report = floe_engine::check(&repo, how, &progress)?;
     if a.json {
         output::json(&report)?;
     } else {
