@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::{Index, IndexPack};
 use crate::lock::list_locks;
-use crate::pack::{self, BlobOpener, BlobType, PackEntry};
+use crate::pack::{self, BlobOpener, BlobType};
 use crate::repository::{host_and_user, now_local, split_superseded, Repository};
 use crate::tree::NodeKind;
 
@@ -373,21 +373,6 @@ pub fn check(
     Ok(c.report)
 }
 
-fn entries_of(p: &IndexPack) -> Vec<PackEntry> {
-    let bt: BlobType = p.blob_type.into();
-    p.blobs
-        .iter()
-        .map(|b| PackEntry {
-            blob_type: bt,
-            compressed: b.compressed,
-            id: b.id,
-            offset: b.offset,
-            length: b.length,
-            uncompressed_length: b.uncompressed_length,
-        })
-        .collect()
-}
-
 fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {
     let bt: BlobType = p.blob_type.into();
     let ft = bt.pack_file_type();
@@ -408,7 +393,7 @@ fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {
         )
         .map_err(Error::from)?;
     let header = pack::decode_header(repo.key(), &p.id, bt, sealed, p.size)?;
-    if header != entries_of(p) {
+    if header != p.entries() {
         return Err(Error::corrupt(
             crate::error::Object::Pack(p.id),
             "pack header and index disagree",
@@ -431,7 +416,8 @@ fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
     if PackId::hash_of(&bytes) != p.id {
         // The bytes changed; find which blobs are still good.
         let mut opener = BlobOpener::new();
-        let bad: Vec<BlobId> = entries_of(p)
+        let bad: Vec<BlobId> = p
+            .entries()
             .iter()
             .filter(|e| {
                 let range = e.offset as usize..e.offset as usize + e.length as usize;
@@ -457,13 +443,13 @@ fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
         return Err((msg, if bad.is_empty() { all() } else { bad }));
     }
     match pack::parse_pack(repo.key(), &p.id, bt, &bytes) {
-        Ok(h) if h == entries_of(p) => {}
+        Ok(h) if h == p.entries() => {}
         Ok(_) => return Err(("pack header and index disagree".into(), all())),
         Err(e) => return Err((e.to_string(), all())),
     }
     let mut opener = BlobOpener::new();
     let mut bad = Vec::new();
-    for e in entries_of(p) {
+    for e in p.entries() {
         let mut sealed = bytes[e.offset as usize..e.offset as usize + e.length as usize].to_vec();
         if opener.open(repo.key(), &p.id, &e, &mut sealed).is_err() {
             bad.push(e.id);

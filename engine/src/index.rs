@@ -89,7 +89,9 @@ impl Index {
                 id: prefix(&b.id),
                 pack: number,
                 offset: b.offset,
-                length_flags: b.length | if b.compressed { COMPRESSED_FLAG } else { 0 },
+                // Lengths are below 2^31 (format-spec "Pack header"); the top bit is the flag.
+                length_flags: (b.length & !COMPRESSED_FLAG)
+                    | if b.compressed { COMPRESSED_FLAG } else { 0 },
                 uncompressed_length: b.uncompressed_length,
             });
         }
@@ -199,6 +201,24 @@ pub struct IndexPack {
     pub blobs: Vec<IndexBlob>,
 }
 
+impl IndexPack {
+    /// The pack's blobs as pack-header entries.
+    pub fn entries(&self) -> Vec<PackEntry> {
+        let bt: BlobType = self.blob_type.into();
+        self.blobs
+            .iter()
+            .map(|b| PackEntry {
+                blob_type: bt,
+                compressed: b.compressed,
+                id: b.id,
+                offset: b.offset,
+                length: b.length,
+                uncompressed_length: b.uncompressed_length,
+            })
+            .collect()
+    }
+}
+
 /// Blob type as written in index files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -261,20 +281,7 @@ impl IndexFile {
     /// Adds every pack of this file to an in-memory index.
     pub fn merge_into(&self, index: &mut Index) {
         for p in &self.packs {
-            let bt: BlobType = p.blob_type.into();
-            let entries: Vec<PackEntry> = p
-                .blobs
-                .iter()
-                .map(|b| PackEntry {
-                    blob_type: bt,
-                    compressed: b.compressed,
-                    id: b.id,
-                    offset: b.offset,
-                    length: b.length & !COMPRESSED_FLAG,
-                    uncompressed_length: b.uncompressed_length,
-                })
-                .collect();
-            index.add_pack(p.id, bt, &entries);
+            index.add_pack(p.id, p.blob_type.into(), &p.entries());
         }
     }
 

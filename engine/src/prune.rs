@@ -31,10 +31,6 @@ use crate::pack::{BlobOpener, BlobType, PackEntry, Packer, SealedBlob};
 use crate::repository::Repository;
 use crate::tree::NodeKind;
 
-/// Blobs an index file describes at most (prune writes the whole index anew): about 40 MB of
-/// JSON, far below the 1 GiB a reader accepts for one file.
-const BLOBS_PER_INDEX_FILE: usize = 250_000;
-
 /// How much unused space may stay.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum MaxUnused {
@@ -370,19 +366,10 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     plan.orphans.sort_by_key(|p| p.id);
     for r in &plan.repack {
         if let Some(p) = packs.get(&r.id) {
-            let bt: BlobType = p.blob_type.into();
             let keep = p
-                .blobs
-                .iter()
-                .filter(|b| is_used(&r.id, &b.id))
-                .map(|b| PackEntry {
-                    blob_type: bt,
-                    compressed: b.compressed,
-                    id: b.id,
-                    offset: b.offset,
-                    length: b.length,
-                    uncompressed_length: b.uncompressed_length,
-                })
+                .entries()
+                .into_iter()
+                .filter(|e| is_used(&r.id, &e.id))
                 .collect();
             plan.repack_blobs.insert(r.id, keep);
         }
@@ -502,31 +489,7 @@ pub fn execute(
         .collect();
     staying.sort_by_key(|p| p.id);
     let all: Vec<IndexPack> = staying.into_iter().cloned().chain(new_packs).collect();
-    let mut chunks: Vec<&[IndexPack]> = Vec::new();
-    let mut start = 0;
-    let mut blobs = 0;
-    for (i, p) in all.iter().enumerate() {
-        if blobs > 0 && blobs + p.blobs.len() > BLOBS_PER_INDEX_FILE {
-            chunks.push(&all[start..i]);
-            start = i;
-            blobs = 0;
-        }
-        blobs += p.blobs.len();
-    }
-    chunks.push(&all[start..]);
-    let last = chunks.pop().unwrap_or(&[]);
-    for chunk in chunks {
-        repo.save_index(&IndexFile {
-            packs: chunk.to_vec(),
-            supersedes: Vec::new(),
-        })?;
-        report.index_files_written += 1;
-    }
-    repo.save_index(&IndexFile {
-        packs: last.to_vec(),
-        supersedes: plan.index_files.clone(),
-    })?;
-    report.index_files_written += 1;
+    report.index_files_written += repo.save_superseding_index(&all, &plan.index_files)? as u64;
     failpoint::hit("prune-after-new-index");
     lock.check()?;
 

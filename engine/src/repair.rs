@@ -15,9 +15,6 @@ use crate::lock::LockHealth;
 use crate::pack::{self, BlobType};
 use crate::repository::Repository;
 
-/// Blobs per rebuilt index file.
-const BLOBS_PER_INDEX_FILE: usize = 250_000;
-
 /// What `repair_index` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RepairIndexReport {
@@ -88,30 +85,8 @@ pub fn repair_index(
         .into_iter()
         .map(|e| crate::id::IndexId::from_bytes(e.id))
         .collect();
-    let mut chunks: Vec<&[IndexPack]> = Vec::new();
-    let (mut start, mut blobs) = (0, 0);
-    for (i, p) in packs.iter().enumerate() {
-        if blobs > 0 && blobs + p.blobs.len() > BLOBS_PER_INDEX_FILE {
-            chunks.push(&packs[start..i]);
-            start = i;
-            blobs = 0;
-        }
-        blobs += p.blobs.len();
-    }
-    let last = &packs[start..];
     lock.check()?;
-    for chunk in chunks {
-        repo.save_index(&IndexFile {
-            packs: chunk.to_vec(),
-            supersedes: Vec::new(),
-        })?;
-        report.index_files_written += 1;
-    }
-    repo.save_index(&IndexFile {
-        packs: last.to_vec(),
-        supersedes: old.clone(),
-    })?;
-    report.index_files_written += 1;
+    report.index_files_written = repo.save_superseding_index(&packs, &old)?;
     lock.check()?;
     for id in &old {
         repo.backend().remove(FileType::Index, id.as_bytes())?;

@@ -22,6 +22,9 @@ use crate::tree::Tree;
 
 /// The repository format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// Blobs an index file written by prune or repair describes at most: about 40 MB of JSON, far
+/// below the limit a reader accepts for one file.
+pub const BLOBS_PER_INDEX_FILE: usize = 250_000;
 /// Largest plaintext accepted when decoding a file (index, snapshot, config).
 pub const MAX_FILE_PLAINTEXT: usize = 1 << 30;
 
@@ -333,6 +336,38 @@ impl Repository {
     /// Writes an index file.
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
         Ok(IndexId::from_bytes(self.save_file(FileType::Index, file)?))
+    }
+
+    /// Writes index files describing `packs` (at most [`BLOBS_PER_INDEX_FILE`] blobs each), the
+    /// last of them superseding `old`: the new index takes effect only once it is complete
+    /// (format-spec/format.md, "Deleting"). Returns how many files were written.
+    pub fn save_superseding_index(
+        &self,
+        packs: &[crate::index::IndexPack],
+        old: &[IndexId],
+    ) -> Result<usize> {
+        let mut chunks: Vec<&[crate::index::IndexPack]> = Vec::new();
+        let (mut start, mut blobs) = (0, 0);
+        for (i, p) in packs.iter().enumerate() {
+            if blobs > 0 && blobs + p.blobs.len() > BLOBS_PER_INDEX_FILE {
+                chunks.push(&packs[start..i]);
+                start = i;
+                blobs = 0;
+            }
+            blobs += p.blobs.len();
+        }
+        let last = &packs[start..];
+        for chunk in &chunks {
+            self.save_index(&IndexFile {
+                packs: chunk.to_vec(),
+                supersedes: Vec::new(),
+            })?;
+        }
+        self.save_index(&IndexFile {
+            packs: last.to_vec(),
+            supersedes: old.to_vec(),
+        })?;
+        Ok(chunks.len() + 1)
     }
 
     /// Writes a snapshot file.
