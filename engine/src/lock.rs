@@ -127,27 +127,34 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(LockId, Result<LockFile>)>> 
 fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<Option<String>> {
     let now = now_local();
     let (host, ..) = host_and_user();
-    for (id, lock) in list_locks(repo)? {
-        if Some(id) == ours {
-            continue;
-        }
-        match lock {
-            Ok(l) if l.is_stale(now, &host) => {}
-            Ok(l) if l.exclusive || exclusive => return Ok(Some(l.describe())),
-            Ok(_) => {}
-            // A lock that vanished between listing and reading was released.
-            Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {}
-            // A damaged lock blocks until removed by hand; a storage error is just an error.
-            Err(e) if e.is_corruption() => {
-                return Ok(Some(format!(
-                    "an unreadable lock {} ({e}); `floe unlock --remove-all` removes it",
-                    id.short()
-                )))
+    // A lock that vanished between listing and reading may have been replaced by its holder's
+    // refresh (new file first, old one removed): list again rather than conclude it was released.
+    for _ in 0..5 {
+        let mut vanished = false;
+        for (id, lock) in list_locks(repo)? {
+            if Some(id) == ours {
+                continue;
             }
-            Err(e) => return Err(e),
+            match lock {
+                Ok(l) if l.is_stale(now, &host) => {}
+                Ok(l) if l.exclusive || exclusive => return Ok(Some(l.describe())),
+                Ok(_) => {}
+                Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => vanished = true,
+                // A damaged lock blocks until removed by hand; a storage error is just an error.
+                Err(e) if e.is_corruption() => {
+                    return Ok(Some(format!(
+                        "an unreadable lock {} ({e}); `floe unlock --remove-all` removes it",
+                        id.short()
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !vanished {
+            return Ok(None);
         }
     }
-    Ok(None)
+    Ok(Some("locks that keep changing while being read".into()))
 }
 
 /// A held lock: refreshed in the background, removed on drop.
