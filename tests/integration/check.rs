@@ -206,11 +206,7 @@ fn repair_index_fixes_an_index_entry_with_a_wrong_offset() {
     let env = Env::init();
     let src = repo_with_two_files(&env);
     // Rewrite an index file with one offset shifted, through the engine (the files are sealed).
-    let repo = floe_engine::Repository::open(
-        std::sync::Arc::new(floe_engine::LocalBackend::new(&env.repo)),
-        PASSWORD.as_bytes(),
-    )
-    .unwrap();
+    let repo = env.open_repo();
     let (id, mut file) = repo.load_index_files().unwrap().remove(0);
     let blob = file
         .packs
@@ -295,11 +291,7 @@ fn a_blob_sealed_under_another_key_is_found_and_named() {
     fs::write(src.join("planted"), &content).unwrap();
     // Plant the file's blob in a pack whose header is genuine but whose blob was sealed under
     // another master key; the backup then deduplicates against it.
-    let repo = floe_engine::Repository::open(
-        std::sync::Arc::new(floe_engine::LocalBackend::new(&env.repo)),
-        PASSWORD.as_bytes(),
-    )
-    .unwrap();
+    let repo = env.open_repo();
     let id = repo.key().blob_id(BlobType::Data, &content);
     let mut buf = vec![0u8; NONCE_LEN];
     buf.extend_from_slice(&content);

@@ -87,6 +87,15 @@ impl Env {
         target
     }
 
+    /// The repository opened through the engine, for tests that plant or inspect objects.
+    pub fn open_repo(&self) -> floe_engine::Repository {
+        floe_engine::Repository::open(
+            std::sync::Arc::new(floe_engine::LocalBackend::new(&self.repo)),
+            PASSWORD.as_bytes(),
+        )
+        .expect("open the test repository")
+    }
+
     /// Total bytes under the repository's `data/` folder.
     pub fn data_bytes(&self) -> u64 {
         dir_bytes(&self.repo.join("data"))

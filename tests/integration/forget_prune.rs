@@ -3,9 +3,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use floe_engine::{LocalBackend, LockOptions, Repository};
+use floe_engine::LockOptions;
 
 use crate::common::*;
 
@@ -179,8 +178,7 @@ fn forget_by_id_and_json_reasons() {
 fn prune_waits_for_or_refuses_a_running_backup() {
     let env = Env::init();
     history(&env);
-    let repo =
-        Repository::open(Arc::new(LocalBackend::new(&env.repo)), PASSWORD.as_bytes()).unwrap();
+    let repo = env.open_repo();
     let backup = floe_engine::lock(
         &repo,
         &LockOptions {

@@ -1,16 +1,11 @@
 //! Repository locks: concurrent backups, a blocked command (exit 11), waiting, unlock.
 
 use std::fs;
-use std::sync::Arc;
 use std::time::Duration;
 
-use floe_engine::{LocalBackend, LockOptions, Repository};
+use floe_engine::LockOptions;
 
 use crate::common::*;
-
-fn open(env: &Env) -> Repository {
-    Repository::open(Arc::new(LocalBackend::new(&env.repo)), PASSWORD.as_bytes()).unwrap()
-}
 
 fn exclusive(command: &str) -> LockOptions {
     LockOptions {
@@ -67,7 +62,7 @@ fn an_exclusive_lock_blocks_backup_with_exit_11_until_released() {
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), b"x").unwrap();
-    let repo = open(&env);
+    let repo = env.open_repo();
     let held = floe_engine::lock(&repo, &exclusive("prune")).unwrap();
     let out = env.run(&["backup".as_ref(), src.as_os_str()]);
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
@@ -97,7 +92,7 @@ fn an_exclusive_lock_blocks_backup_with_exit_11_until_released() {
 #[test]
 fn unlock_removes_stale_locks_only_unless_asked() {
     let env = Env::init();
-    let repo = open(&env);
+    let repo = env.open_repo();
     // A lock of a live process (this test) is not stale.
     let held = floe_engine::lock(&repo, &exclusive("prune")).unwrap();
     std::mem::forget(held); // leave its file behind, as a crashed holder on another host would
