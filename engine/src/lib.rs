@@ -51,6 +51,6 @@ pub use key::KdfParams;
 pub use lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
 pub use prune::{MaxUnused, PruneOptions, PrunePlan, PruneReport};
 pub use repository::{Config, InitOptions, Repository, FORMAT_VERSION};
-pub use restorer::{restore, RestoreError, RestoreOptions, RestoreSummary};
+pub use restorer::{resolve, restore, RestoreError, RestoreOptions, RestoreSummary};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 pub use tree::{ByteString, Node, NodeKind, Tree};

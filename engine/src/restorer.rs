@@ -107,9 +107,10 @@ fn is_root() -> bool {
     *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
 }
 
-/// Resolves `subpath` inside the snapshot's root tree; returns the node found (the root itself as
-/// a folder node when `subpath` is empty or `/`).
-fn resolve(
+/// Resolves `subpath` inside a snapshot: the node found (`None` for the root, when `subpath` is
+/// empty or `/`) and, when it is a folder (or the root), its tree. A path that continues below a
+/// file is not found.
+pub fn resolve(
     repo: &Repository,
     index: &Index,
     snap: &Snapshot,

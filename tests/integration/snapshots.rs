@@ -56,3 +56,21 @@ fn tags_host_and_time_are_recorded() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ls_refuses_a_path_that_continues_below_a_file() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let out = env.run(&["ls", "latest", &format!("{}/f/below", src.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not found in snapshot"),
+        "{}",
+        stderr(&out)
+    );
+    let listing = env.ok(&["ls", "latest", &format!("{}/f", src.display())]);
+    assert_eq!(listing.trim(), format!("{}/f", src.display()));
+}

@@ -103,25 +103,20 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let _lock = crate::repo::lock(g, &repo, false, "ls")?;
     let snap = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
-    let mut tree = repo.load_tree(&index, &snap.snapshot.tree)?;
-    let mut at = PathBuf::from("/");
     let sub = a.path.unwrap_or_default();
-    for c in sub.split('/').filter(|c| !c.is_empty()) {
-        let node = tree
-            .get(c.as_bytes())
-            .cloned()
-            .ok_or_else(|| floe_engine::Error::PathNotFound(sub.clone()))?;
+    let mut at = PathBuf::from("/");
+    for c in sub.split('/').filter(|c| !c.is_empty() && *c != ".") {
         at.push(c);
-        match (node.kind, node.subtree) {
-            (NodeKind::Dir, Some(id)) => tree = repo.load_tree(&index, &id)?,
-            _ => {
-                // A single entry: list it alone.
-                tree = Tree { nodes: vec![node] };
-                at.pop();
-                break;
-            }
-        }
     }
+    let tree = match floe_engine::resolve(&repo, &index, &snap.snapshot, &sub)? {
+        (_, Some(tree)) => tree,
+        // A single entry: list it alone, under its folder.
+        (Some(node), None) => {
+            at.pop();
+            Tree { nodes: vec![node] }
+        }
+        (None, None) => Tree::default(),
+    };
     let lister = Lister {
         repo: &repo,
         index: &index,
