@@ -18,5 +18,7 @@ mod forget_prune;
 mod locks;
 #[path = "integration/restore.rs"]
 mod restore;
+#[path = "integration/s3.rs"]
+mod s3;
 #[path = "integration/snapshots.rs"]
 mod snapshots;

@@ -42,7 +42,8 @@ struct Cli {
 /// Options every command takes.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Repository location: a local path
+    /// Repository location: a local path, s3:BUCKET/PREFIX (AWS), or
+    /// s3:http(s)://HOST:PORT/BUCKET/PREFIX (S3-compatible stores)
     #[arg(
         short = 'r',
         long = "repo",
@@ -65,6 +66,37 @@ pub struct GlobalArgs {
     /// Wait this long for a locked repository (e.g. 30s, 5m, 1h30m) before giving up
     #[arg(long, global = true, value_name = "DURATION", value_parser = repo::parse_wait, default_value = "0s")]
     pub retry_lock: std::time::Duration,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Options of S3 repositories. Credentials come from the standard AWS chain only (environment,
+/// shared config and profiles, web identity, instance metadata).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "S3 options")]
+pub struct S3Args {
+    /// AWS region (default: from AWS_REGION or the AWS profile; us-east-1 for custom endpoints)
+    #[arg(long, env = "FLOE_S3_REGION", global = true, value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// AWS profile for credentials and region (default: AWS_PROFILE, else "default")
+    #[arg(long, env = "FLOE_S3_PROFILE", global = true, value_name = "PROFILE")]
+    pub s3_profile: Option<String>,
+    /// Path-style addressing (host/bucket/key): default true for custom endpoints, false on AWS
+    #[arg(long, env = "FLOE_S3_PATH_STYLE", global = true, value_name = "BOOL")]
+    pub s3_path_style: Option<bool>,
+    /// Storage class of data packs written from now on (every other object stays STANDARD):
+    /// STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE
+    #[arg(long, env = "FLOE_DATA_STORAGE_CLASS", global = true, value_name = "CLASS", value_parser = repo::parse_storage_class)]
+    pub data_storage_class: Option<floe_engine::StorageClass>,
+    /// Requests to the object store in flight at once (each upload holds one pack in memory)
+    #[arg(long, env = "FLOE_CONNECTIONS", global = true, value_name = "N", default_value_t = floe_engine::backend::s3::DEFAULT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub connections: u32,
+    /// Limit for one attempt of one request to the object store, e.g. 30s or 5m
+    #[arg(long, env = "FLOE_S3_TIMEOUT", global = true, value_name = "DURATION", value_parser = repo::parse_wait, default_value = "5m")]
+    pub s3_timeout: std::time::Duration,
+    /// Attempts per request to the object store before giving up (backoff with jitter between)
+    #[arg(long, env = "FLOE_S3_ATTEMPTS", global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub s3_attempts: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use floe_engine::{Backend, LocalBackend, Repository};
+use floe_engine::backend::{S3Backend, S3Options};
+use floe_engine::{Backend, LocalBackend, Repository, StorageClass};
 
 use crate::GlobalArgs;
 
@@ -16,9 +17,28 @@ pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
     if loc.starts_with("s3:") {
-        bail!("S3 repositories are not supported by this build yet: {loc}");
+        let mut o = S3Options::parse_url(loc).map_err(anyhow::Error::msg)?;
+        o.region = g.s3.s3_region.clone();
+        o.profile = g.s3.s3_profile.clone();
+        o.path_style = g.s3.s3_path_style;
+        o.data_storage_class = g.s3.data_storage_class.clone();
+        o.connections = g.s3.connections as usize;
+        o.attempt_timeout = g.s3.s3_timeout;
+        o.max_attempts = g.s3.s3_attempts;
+        return Ok(Arc::new(S3Backend::new(&o)?));
     }
     Ok(Arc::new(LocalBackend::new(loc)))
+}
+
+/// Parses a storage class name; only the classes S3 documents are accepted.
+pub fn parse_storage_class(s: &str) -> Result<StorageClass, String> {
+    match StorageClass::parse(&s.to_ascii_uppercase()) {
+        StorageClass::Other(_) => Err(format!(
+            "unknown storage class {s:?}: expected STANDARD, STANDARD_IA, ONEZONE_IA, \
+             INTELLIGENT_TIERING, GLACIER_IR, GLACIER or DEEP_ARCHIVE"
+        )),
+        c => Ok(c),
+    }
 }
 
 /// Parses a wait such as `30s`, `5m`, `1h30m` or `0`.

@@ -42,9 +42,10 @@ use crate::tree::{ByteString, Node, NodeKind, Tree};
 /// Packs written between two index files during a long backup, so that a backup cut short
 /// leaves most of its work indexed and reusable.
 const PACKS_PER_INDEX_FILE: usize = 64;
-/// Pack writers: each write ends with an fsync, and two in flight keep the disk busy while the
-/// other waits for its flush.
-const WRITERS: usize = 2;
+/// Pack writers at least: each write ends with an fsync, and two in flight keep the disk busy
+/// while the other waits for its flush. Object stores ask for more
+/// ([`crate::backend::Backend::connections`]).
+const MIN_WRITERS: usize = 2;
 /// Largest encoded tree (pack entry lengths stay below 2^31; format-spec "Pack header").
 const MAX_TREE_BLOB: usize = 1 << 30;
 
@@ -178,27 +179,23 @@ fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
         }
         // Hashing here keeps it off the packer's lock and off the compressing threads.
         let pack = pack.hash();
+        let size = pack.bytes.len() as u64;
         let r = repo
             .backend()
-            .write(
+            .write_owned(
                 pack.blob_type.pack_file_type(),
                 pack.id.as_bytes(),
-                &pack.bytes,
+                pack.bytes,
             )
             .map_err(Error::from)
-            .and_then(|_| {
+            .and_then(|returned| {
                 // Only a pack that is durable joins the pending index.
                 let full = {
                     let mut pending = shared
                         .pending_index
                         .lock()
                         .unwrap_or_else(|p| p.into_inner());
-                    pending.add_pack(
-                        pack.id,
-                        pack.blob_type,
-                        pack.bytes.len() as u64,
-                        &pack.entries,
-                    );
+                    pending.add_pack(pack.id, pack.blob_type, size, &pack.entries);
                     (pending.packs.len() >= PACKS_PER_INDEX_FILE)
                         .then(|| std::mem::take(&mut *pending))
                 };
@@ -206,13 +203,14 @@ fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
                     shared.lock.check()?;
                     repo.save_index(&file)?;
                 }
-                Ok(())
+                Ok(returned)
             });
-        if let Err(e) = r {
-            shared.fail(e);
-        }
-        if pack.blob_type == BlobType::Data {
-            let _ = shared.pack_pool.0.try_send(pack.bytes);
+        match r {
+            Err(e) => shared.fail(e),
+            Ok(Some(buf)) if pack.blob_type == BlobType::Data => {
+                let _ = shared.pack_pool.0.try_send(buf);
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -723,6 +721,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
     } else {
         opts.threads
     };
+    let writers = repo.backend().connections().max(MIN_WRITERS);
     let cfg = repo.config();
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
     let shared = Shared {
@@ -737,7 +736,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
         pool_tx,
-        pack_pool: bounded(WRITERS),
+        pack_pool: bounded(writers),
         pending_index: Mutex::new(IndexFile::default()),
         lock: opts.lock.clone(),
     };
@@ -750,7 +749,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         // memory are at most one being filled, one per writer and one per worker.
         let (pack_tx, pack_rx) = bounded::<UnhashedPack>(0);
         let shared = &shared;
-        let writers: Vec<_> = (0..WRITERS)
+        let writers: Vec<_> = (0..writers)
             .map(|_| {
                 let rx = pack_rx.clone();
                 scope.spawn(move || writer(shared, rx))

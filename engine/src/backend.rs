@@ -13,12 +13,14 @@ use crate::id::RawId;
 mod dry_run;
 mod local;
 mod memory;
+pub mod s3;
 
 pub mod conformance;
 
 pub use dry_run::DryRunBackend;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use s3::{S3Backend, S3Options};
 
 /// The id passed for the single `config` file, whose name carries no id.
 pub const CONFIG_ID: RawId = [0u8; 32];
@@ -165,6 +167,33 @@ impl StorageClass {
     }
 }
 
+/// Whether an archived object can be read, as the storage reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThawState {
+    /// Readable now: the class needs no restore.
+    Readable,
+    /// Archived, and no restore has been asked for (or the last one expired).
+    Archived,
+    /// A restore was asked for and is under way.
+    InProgress,
+    /// A restored copy is readable until `expires` (when the storage tells).
+    Restored {
+        /// When the temporary copy goes away.
+        expires: Option<std::time::SystemTime>,
+    },
+}
+
+/// What the storage knows of one object beyond its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectState {
+    /// Size in bytes.
+    pub size: u64,
+    /// Storage class, when the storage has classes.
+    pub storage_class: Option<StorageClass>,
+    /// Whether it can be read now.
+    pub thaw: ThawState,
+}
+
 /// Storage for a repository.
 pub trait Backend: Send + Sync {
     /// A human-readable location, for messages.
@@ -206,6 +235,43 @@ pub trait Backend: Send + Sync {
 
     /// Removes an object. Removing one that does not exist is an error.
     fn remove(&self, file_type: FileType, id: &RawId) -> Result<(), BackendError>;
+
+    /// As [`Backend::write`], taking the bytes so that a backend which hands them to another
+    /// task (an HTTP client) need not copy them. Returns the buffer when the backend is done
+    /// with it, for reuse.
+    fn write_owned(
+        &self,
+        file_type: FileType,
+        id: &RawId,
+        data: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        self.write(file_type, id, &data)?;
+        Ok(Some(data))
+    }
+
+    /// Size, storage class and restore state of one object. Storage without classes reports
+    /// every object readable.
+    fn stat(&self, file_type: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
+        let size = self
+            .list(file_type)?
+            .into_iter()
+            .find(|e| &e.id == id)
+            .map(|e| e.size)
+            .ok_or_else(|| BackendError::NotFound {
+                location: format!("{} {}", self.location(), file_type.object_path(id)),
+            })?;
+        Ok(ObjectState {
+            size,
+            storage_class: None,
+            thaw: ThawState::Readable,
+        })
+    }
+
+    /// How many requests the storage serves well at once: backup runs this many pack writers
+    /// and restore at least this many readers.
+    fn connections(&self) -> usize {
+        2
+    }
 }
 
 macro_rules! forward_backend {
@@ -234,6 +300,15 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
         (**self).remove(t, id)
+    }
+    fn write_owned(&self, t: FileType, id: &RawId, d: Vec<u8>) -> Result<Option<Vec<u8>>, BackendError> {
+        (**self).write_owned(t, id, d)
+    }
+    fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
+        (**self).stat(t, id)
+    }
+    fn connections(&self) -> usize {
+        (**self).connections()
     }
 }
     )*};

@@ -251,17 +251,19 @@ pub fn check(
         }
     }
     let (done, total) = (std::sync::atomic::AtomicUsize::new(0), to_read.len());
-    let results: Vec<(PackId, u64, PackVerdict)> = to_read
-        .par_iter()
-        .map(|p| {
-            let r = read_pack(repo, p);
-            progress(
-                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                total,
-            );
-            (p.id, p.size, r)
-        })
-        .collect();
+    let results: Vec<(PackId, u64, PackVerdict)> = repo.in_io_pool(|| {
+        to_read
+            .par_iter()
+            .map(|p| {
+                let r = read_pack(repo, p);
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
+                (p.id, p.size, r)
+            })
+            .collect()
+    });
     for (id, size, r) in results {
         c.report.packs_read += 1;
         c.report.bytes_read += size;

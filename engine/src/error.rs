@@ -68,6 +68,29 @@ pub enum BackendError {
         #[source]
         source: io::Error,
     },
+    /// An object store refused a request, or could not be reached after every retry.
+    #[error("{op} {location}: {code}{}{}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(), if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Remote {
+        /// What was being done (read, write, list, remove, create).
+        op: &'static str,
+        /// The bucket and key (`s3://bucket/key`).
+        location: String,
+        /// The store's error code (`AccessDenied`, `NoSuchBucket`, `SlowDown`), or what failed
+        /// on the way (`timeout`, `connection failed`).
+        code: String,
+        /// The store's message, or the cause.
+        message: String,
+        /// The HTTP status, when a response arrived.
+        status: Option<u16>,
+    },
+    /// The object is in an archive storage class and must be restored (thawed) before reading.
+    #[error("{location} is in storage class {storage_class} and must be restored from the archive before it can be read")]
+    NeedsThaw {
+        /// The object.
+        location: String,
+        /// Its storage class.
+        storage_class: String,
+    },
     /// A read returned fewer bytes than asked for (the object is shorter than the index says).
     #[error("{location}: short read, wanted {wanted} bytes at offset {offset}, got {got}")]
     ShortRead {
@@ -126,7 +149,7 @@ pub enum Error {
     #[error("blob {0} is not in the index: the repository is incomplete")]
     MissingBlob(BlobId),
     /// The storage failed.
-    #[error("storage error: {0}")]
+    #[error(transparent)]
     Backend(#[from] BackendError),
     /// A local file system operation failed.
     #[error("{op} {path}")]

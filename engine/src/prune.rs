@@ -419,18 +419,14 @@ pub fn execute(
     let mut scratch = Vec::new();
     let store = |packer: &mut Packer, new_packs: &mut Vec<IndexPack>| -> Result<()> {
         let pack = packer.finish(repo.key());
-        repo.backend().write(
+        let size = pack.bytes.len() as u64;
+        repo.backend().write_owned(
             pack.blob_type.pack_file_type(),
             pack.id.as_bytes(),
-            &pack.bytes,
+            pack.bytes,
         )?;
         let mut f = IndexFile::default();
-        f.add_pack(
-            pack.id,
-            pack.blob_type,
-            pack.bytes.len() as u64,
-            &pack.entries,
-        );
+        f.add_pack(pack.id, pack.blob_type, size, &pack.entries);
         new_packs.extend(f.packs);
         Ok(())
     };

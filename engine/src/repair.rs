@@ -61,10 +61,12 @@ pub fn repair_index(
             listed.push((bt, PackId::from_bytes(e.id), e.size));
         }
     }
-    let results: Vec<(PackId, Result<IndexPack>)> = listed
-        .par_iter()
-        .map(|(bt, id, size)| (*id, read_header(repo, *bt, id, *size)))
-        .collect();
+    let results: Vec<(PackId, Result<IndexPack>)> = repo.in_io_pool(|| {
+        listed
+            .par_iter()
+            .map(|(bt, id, size)| (*id, read_header(repo, *bt, id, *size)))
+            .collect()
+    });
     let mut report = RepairIndexReport::default();
     let mut packs = Vec::new();
     for (id, r) in results {
@@ -167,11 +169,11 @@ impl Repairer<'_> {
             return Ok(());
         }
         let p = self.packer.finish(self.repo.key());
+        let size = p.bytes.len() as u64;
         self.repo
             .backend()
-            .write(FileType::TreePack, p.id.as_bytes(), &p.bytes)?;
-        self.new_packs
-            .add_pack(p.id, p.blob_type, p.bytes.len() as u64, &p.entries);
+            .write_owned(FileType::TreePack, p.id.as_bytes(), p.bytes)?;
+        self.new_packs.add_pack(p.id, p.blob_type, size, &p.entries);
         Ok(())
     }
 

@@ -322,15 +322,31 @@ impl Repository {
     /// Every index file as stored, superseded ones included (see [`split_superseded`]).
     pub fn load_index_files(&self) -> Result<Vec<(IndexId, IndexFile)>> {
         let files = self.backend.list(FileType::Index)?;
-        files
-            .par_iter()
-            .map(|f| {
-                Ok((
-                    IndexId::from_bytes(f.id),
-                    self.load_file::<IndexFile>(FileType::Index, &f.id)?,
-                ))
-            })
-            .collect()
+        self.in_io_pool(|| {
+            files
+                .par_iter()
+                .map(|f| {
+                    Ok((
+                        IndexId::from_bytes(f.id),
+                        self.load_file::<IndexFile>(FileType::Index, &f.id)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `f` on a thread pool with as many threads as the storage serves requests at once
+    /// (at least one per core), for parallel iterators whose work is mostly waiting on reads.
+    pub fn in_io_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = self.backend.connections().max(cores);
+        if threads <= rayon::current_num_threads() {
+            return f();
+        }
+        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+            Ok(pool) => pool.install(f),
+            Err(_) => f(),
+        }
     }
 
     /// Writes an index file.
@@ -380,15 +396,17 @@ impl Repository {
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
         let files = self.backend.list(FileType::Snapshot)?;
-        let mut out: Vec<SnapshotEntry> = files
-            .par_iter()
-            .map(|f| {
-                Ok(SnapshotEntry {
-                    id: SnapshotId::from_bytes(f.id),
-                    snapshot: self.load_file(FileType::Snapshot, &f.id)?,
+        let mut out: Vec<SnapshotEntry> = self.in_io_pool(|| {
+            files
+                .par_iter()
+                .map(|f| {
+                    Ok(SnapshotEntry {
+                        id: SnapshotId::from_bytes(f.id),
+                        snapshot: self.load_file(FileType::Snapshot, &f.id)?,
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
+                .collect::<Result<_>>()
+        })?;
         out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }

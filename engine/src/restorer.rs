@@ -423,9 +423,10 @@ pub fn restore(
     }
 
     let threads = if opts.threads == 0 {
-        2 * std::thread::available_parallelism()
+        (2 * std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(2)
+            .unwrap_or(2))
+        .max(repo.backend().connections())
     } else {
         opts.threads
     };

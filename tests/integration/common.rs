@@ -16,14 +16,21 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A repository in a temporary folder and a way to run floe against it.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// A local path, or any repository location (`s3:...`).
     pub repo: PathBuf,
+    /// Extra environment for every run (S3 region, credentials).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("repo");
-        Self { dir, repo }
+        Self {
+            dir,
+            repo,
+            vars: Vec::new(),
+        }
     }
 
     /// A new environment with an initialized repository.
@@ -44,6 +51,7 @@ impl Env {
             .env_remove("FLOE_PASSWORD_COMMAND")
             .env_remove("FLOE_REPOSITORY")
             .env("FLOE_PASSWORD", PASSWORD);
+        c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Backend, FileType, ObjectEntry};
+use super::{Backend, FileType, ObjectEntry, ObjectState};
 use crate::error::BackendError;
 use crate::id::RawId;
 
@@ -69,6 +69,12 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     }
     fn remove(&self, _t: FileType, _id: &RawId) -> Result<(), BackendError> {
         Ok(())
+    }
+    fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
+        self.inner.stat(t, id)
+    }
+    fn connections(&self) -> usize {
+        self.inner.connections()
     }
 }
 

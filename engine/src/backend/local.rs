@@ -171,6 +171,16 @@ impl Backend for LocalBackend {
         fs::read(&p).map_err(|e| Self::err("read", &p, e))
     }
 
+    fn stat(&self, t: FileType, id: &RawId) -> Result<super::ObjectState, BackendError> {
+        let p = self.path(t, id);
+        let m = fs::metadata(&p).map_err(|e| Self::err("stat", &p, e))?;
+        Ok(super::ObjectState {
+            size: m.len(),
+            storage_class: None,
+            thaw: super::ThawState::Readable,
+        })
+    }
+
     fn read_range(
         &self,
         t: FileType,

@@ -1,0 +1,340 @@
+//! S3 repositories against real servers: a 3-node Garage cluster and moto's S3 server, both
+//! started by `tests/servers/with-s3-servers.sh` (which `.ci/run` uses).
+//!
+//! Without those servers the tests skip and say so, unless `CI=true` or `FLOE_TEST_REQUIRE_S3=1`,
+//! where a missing server is a failure.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use floe_engine::backend::conformance;
+use floe_engine::backend::{S3Backend, S3Options, ThawState};
+use floe_engine::{Backend, FileType, StorageClass};
+
+use crate::common::*;
+
+/// One S3 server of the test setup.
+struct Server {
+    endpoint: String,
+    bucket: String,
+    region: String,
+}
+
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("FLOE_TEST_REQUIRE_S3").is_ok_and(|v| v == "1")
+}
+
+fn server(name: &str, test: &str) -> Option<Server> {
+    let var = |k: &str| std::env::var(format!("FLOE_TEST_{name}_{k}")).ok();
+    match var("ENDPOINT") {
+        Some(endpoint) => Some(Server {
+            endpoint,
+            bucket: var("BUCKET").unwrap_or_else(|| format!("floe-{}", unique())),
+            region: var("REGION").unwrap_or_else(|| "us-east-1".into()),
+        }),
+        None if required() => panic!(
+            "{test}: FLOE_TEST_{name}_ENDPOINT is not set, but S3 tests are required here; run \
+             the suite under tests/servers/with-s3-servers.sh"
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED {test}: no {name} server (FLOE_TEST_{name}_ENDPOINT is not set); run \
+                 tests/servers/with-s3-servers.sh cargo test to include it"
+            );
+            None
+        }
+    }
+}
+
+fn garage(test: &str) -> Option<Server> {
+    server("GARAGE", test)
+}
+
+fn moto(test: &str) -> Option<Server> {
+    server("MOTO", test)
+}
+
+fn unique() -> String {
+    hex::encode(rand::random::<[u8; 6]>())
+}
+
+impl Server {
+    /// A repository location under a prefix no other test uses.
+    fn url(&self, test: &str) -> String {
+        format!("s3:{}/{}/{test}-{}", self.endpoint, self.bucket, unique())
+    }
+
+    fn backend(&self, url: &str) -> S3Backend {
+        let mut o = S3Options::parse_url(url).expect("parse test url");
+        o.region = Some(self.region.clone());
+        S3Backend::new(&o).expect("S3 backend")
+    }
+
+    /// A test environment whose repository is `url`.
+    fn env(&self, url: &str) -> Env {
+        let mut env = Env::new();
+        env.repo = url.into();
+        env.vars
+            .push(("FLOE_S3_REGION".into(), self.region.clone()));
+        env
+    }
+}
+
+/// A source tree with small, empty, chunked and incompressible files.
+fn make_source(env: &Env, big: usize) -> std::path::PathBuf {
+    let src = env.path("src");
+    fs::create_dir_all(src.join("docs/deep")).unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    for i in 0..40u64 {
+        fs::write(
+            src.join(format!("docs/note-{i}.txt")),
+            format!("note {i}\n").repeat(i as usize * 50),
+        )
+        .unwrap();
+    }
+    fs::write(src.join("docs/deep/random.bin"), random_bytes(7, big)).unwrap();
+    fs::write(src.join("docs/deep/one"), b"1").unwrap();
+    std::os::unix::fs::symlink("docs/note-3.txt", src.join("link")).unwrap();
+    src
+}
+
+#[test]
+fn conformance_on_garage() {
+    let Some(s) = garage("conformance_on_garage") else {
+        return;
+    };
+    let b = s.backend(&s.url("conformance"));
+    b.create().expect("create");
+    conformance::run_all(&b);
+}
+
+#[test]
+fn conformance_on_moto() {
+    let Some(s) = moto("conformance_on_moto") else {
+        return;
+    };
+    let b = s.backend(&s.url("conformance"));
+    b.create().expect("create (makes the bucket)");
+    conformance::run_all(&b);
+}
+
+#[test]
+fn backup_and_restore_through_garage_are_byte_exact() {
+    let Some(s) = garage("backup_and_restore_through_garage_are_byte_exact") else {
+        return;
+    };
+    let env = s.env(&s.url("roundtrip"));
+    env.ok(&["init"]);
+    let src = make_source(&env, 24 << 20);
+    let report = env.backup_json(&[&src]);
+    assert_eq!(
+        report["summary"]["files_new"].as_u64(),
+        Some(43),
+        "{report}"
+    );
+    let target = env.restore("latest", "out");
+    assert_same_tree(&src, &restored(&target, &src), false);
+    // A second backup of the same tree finds every file unchanged and adds no data.
+    let again = env.backup_json(&[&src]);
+    assert_eq!(
+        again["summary"]["files_unchanged"].as_u64(),
+        Some(43),
+        "{again}"
+    );
+    assert_eq!(
+        again["summary"]["data_blobs_added"].as_u64(),
+        Some(0),
+        "{again}"
+    );
+    let out = env.ok(&["check", "--read-data"]);
+    assert!(out.contains(" 0 error(s)"), "{out}");
+    // The objects are where the layout says, with data packs under data/ only.
+    let b = s.backend(&env.repo.to_string_lossy());
+    assert!(!b.list(FileType::DataPack).unwrap().is_empty());
+    assert!(!b.list(FileType::TreePack).unwrap().is_empty());
+    assert_eq!(b.list(FileType::Config).unwrap().len(), 1);
+}
+
+#[test]
+fn a_garage_node_down_during_backup_loses_nothing() {
+    let Some(s) = garage("a_garage_node_down_during_backup_loses_nothing") else {
+        return;
+    };
+    let ctl = std::env::var("FLOE_TEST_GARAGE_CTL").expect("FLOE_TEST_GARAGE_CTL");
+    let env = s.env(&s.url("node-down"));
+    env.ok(&["init"]);
+    let src = make_source(&env, 160 << 20);
+    let mut backup = env
+        .cmd()
+        .args(["backup", "--json"])
+        .arg(&src)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start backup");
+    // Stop node 3 once the backup has written its first packs.
+    let b = s.backend(&env.repo.to_string_lossy());
+    let started = Instant::now();
+    while b.list(FileType::DataPack).unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "backup wrote no pack in 2 minutes"
+        );
+        if let Some(status) = backup.try_wait().unwrap() {
+            panic!("backup ended ({status}) before the node could be stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stop = Command::new(&ctl)
+        .args(["stop-node", "3"])
+        .status()
+        .unwrap();
+    assert!(stop.success(), "could not stop node 3");
+    let restart = || {
+        let st = Command::new(&ctl)
+            .args(["start-node", "3"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "could not restart node 3");
+    };
+    let out = backup.wait_with_output().unwrap();
+    if !out.status.success() {
+        restart();
+        panic!(
+            "backup failed with a node down: {:?}\n{}",
+            out.status.code(),
+            stderr(&out)
+        );
+    }
+    // Restore with the node still down, then again with it back.
+    let target = env.restore("latest", "out-degraded");
+    assert_same_tree(&src, &restored(&target, &src), false);
+    restart();
+    let target = env.restore("latest", "out-healed");
+    assert_same_tree(&src, &restored(&target, &src), false);
+    let out = env.ok(&["check", "--read-data"]);
+    assert!(out.contains(" 0 error(s)"), "{out}");
+}
+
+#[test]
+fn data_packs_get_the_chosen_storage_class_and_nothing_else_does() {
+    let Some(s) = moto("data_packs_get_the_chosen_storage_class_and_nothing_else_does") else {
+        return;
+    };
+    let url = s.url("classes");
+    let mut env = s.env(&url);
+    env.vars
+        .push(("FLOE_DATA_STORAGE_CLASS".into(), "DEEP_ARCHIVE".into()));
+    env.ok(&["init"]);
+    let src = make_source(&env, 6 << 20);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let b = s.backend(&url);
+    let data = b.list(FileType::DataPack).unwrap();
+    assert!(!data.is_empty());
+    for e in &data {
+        assert_eq!(e.storage_class, Some(StorageClass::DeepArchive), "{e:?}");
+        let st = b.stat(FileType::DataPack, &e.id).unwrap();
+        assert_eq!(st.storage_class, Some(StorageClass::DeepArchive));
+        assert_eq!(st.thaw, ThawState::Archived);
+    }
+    for t in FileType::ALL {
+        if t == FileType::DataPack {
+            continue;
+        }
+        for e in b.list(t).unwrap() {
+            assert_eq!(e.storage_class, Some(StorageClass::Standard), "{t:?} {e:?}");
+            assert_eq!(b.stat(t, &e.id).unwrap().thaw, ThawState::Readable);
+        }
+    }
+    // Everything but file contents still works; reading the contents asks for a thaw.
+    let out = env.ok(&["snapshots"]);
+    assert!(out.contains("1 snapshot"), "{out}");
+    env.ok(&["ls", "latest"]);
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("out").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("DEEP_ARCHIVE") && err.contains("restored from the archive"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_creates_a_missing_bucket_and_a_missing_repository_is_exit_10() {
+    let Some(mut s) = moto("init_creates_a_missing_bucket_and_a_missing_repository_is_exit_10")
+    else {
+        return;
+    };
+    s.bucket = format!("floe-new-{}", unique());
+    let env = s.env(&s.url("fresh"));
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&s.bucket), "{}", stderr(&out));
+    env.ok(&["init"]);
+    let out = env.ok(&["snapshots"]);
+    assert!(out.contains("0 snapshots"), "{out}");
+}
+
+#[test]
+fn refused_credentials_name_bucket_key_and_code_and_are_not_retried() {
+    let Some(s) = garage("refused_credentials_name_bucket_key_and_code_and_are_not_retried") else {
+        return;
+    };
+    let mut env = s.env(&s.url("denied"));
+    env.vars.extend([
+        (
+            "AWS_ACCESS_KEY_ID".into(),
+            "GK0123456789abcdef01234567".into(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            "0000000000000000000000000000000000000000000000000000000000000000".into(),
+        ),
+        // Many attempts: a retried 403 would take minutes, an unretried one returns at once.
+        ("FLOE_S3_ATTEMPTS".into(), "100".into()),
+    ]);
+    let started = Instant::now();
+    let out = env.run(&["snapshots"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("s3://{}/", s.bucket)) && err.contains("HTTP 403"),
+        "{err}"
+    );
+    assert!(
+        err.contains("InvalidAccessKeyId") || err.contains("AccessDenied"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a refused request was retried ({:?})",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_unreachable_store_is_a_clear_error() {
+    // Port 9 (discard) has no listener on the test machines: every connection is refused.
+    let mut env = Env::new();
+    env.repo = "s3:http://127.0.0.1:9/bucket/prefix".into();
+    env.vars.extend([
+        ("FLOE_S3_REGION".into(), "test".into()),
+        ("FLOE_S3_ATTEMPTS".into(), "2".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ]);
+    let out = env.run(&["snapshots"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("s3://bucket/prefix/config") && err.contains("connection failed"),
+        "{err}"
+    );
+}
