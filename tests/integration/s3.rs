@@ -338,3 +338,76 @@ fn an_unreachable_store_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The fault-injecting proxy of `tests/servers/flaky_proxy.py`, in front of a server.
+struct FlakyProxy {
+    child: std::process::Child,
+    endpoint: String,
+    stats: std::path::PathBuf,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str, stats: std::path::PathBuf) -> Self {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/flaky_proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(upstream)
+            .arg(&stats)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the flaky proxy (python3)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("proxy prints its port");
+        FlakyProxy {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            stats,
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(&self.stats).expect("proxy stats")).unwrap()
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn throttling_server_errors_dropped_connections_and_cut_bodies_are_retried() {
+    let Some(s) =
+        garage("throttling_server_errors_dropped_connections_and_cut_bodies_are_retried")
+    else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let proxy = FlakyProxy::start(&s.endpoint, scratch.path().join("stats.json"));
+    let flaky = Server {
+        endpoint: proxy.endpoint.clone(),
+        bucket: s.bucket.clone(),
+        region: s.region.clone(),
+    };
+    let env = flaky.env(&flaky.url("flaky"));
+    env.ok(&["init"]);
+    let src = make_source(&env, 40 << 20);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.restore("latest", "out");
+    assert_same_tree(&src, &restored(&target, &src), false);
+    let out = env.ok(&["check", "--read-data"]);
+    assert!(out.contains(" 0 error(s)"), "{out}");
+    let stats = proxy.stats();
+    for fault in ["slowdown", "internal_error", "dropped", "cut_body"] {
+        assert!(
+            stats[fault].as_u64().unwrap_or(0) > 0,
+            "no {fault} was injected: {stats}"
+        );
+    }
+}
