@@ -10,6 +10,8 @@ mod common;
 mod backup;
 #[path = "integration/check.rs"]
 mod check;
+#[path = "integration/cold.rs"]
+mod cold;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/forget_prune.rs"]

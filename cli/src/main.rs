@@ -4,6 +4,7 @@ mod commands;
 mod output;
 mod password;
 mod repo;
+mod thaw;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ pub mod exit {
     pub const LOCKED: u8 = 11;
     /// Wrong password.
     pub const WRONG_PASSWORD: u8 = 12;
+    /// Data the command needs is archived and not readable yet (thaw needed, or asked for).
+    pub const NEEDS_THAW: u8 = 13;
 }
 
 #[derive(Debug, Parser)]

@@ -183,6 +183,49 @@ pub enum ThawState {
     },
 }
 
+/// How fast (and how dearly) an archived object is brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ThawTier {
+    /// Minutes (GLACIER only), most expensive.
+    Expedited,
+    /// Hours.
+    Standard,
+    /// Slowest, cheapest.
+    Bulk,
+}
+
+impl ThawTier {
+    /// The S3 name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ThawTier::Expedited => "Expedited",
+            ThawTier::Standard => "Standard",
+            ThawTier::Bulk => "Bulk",
+        }
+    }
+
+    /// From `expedited`, `standard` or `bulk` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "expedited" => Some(ThawTier::Expedited),
+            "standard" => Some(ThawTier::Standard),
+            "bulk" => Some(ThawTier::Bulk),
+            _ => None,
+        }
+    }
+}
+
+/// What a request to thaw an object found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThawRequest {
+    /// The restore was started (or a restored copy's expiry extended).
+    Started,
+    /// A restore of this object is already under way; nothing new was asked.
+    AlreadyInProgress,
+    /// The object is readable without a restore.
+    NotNeeded,
+}
+
 /// What the storage knows of one object beyond its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectState {
@@ -267,6 +310,18 @@ pub trait Backend: Send + Sync {
         })
     }
 
+    /// Asks for a temporary readable copy of an archived object, kept `days` days.
+    /// Storage without archive classes answers [`ThawRequest::NotNeeded`].
+    fn request_thaw(
+        &self,
+        _file_type: FileType,
+        _id: &RawId,
+        _days: u32,
+        _tier: ThawTier,
+    ) -> Result<ThawRequest, BackendError> {
+        Ok(ThawRequest::NotNeeded)
+    }
+
     /// How many requests the storage serves well at once: backup runs this many pack writers
     /// and restore at least this many readers.
     fn connections(&self) -> usize {
@@ -309,6 +364,9 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn connections(&self) -> usize {
         (**self).connections()
+    }
+    fn request_thaw(&self, t: FileType, id: &RawId, days: u32, tier: ThawTier) -> Result<ThawRequest, BackendError> {
+        (**self).request_thaw(t, id, days, tier)
     }
 }
     )*};

@@ -6,7 +6,7 @@
 //! bytes, its header against the index, and authenticates every blob and its keyed hash. Every
 //! problem names the pack or blob, and the snapshots and paths it damages.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -95,6 +95,8 @@ pub struct CheckReport {
     pub packs_read: usize,
     /// Bytes read for `--read-data`.
     pub bytes_read: u64,
+    /// Data packs selected for reading but left unread because they are archived.
+    pub data_not_read: usize,
 }
 
 impl CheckReport {
@@ -148,12 +150,31 @@ fn selected(id: &PackId, how: ReadData, size: u64, budget: &mut u64) -> bool {
     }
 }
 
+/// What to do with the data packs a check is about to read, some of which may be archived.
+pub enum ReadGate {
+    /// Read them, waiting at the gate for those still thawing (`None`: all are readable).
+    Go(Option<crate::restorer::PackGate>),
+    /// Read no data pack: the report says so ([`CheckReport::data_not_read`]).
+    Stop,
+}
+
 /// Checks the repository; `read_data` selects packs whose contents are read and verified.
 /// `progress(done, total)` is called as packs are read (from several threads).
 pub fn check(
     repo: &Repository,
     read_data: ReadData,
     progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<CheckReport> {
+    check_gated(repo, read_data, progress, &|_| Ok(ReadGate::Go(None)))
+}
+
+/// As [`check`]; before reading, `gate` is shown the data packs to be read and decides whether
+/// and how to go on (see [`crate::thaw`]).
+pub fn check_gated(
+    repo: &Repository,
+    read_data: ReadData,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    gate: &dyn Fn(&BTreeSet<PackId>) -> Result<ReadGate>,
 ) -> Result<CheckReport> {
     let mut c = Checker {
         report: CheckReport::default(),
@@ -248,6 +269,29 @@ pub fn check(
         if let Err(e) = check_header(repo, p) {
             c.error(format!("pack {}", p.id), e.to_string());
             c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+        }
+    }
+    let data_to_read: BTreeSet<PackId> = to_read
+        .iter()
+        .filter(|p| BlobType::from(p.blob_type) == BlobType::Data)
+        .map(|p| p.id)
+        .collect();
+    let mut to_read = to_read;
+    if !data_to_read.is_empty() {
+        match gate(&data_to_read)? {
+            ReadGate::Go(None) => {}
+            ReadGate::Go(Some(g)) => {
+                // Every pack is verified in one pass: wait until all have thawed.
+                let mut pending: Vec<PackId> = g.pending.iter().copied().collect();
+                while !pending.is_empty() {
+                    let now: HashSet<PackId> = g.waiter.wait_any(&pending)?.into_iter().collect();
+                    pending.retain(|p| !now.contains(p));
+                }
+            }
+            ReadGate::Stop => {
+                c.report.data_not_read = data_to_read.len();
+                to_read.retain(|p| BlobType::from(p.blob_type) == BlobType::Tree);
+            }
         }
     }
     let (done, total) = (std::sync::atomic::AtomicUsize::new(0), to_read.len());

@@ -38,10 +38,15 @@ pub mod repository;
 pub mod restorer;
 pub mod retention;
 pub mod snapshot;
+pub mod thaw;
+pub mod tiers;
 pub mod tree;
 
 pub use archiver::{backup, BackupOptions, BackupReport, SourceError};
-pub use backend::{Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend, StorageClass};
+pub use backend::{
+    Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend, S3Backend, S3Options,
+    StorageClass, ThawState, ThawTier,
+};
 pub use check::{check, CheckReport, ReadData};
 pub use chunker::ChunkerParams;
 pub use error::{BackendError, Error, Object, Result};
@@ -51,6 +56,8 @@ pub use key::KdfParams;
 pub use lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
 pub use prune::{MaxUnused, PruneOptions, PrunePlan, PruneReport};
 pub use repository::{Config, InitOptions, Repository, FORMAT_VERSION};
-pub use restorer::{resolve, restore, RestoreError, RestoreOptions, RestoreSummary};
+pub use restorer::{
+    needed_packs, resolve, restore, PackGate, RestoreError, RestoreOptions, RestoreSummary,
+};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 pub use tree::{ByteString, Node, NodeKind, Tree};

@@ -17,7 +17,7 @@
 //! deleted whatever their age; packs a crash left before step 2 are ordinary orphans, deleted
 //! once older than the grace period.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -85,6 +85,11 @@ pub struct PruneOptions {
     pub orphan_grace: Duration,
     /// Snapshots to treat as already removed (a dry run of `forget --prune`).
     pub ignore_snapshots: Vec<crate::id::SnapshotId>,
+    /// Delete or repack packs younger than their storage class's minimum storage duration
+    /// anyway, paying the early-deletion charge.
+    pub ignore_min_duration: bool,
+    /// The time ages are measured against (orphan grace, minimum storage durations).
+    pub now: SystemTime,
 }
 
 impl Default for PruneOptions {
@@ -94,6 +99,8 @@ impl Default for PruneOptions {
             max_repack: None,
             orphan_grace: Duration::from_secs(24 * 3600),
             ignore_snapshots: Vec::new(),
+            ignore_min_duration: false,
+            now: SystemTime::now(),
         }
     }
 }
@@ -113,6 +120,19 @@ pub struct PackSummary {
     pub storage_class: Option<String>,
 }
 
+/// What prune does to the packs of one storage class.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassPlan {
+    /// Packs deleted (unused or orphaned) and their bytes.
+    pub delete: (usize, u64),
+    /// Packs repacked and their bytes.
+    pub repack: (usize, u64),
+    /// Packs kept and their bytes.
+    pub keep: (usize, u64),
+    /// Of those kept, packs kept only because of the minimum storage duration.
+    pub kept_for_min_duration: usize,
+}
+
 /// What prune will do; `execute` carries it out.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrunePlan {
@@ -130,6 +150,17 @@ pub struct PrunePlan {
     pub superseded_files: usize,
     /// Partly used packs left alone because their storage class must be thawed before a read.
     pub cold_not_repacked: usize,
+    /// Packs that would be deleted or repacked but are younger than their storage class's
+    /// minimum storage duration, so they stay (unless `ignore_min_duration`).
+    pub min_duration_kept: usize,
+    /// Bytes of those.
+    pub min_duration_kept_bytes: u64,
+    /// Early-deletion charges avoided by keeping them, USD at list prices.
+    pub early_deletion_avoided_usd: f64,
+    /// Early-deletion charges this prune incurs (with `ignore_min_duration`), USD.
+    pub early_deletion_charged_usd: f64,
+    /// Per storage class: what is deleted, repacked and kept.
+    pub by_class: BTreeMap<String, ClassPlan>,
     /// Blobs needed by the remaining snapshots.
     pub used_blobs: u64,
     /// Blobs no snapshot needs.
@@ -243,6 +274,11 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         keep: 0,
         superseded_files: superseded.len(),
         cold_not_repacked: 0,
+        min_duration_kept: 0,
+        min_duration_kept_bytes: 0,
+        early_deletion_avoided_usd: 0.0,
+        early_deletion_charged_usd: 0.0,
+        by_class: BTreeMap::new(),
         used_blobs: used.iter().filter(|u| **u).count() as u64,
         unused_blobs: used.iter().filter(|u| !**u).count() as u64,
         bytes_before: stored.values().map(|(s, ..)| s).sum(),
@@ -260,10 +296,22 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         index_files,
     };
 
+    let now = opts.now;
+    // The early-deletion charge of removing a pack now, when its class has a minimum storage
+    // duration it has not reached (an unknown age counts as new).
+    let early_charge = |class: &Option<StorageClass>, size: u64, modified: Option<SystemTime>| {
+        let class = class.as_ref()?;
+        let age = modified
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        (age < crate::tiers::min_storage_duration(class))
+            .then(|| crate::tiers::early_deletion_charge(class, size, age))
+    };
     let mut candidates = Vec::new();
     let mut unused_total = 0u64;
+    let mut min_kept: HashSet<PackId> = HashSet::new();
     for (id, p) in &packs {
-        let Some((size, _, _, class)) = stored.get(id) else {
+        let Some((size, modified, _, class)) = stored.get(id) else {
             return Err(Error::corrupt(
                 Object::Pack(*id),
                 "the index names this pack but storage does not hold it; the repository is damaged, and prune refuses to run on it",
@@ -291,12 +339,27 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             used_bytes,
             storage_class: class.as_ref().map(|c| c.name().to_string()),
         };
-        if used_bytes == 0 {
+        let charge = early_charge(class, size, *modified);
+        let partly_used = used_bytes > 0 && !p.blobs.iter().all(|b| is_used(id, &b.id));
+        let cold = class.as_ref().is_some_and(|c| c.needs_thaw());
+        // A partly used cold pack is never repacked (below); an unused one, or a partly used one
+        // in an instant class, waits for its minimum storage duration.
+        let removable = used_bytes == 0 || (partly_used && !cold);
+        if removable && charge.is_some() && !opts.ignore_min_duration {
+            // Deleting it now would be billed as if it stayed its minimum duration anyway.
+            plan.keep += 1;
+            min_kept.insert(*id);
+            plan.min_duration_kept += 1;
+            plan.min_duration_kept_bytes += size;
+            plan.early_deletion_avoided_usd += charge.unwrap_or(0.0);
+            unused_total += size - used_bytes;
+        } else if used_bytes == 0 {
+            plan.early_deletion_charged_usd += charge.unwrap_or(0.0);
             plan.bytes_freed += size;
             plan.delete.push(summary);
-        } else if p.blobs.iter().all(|b| is_used(id, &b.id)) {
+        } else if !partly_used {
             plan.keep += 1;
-        } else if class.as_ref().is_some_and(|c| c.needs_thaw()) {
+        } else if cold {
             // Repacking would need a thaw: leave the pack, and its unused bytes, where they are.
             plan.keep += 1;
             plan.cold_not_repacked += 1;
@@ -311,7 +374,6 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         .iter()
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
         .collect();
-    let now = SystemTime::now();
     for (id, (size, modified, bt, class)) in &stored {
         let (size, modified, bt) = (*size, *modified, *bt);
         if packs.contains_key(id) {
@@ -321,7 +383,14 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             || modified
                 .and_then(|m| now.duration_since(m).ok())
                 .is_some_and(|age| age >= opts.orphan_grace);
-        if old {
+        let charge = early_charge(class, size, modified);
+        if old && charge.is_some() && !opts.ignore_min_duration {
+            min_kept.insert(*id);
+            plan.min_duration_kept += 1;
+            plan.min_duration_kept_bytes += size;
+            plan.early_deletion_avoided_usd += charge.unwrap_or(0.0);
+        } else if old {
+            plan.early_deletion_charged_usd += charge.unwrap_or(0.0);
             plan.bytes_freed += size;
             plan.orphans.push(PackSummary {
                 id: *id,
@@ -362,6 +431,35 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
     }
     plan.unused_bytes_after = unused_total;
+    // Per class: deleted and repacked from the lists, kept as the rest of what is stored.
+    let class_of = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".to_string());
+    let mut changed: HashSet<PackId> = HashSet::new();
+    for p in plan.delete.iter().chain(&plan.orphans) {
+        let e = plan.by_class.entry(class_of(&p.storage_class)).or_default();
+        e.delete.0 += 1;
+        e.delete.1 += p.size;
+        changed.insert(p.id);
+    }
+    for p in &plan.repack {
+        let e = plan.by_class.entry(class_of(&p.storage_class)).or_default();
+        e.repack.0 += 1;
+        e.repack.1 += p.size;
+        changed.insert(p.id);
+    }
+    for (id, (size, _, _, class)) in &stored {
+        if changed.contains(id) {
+            continue;
+        }
+        let e = plan
+            .by_class
+            .entry(class_of(&class.as_ref().map(|c| c.name().to_string())))
+            .or_default();
+        e.keep.0 += 1;
+        e.keep.1 += size;
+        if min_kept.contains(id) {
+            e.kept_for_min_duration += 1;
+        }
+    }
     plan.delete.sort_by_key(|p| p.id);
     plan.orphans.sort_by_key(|p| p.id);
     for r in &plan.repack {

@@ -45,6 +45,18 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Parallel pack readers (0: two per core).
     pub threads: usize,
+    /// Data packs that are not readable yet (archived, thawing) and how to wait for them;
+    /// `None`: every pack is read at once.
+    pub gate: Option<PackGate>,
+}
+
+/// Packs a restore must wait for, and the waiter that hands them over as they thaw.
+#[derive(Debug, Clone)]
+pub struct PackGate {
+    /// Packs not readable yet.
+    pub pending: HashSet<PackId>,
+    /// Polls their state.
+    pub waiter: std::sync::Arc<crate::thaw::Waiter>,
 }
 
 /// A file that could not be restored.
@@ -280,6 +292,27 @@ fn clear(path: &Path) -> io::Result<()> {
     }
 }
 
+/// The data packs a restore of `subpath` with these options reads (no data pack is read to
+/// find them).
+pub fn needed_packs(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<std::collections::BTreeSet<PackId>> {
+    let plan = build_plan(repo, index, snap, subpath, opts)?;
+    let mut out = std::collections::BTreeSet::new();
+    for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
+        for id in f.node.content.iter().flatten() {
+            if let Some(loc) = index.get(id) {
+                out.insert(loc.pack);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Restores `subpath` (empty for everything) of a snapshot into `opts.target`.
 pub fn restore(
     repo: &Repository,
@@ -288,6 +321,17 @@ pub fn restore(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
+    let plan = build_plan(repo, index, snap, subpath, opts)?;
+    restore_plan(repo, index, plan, opts)
+}
+
+fn build_plan(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<Plan> {
     let ctx = Planner {
         repo,
         index,
@@ -326,6 +370,15 @@ pub fn restore(
         }
     }
 
+    Ok(plan)
+}
+
+fn restore_plan(
+    repo: &Repository,
+    index: &Index,
+    plan: Plan,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
     // Refuse to overwrite unless asked. A target folder that does not exist yet holds nothing.
     let fresh_target = fs::symlink_metadata(&opts.target).is_err();
     let existing: Vec<&PathBuf> =
@@ -443,78 +496,125 @@ pub fn restore(
         })
         .collect();
     let files = &plan.files;
-    pool.install(|| {
-        let init = || (Vec::new(), BlobOpener::new());
-        packs
-            .par_iter()
-            .for_each_init(init, |(data, opener), (pack_id, blobs)| {
-                let mut handles: HashMap<usize, File> = HashMap::new();
-                let mut start = 0;
-                while start < blobs.len() {
-                    // Coalesce neighbours into one read.
-                    let first = blobs[start].entry.offset as u64;
-                    let mut end = start + 1;
-                    let mut last_end = first + blobs[start].entry.length as u64;
-                    while end < blobs.len() {
-                        let e = &blobs[end].entry;
-                        let e_end = e.offset as u64 + e.length as u64;
-                        if (e.offset as u64) > last_end + MAX_READ_GAP || e_end - first > MAX_READ {
-                            break;
+    // Readable packs go to the readers at once; gated ones as the waiter reports them thawed.
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<&(PackId, Vec<BlobJob>)>();
+    let mut gated: Vec<&(PackId, Vec<BlobJob>)> = Vec::new();
+    for p in &packs {
+        match &opts.gate {
+            Some(g) if g.pending.contains(&p.0) => gated.push(p),
+            _ => {
+                let _ = ready_tx.send(p);
+            }
+        }
+    }
+    let feed = move || {
+        let tx = ready_tx;
+        let Some(gate) = &opts.gate else { return };
+        while !gated.is_empty() {
+            let ids: Vec<PackId> = gated.iter().map(|p| p.0).collect();
+            match gate.waiter.wait_any(&ids) {
+                Ok(now) => {
+                    let now: HashSet<PackId> = now.into_iter().collect();
+                    gated.retain(|p| {
+                        if now.contains(&p.0) {
+                            let _ = tx.send(*p);
+                            false
+                        } else {
+                            true
                         }
-                        last_end = last_end.max(e_end);
-                        end += 1;
-                    }
-                    let group = &blobs[start..end];
-                    start = end;
-                    let bt = group[0].entry.blob_type;
-                    if let Err(e) =
-                        repo.read_pack_range_into(bt, pack_id, first, last_end - first, data)
-                    {
-                        for b in group {
+                    });
+                }
+                Err(e) => {
+                    for (_, blobs) in &gated {
+                        for b in blobs {
                             for (i, _) in &b.targets {
                                 fail(*i, e.to_string());
                             }
                         }
-                        continue;
                     }
-                    for b in group {
-                        let lo = (b.entry.offset as u64 - first) as usize;
-                        let sealed = &mut data[lo..lo + b.entry.length as usize];
-                        let plain = match opener.open(repo.key(), pack_id, &b.entry, sealed) {
-                            Ok(p) => p,
-                            Err(e) => {
+                    return;
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(feed);
+        pool.install(|| {
+            let init = || (Vec::new(), BlobOpener::new());
+            ready_rx
+                .iter()
+                .par_bridge()
+                .for_each_init(init, |(data, opener), (pack_id, blobs)| {
+                    let mut handles: HashMap<usize, File> = HashMap::new();
+                    let mut start = 0;
+                    while start < blobs.len() {
+                        // Coalesce neighbours into one read.
+                        let first = blobs[start].entry.offset as u64;
+                        let mut end = start + 1;
+                        let mut last_end = first + blobs[start].entry.length as u64;
+                        while end < blobs.len() {
+                            let e = &blobs[end].entry;
+                            let e_end = e.offset as u64 + e.length as u64;
+                            if (e.offset as u64) > last_end + MAX_READ_GAP
+                                || e_end - first > MAX_READ
+                            {
+                                break;
+                            }
+                            last_end = last_end.max(e_end);
+                            end += 1;
+                        }
+                        let group = &blobs[start..end];
+                        start = end;
+                        let bt = group[0].entry.blob_type;
+                        if let Err(e) =
+                            repo.read_pack_range_into(bt, pack_id, first, last_end - first, data)
+                        {
+                            for b in group {
                                 for (i, _) in &b.targets {
                                     fail(*i, e.to_string());
                                 }
-                                continue;
                             }
-                        };
-                        for (i, off) in &b.targets {
-                            let f = &files[*i];
-                            if handles.len() >= MAX_OPEN_FILES && !handles.contains_key(i) {
-                                // A pack may hold blobs of thousands of small files: keep the
-                                // number of open descriptors bounded.
-                                handles.clear();
-                            }
-                            let h = match handles.entry(*i) {
-                                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                                std::collections::hash_map::Entry::Vacant(v) => {
-                                    match open_at_size(&f.path, f.node.size) {
-                                        Ok(h) => v.insert(h),
-                                        Err(e) => {
-                                            fail(*i, format!("open: {e}"));
-                                            continue;
-                                        }
+                            continue;
+                        }
+                        for b in group {
+                            let lo = (b.entry.offset as u64 - first) as usize;
+                            let sealed = &mut data[lo..lo + b.entry.length as usize];
+                            let plain = match opener.open(repo.key(), pack_id, &b.entry, sealed) {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    for (i, _) in &b.targets {
+                                        fail(*i, e.to_string());
                                     }
+                                    continue;
                                 }
                             };
-                            if let Err(e) = write_sparse(h, *off, plain) {
-                                fail(*i, format!("write: {e}"));
+                            for (i, off) in &b.targets {
+                                let f = &files[*i];
+                                if handles.len() >= MAX_OPEN_FILES && !handles.contains_key(i) {
+                                    // A pack may hold blobs of thousands of small files: keep the
+                                    // number of open descriptors bounded.
+                                    handles.clear();
+                                }
+                                let h = match handles.entry(*i) {
+                                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(v) => {
+                                        match open_at_size(&f.path, f.node.size) {
+                                            Ok(h) => v.insert(h),
+                                            Err(e) => {
+                                                fail(*i, format!("open: {e}"));
+                                                continue;
+                                            }
+                                        }
+                                    }
+                                };
+                                if let Err(e) = write_sparse(h, *off, plain) {
+                                    fail(*i, format!("write: {e}"));
+                                }
                             }
                         }
                     }
-                }
-            })
+                })
+        });
     });
 
     let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());

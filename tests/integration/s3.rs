@@ -15,10 +15,10 @@ use floe_engine::{Backend, FileType, StorageClass};
 use crate::common::*;
 
 /// One S3 server of the test setup.
-struct Server {
-    endpoint: String,
-    bucket: String,
-    region: String,
+pub struct Server {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
 }
 
 fn required() -> bool {
@@ -48,32 +48,32 @@ fn server(name: &str, test: &str) -> Option<Server> {
     }
 }
 
-fn garage(test: &str) -> Option<Server> {
+pub fn garage(test: &str) -> Option<Server> {
     server("GARAGE", test)
 }
 
-fn moto(test: &str) -> Option<Server> {
+pub fn moto(test: &str) -> Option<Server> {
     server("MOTO", test)
 }
 
-fn unique() -> String {
+pub fn unique() -> String {
     hex::encode(rand::random::<[u8; 6]>())
 }
 
 impl Server {
     /// A repository location under a prefix no other test uses.
-    fn url(&self, test: &str) -> String {
+    pub fn url(&self, test: &str) -> String {
         format!("s3:{}/{}/{test}-{}", self.endpoint, self.bucket, unique())
     }
 
-    fn backend(&self, url: &str) -> S3Backend {
+    pub fn backend(&self, url: &str) -> S3Backend {
         let mut o = S3Options::parse_url(url).expect("parse test url");
         o.region = Some(self.region.clone());
         S3Backend::new(&o).expect("S3 backend")
     }
 
     /// A test environment whose repository is `url`.
-    fn env(&self, url: &str) -> Env {
+    pub fn env(&self, url: &str) -> Env {
         let mut env = Env::new();
         env.repo = url.into();
         env.vars
@@ -83,7 +83,7 @@ impl Server {
 }
 
 /// A source tree with small, empty, chunked and incompressible files.
-fn make_source(env: &Env, big: usize) -> std::path::PathBuf {
+pub fn make_source(env: &Env, big: usize) -> std::path::PathBuf {
     let src = env.path("src");
     fs::create_dir_all(src.join("docs/deep")).unwrap();
     fs::write(src.join("empty"), b"").unwrap();
@@ -340,20 +340,31 @@ fn an_unreachable_store_is_a_clear_error() {
 }
 
 /// The fault-injecting proxy of `tests/servers/flaky_proxy.py`, in front of a server.
-struct FlakyProxy {
+pub struct FlakyProxy {
     child: std::process::Child,
-    endpoint: String,
+    pub endpoint: String,
     stats: std::path::PathBuf,
 }
 
 impl FlakyProxy {
-    fn start(upstream: &str, stats: std::path::PathBuf) -> Self {
+    pub fn start(upstream: &str, stats: std::path::PathBuf) -> Self {
+        Self::spawn(upstream, stats, None)
+    }
+
+    /// A proxy that injects nothing and logs every request ("METHOD PATH") to `log`.
+    pub fn recording(upstream: &str, stats: std::path::PathBuf, log: &std::path::Path) -> Self {
+        Self::spawn(upstream, stats, Some(log))
+    }
+
+    fn spawn(upstream: &str, stats: std::path::PathBuf, record: Option<&std::path::Path>) -> Self {
         use std::io::BufRead;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/flaky_proxy.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(upstream)
-            .arg(&stats)
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(upstream).arg(&stats);
+        if let Some(log) = record {
+            cmd.arg("--record").arg(log);
+        }
+        let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start the flaky proxy (python3)");
@@ -383,8 +394,7 @@ impl Drop for FlakyProxy {
 
 #[test]
 fn throttling_server_errors_dropped_connections_and_cut_bodies_are_retried() {
-    let Some(s) =
-        garage("throttling_server_errors_dropped_connections_and_cut_bodies_are_retried")
+    let Some(s) = garage("throttling_server_errors_dropped_connections_and_cut_bodies_are_retried")
     else {
         return;
     };

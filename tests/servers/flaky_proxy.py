@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """An HTTP proxy in front of an S3 server that fails on purpose, for the retry tests.
 
-    flaky_proxy.py UPSTREAM_URL STATS_FILE
+    flaky_proxy.py UPSTREAM_URL STATS_FILE [--record LOG_FILE]
+
+With --record, no fault is injected: every request is forwarded and logged to LOG_FILE as one
+line "METHOD PATH" (query included), so that a test can tell which objects were read.
 
 Listens on a free port of 127.0.0.1 and prints it on the first line of stdout. Request number n
 (counting from 1) is treated by a fixed plan, so every run injects the same faults:
@@ -27,6 +30,7 @@ import urllib.parse
 
 UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
 STATS_FILE = sys.argv[2]
+RECORD = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--record" else None
 LOCK = threading.Lock()
 STATS = {"requests": 0, "slowdown": 0, "internal_error": 0, "dropped": 0, "cut_body": 0}
 BIG_GETS = [0]
@@ -64,7 +68,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:
             STATS["requests"] += 1
             n = STATS["requests"]
-            if n % 5 == 2:
+            if RECORD:
+                with open(RECORD, "a") as f:
+                    f.write(f"{self.command} {self.path}\n")
+                fault = None
+            elif n % 5 == 2:
                 count("slowdown")
                 fault = "slowdown"
             elif n % 7 == 3:
@@ -90,7 +98,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = resp.read()
         conn.close()
         cut = False
-        if self.command == "GET" and resp.status < 300 and len(data) > 4096:
+        if not RECORD and self.command == "GET" and resp.status < 300 and len(data) > 4096:
             with LOCK:
                 BIG_GETS[0] += 1
                 if BIG_GETS[0] % 3 == 0:

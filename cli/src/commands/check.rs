@@ -17,6 +17,8 @@ pub struct Args {
     /// Print the report as one JSON object
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    thaw: crate::thaw::ThawArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -36,7 +38,22 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             }
         }
     };
-    let report = floe_engine::check(&repo, how, &progress)?;
+    let stopped = std::cell::Cell::new(None);
+    let gate = |packs: &std::collections::BTreeSet<floe_engine::PackId>| match crate::thaw::prepare(
+        &repo,
+        packs,
+        &a.thaw,
+        "this check",
+    )
+    .map_err(|e| floe_engine::Error::InvalidInput(format!("{e:#}")))?
+    {
+        crate::thaw::Next::Go(g) => Ok(floe_engine::check::ReadGate::Go(g)),
+        crate::thaw::Next::Stop(code) => {
+            stopped.set(Some(code));
+            Ok(floe_engine::check::ReadGate::Stop)
+        }
+    };
+    let report = floe_engine::check::check_gated(&repo, how, &progress, &gate)?;
     if a.json {
         output::json(&report)?;
     } else {
@@ -63,6 +80,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     if report.errors() > 0 {
         anyhow::bail!("the repository is damaged: {} error(s)", report.errors());
+    }
+    if let Some(code) = stopped.get() {
+        if !a.json {
+            output::line(format!(
+                "{} archived data pack(s) were not read",
+                report.data_not_read
+            ))?;
+        }
+        return Ok(code);
     }
     Ok(exit::OK)
 }

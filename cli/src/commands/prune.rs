@@ -14,6 +14,11 @@ pub struct PruneArgs {
     /// Repack at most this many bytes of packs in one run (e.g. 10G)
     #[arg(long, value_parser = parse_size)]
     max_repack: Option<u64>,
+    /// Delete or repack packs younger than their storage class's minimum storage duration
+    /// (STANDARD_IA, ONEZONE_IA 30 days; GLACIER_IR, GLACIER 90; DEEP_ARCHIVE 180), paying the
+    /// early-deletion charge
+    #[arg(long)]
+    ignore_min_duration: bool,
 }
 
 impl PruneArgs {
@@ -21,6 +26,7 @@ impl PruneArgs {
         PruneOptions {
             max_unused: self.max_unused,
             max_repack: self.max_repack,
+            ignore_min_duration: self.ignore_min_duration,
             ..PruneOptions::default()
         }
     }
@@ -84,6 +90,43 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         output::bytes(plan.bytes_to_write),
         output::bytes(plan.unused_bytes_after)
     ))?;
+    if plan.by_class.keys().any(|c| c != "none") {
+        for (class, c) in &plan.by_class {
+            output::line(format!(
+                "  {class:<19} delete {} ({}), repack {} ({}), keep {} ({}){}",
+                c.delete.0,
+                output::bytes(c.delete.1),
+                c.repack.0,
+                output::bytes(c.repack.1),
+                c.keep.0,
+                output::bytes(c.keep.1),
+                if c.kept_for_min_duration > 0 {
+                    format!(
+                        ", of which {} until their minimum storage duration",
+                        c.kept_for_min_duration
+                    )
+                } else {
+                    String::new()
+                }
+            ))?;
+        }
+    }
+    if plan.min_duration_kept > 0 {
+        output::line(format!(
+            "kept {} pack(s) ({}) younger than their class's minimum storage duration, avoiding \
+             ${:.2} of early-deletion charges (--ignore-min-duration deletes them)",
+            plan.min_duration_kept,
+            output::bytes(plan.min_duration_kept_bytes),
+            plan.early_deletion_avoided_usd
+        ))?;
+    }
+    if plan.early_deletion_charged_usd > 0.0 {
+        output::line(format!(
+            "early-deletion charges incurred: about ${:.2} ({})",
+            plan.early_deletion_charged_usd,
+            floe_engine::tiers::PRICES_AS_OF
+        ))?;
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use floe_engine::{restore, RestoreOptions};
+use floe_engine::{needed_packs, restore, RestoreOptions};
 
 use crate::{exit, output, GlobalArgs};
 
@@ -26,6 +26,8 @@ pub struct Args {
     /// Print one JSON summary object on stdout
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    thaw: crate::thaw::ThawArgs,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -37,13 +39,19 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .unwrap_or((a.snapshot.as_str(), ""));
     let snap = repo.find_snapshot(spec)?;
     let index = repo.load_index()?;
-    let opts = RestoreOptions {
+    let mut opts = RestoreOptions {
         target: a.target,
         includes: a.includes,
         excludes: a.excludes,
         overwrite: a.overwrite,
         threads: 0,
+        gate: None,
     };
+    let packs = needed_packs(&repo, &index, &snap.snapshot, sub, &opts)?;
+    match crate::thaw::prepare(&repo, &packs, &a.thaw, "this restore")? {
+        crate::thaw::Next::Go(gate) => opts.gate = gate,
+        crate::thaw::Next::Stop(code) => return Ok(code),
+    }
     let summary = restore(&repo, &index, &snap.snapshot, sub, &opts)?;
     for e in &summary.errors {
         eprintln!("error: {}: {}", e.path.display(), e.message);

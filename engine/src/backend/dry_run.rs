@@ -76,6 +76,16 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     fn connections(&self) -> usize {
         self.inner.connections()
     }
+    // A thaw request changes nothing a dry run could undo cheaply: it is dropped too.
+    fn request_thaw(
+        &self,
+        _t: FileType,
+        _id: &RawId,
+        _days: u32,
+        _tier: super::ThawTier,
+    ) -> Result<super::ThawRequest, BackendError> {
+        Ok(super::ThawRequest::Started)
+    }
 }
 
 #[cfg(test)]

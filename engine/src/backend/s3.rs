@@ -25,7 +25,10 @@ use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use super::{Backend, FileType, ObjectEntry, ObjectState, StorageClass, ThawState, CONFIG_ID};
+use super::{
+    Backend, FileType, ObjectEntry, ObjectState, StorageClass, ThawRequest, ThawState, ThawTier,
+    CONFIG_ID,
+};
 use crate::error::BackendError;
 use crate::id::RawId;
 
@@ -654,6 +657,51 @@ impl Backend for S3Backend {
 
     fn connections(&self) -> usize {
         self.connections
+    }
+
+    fn request_thaw(
+        &self,
+        t: FileType,
+        id: &RawId,
+        days: u32,
+        tier: ThawTier,
+    ) -> Result<ThawRequest, BackendError> {
+        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
+        let key = self.key(t, id);
+        let params = GlacierJobParameters::builder()
+            .tier(Tier::from(tier.name()))
+            .build()
+            .map_err(|e| BackendError::Remote {
+                op: "thaw",
+                location: self.url(&key),
+                code: "request not built".into(),
+                message: e.to_string(),
+                status: None,
+            })?;
+        let request = RestoreRequest::builder()
+            .days(days.min(i32::MAX as u32) as i32)
+            .glacier_job_parameters(params)
+            .build();
+        self.rt.block_on(async {
+            let _permit = self.permits.acquire().await.ok();
+            match self
+                .client
+                .restore_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .restore_request(request)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(ThawRequest::Started),
+                Err(e) if e.code() == Some("RestoreAlreadyInProgress") => {
+                    Ok(ThawRequest::AlreadyInProgress)
+                }
+                // Objects in instant classes cannot be restored: they need not be.
+                Err(e) if e.code() == Some("InvalidObjectState") => Ok(ThawRequest::NotNeeded),
+                Err(e) => Err(self.error("thaw", &key, e)),
+            }
+        })
     }
 }
 

@@ -1,0 +1,239 @@
+//! Data packs in archive classes (moto's S3 server emulates them: a GET on a GLACIER or
+//! DEEP_ARCHIVE object fails with InvalidObjectState until RestoreObject).
+//!
+//! A recording proxy in front of moto logs every request, so that the tests can show which
+//! objects were read and how many thaws were asked for.
+
+use std::fs;
+use std::path::Path;
+
+use floe_engine::{Backend, FileType};
+
+use crate::common::*;
+use crate::s3::{moto, FlakyProxy, Server};
+
+/// A repository on moto whose data packs go to DEEP_ARCHIVE, seen through a recording proxy.
+struct Cold {
+    server: Server,
+    url: String,
+    env: Env,
+    log: std::path::PathBuf,
+    _proxy: FlakyProxy,
+}
+
+impl Cold {
+    fn new(test: &str) -> Option<Self> {
+        let s = moto(test)?;
+        let scratch = Env::new();
+        let log = scratch.path("requests.log");
+        let proxy = FlakyProxy::recording(&s.endpoint, scratch.path("stats.json"), &log);
+        let server = Server {
+            endpoint: proxy.endpoint.clone(),
+            bucket: s.bucket.clone(),
+            region: s.region.clone(),
+        };
+        let url = server.url("cold");
+        let mut env = server.env(&url);
+        env.dir = scratch.dir;
+        env.vars
+            .push(("FLOE_DATA_STORAGE_CLASS".into(), "DEEP_ARCHIVE".into()));
+        env.ok(&["init", "--pack-size-mib", "1"]);
+        Some(Cold {
+            server,
+            url,
+            env,
+            log,
+            _proxy: proxy,
+        })
+    }
+
+    /// The requests logged so far, as "METHOD PATH" lines.
+    fn requests(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The path prefix of the repository's data packs in request lines.
+    fn data_prefix(&self) -> String {
+        let key_prefix = self
+            .url
+            .rsplit_once(&format!("/{}/", self.server.bucket))
+            .unwrap()
+            .1;
+        format!("/{}/{key_prefix}/data/", self.server.bucket)
+    }
+
+    fn data_gets(&self) -> Vec<String> {
+        let prefix = format!("GET {}", self.data_prefix());
+        self.requests()
+            .into_iter()
+            .filter(|l| l.starts_with(&prefix))
+            .collect()
+    }
+
+    fn thaw_requests(&self) -> Vec<String> {
+        let prefix = format!("POST {}", self.data_prefix());
+        self.requests()
+            .into_iter()
+            .filter(|l| l.starts_with(&prefix) && l.contains("?restore"))
+            .collect()
+    }
+
+    fn data_packs(&self) -> usize {
+        self.server
+            .backend(&self.url)
+            .list(FileType::DataPack)
+            .unwrap()
+            .len()
+    }
+}
+
+fn write_random(path: &Path, seed: u64, len: usize) -> Vec<u8> {
+    let bytes = random_bytes(seed, len);
+    fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_restore_of_archived_data_stops_with_a_plan_then_thaws_only_what_it_needs() {
+    let Some(c) =
+        Cold::new("a_restore_of_archived_data_stops_with_a_plan_then_thaws_only_what_it_needs")
+    else {
+        return;
+    };
+    let src = c.env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let a = write_random(&src.join("a"), 1, 4 << 20);
+    write_random(&src.join("b"), 2, 8 << 20);
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    let total = c.data_packs();
+    let spec = format!("latest:{}", src.join("a").display());
+    let target = c.env.path("out");
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", &spec, "--target", target.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        c.env.run(&args)
+    };
+
+    // Without --thaw: the plan, exit 13, nothing read or written.
+    let out = restore(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(13), "{err}");
+    assert!(
+        err.contains("are archived") && err.contains("in DEEP_ARCHIVE") && err.contains("--thaw"),
+        "{err}"
+    );
+    assert!(err.contains("up to 12 hours") && err.contains('$'), "{err}");
+    assert!(!target.join("a").exists());
+    assert!(c.data_gets().is_empty(), "{:?}", c.data_gets());
+    assert!(c.thaw_requests().is_empty());
+
+    // --thaw --no-wait: asks for the packs the file needs, and only those, then stops.
+    let out = restore(&["--thaw", "--thaw-tier", "bulk", "--no-wait"]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    let asked = c.thaw_requests();
+    assert!(
+        !asked.is_empty() && asked.len() < total,
+        "{} thaw requests for {total} data packs",
+        asked.len()
+    );
+    assert!(asked.iter().all(|l| l.contains("?restore")));
+
+    // The next run continues: no pack is asked for again, and the file comes back exact.
+    let out = restore(&["--thaw", "--thaw-poll", "1s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        c.thaw_requests().len(),
+        asked.len(),
+        "a pack was asked for twice"
+    );
+    // A single file is restored under its own name.
+    assert_eq!(fs::read(target.join("a")).unwrap(), a);
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 1);
+}
+
+#[test]
+fn with_every_data_pack_in_deep_archive_only_reading_contents_touches_data() {
+    let Some(c) =
+        Cold::new("with_every_data_pack_in_deep_archive_only_reading_contents_touches_data")
+    else {
+        return;
+    };
+    let src = c.env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 3, 2 << 20);
+    fs::write(src.join("notes.txt"), "cold\n".repeat(1000)).unwrap();
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    // A second backup with a change and a new file deduplicates through the index alone.
+    fs::write(src.join("notes.txt"), "colder\n".repeat(1000)).unwrap();
+    write_random(&src.join("c"), 4, 1 << 20);
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    let out = c.env.ok(&["snapshots"]);
+    assert!(out.contains("3 snapshots"), "{out}");
+    let out = c.env.ok(&["ls", "-l", "latest"]);
+    assert!(out.contains("notes.txt"), "{out}");
+    c.env.ok(&["forget", "--keep-last", "2"]);
+    c.env.ok(&["prune", "--dry-run"]);
+    c.env.ok(&["prune"]);
+    let out = c.env.ok(&["check"]);
+    assert!(out.contains(" 0 error(s)"), "{out}");
+    // check --read-data needs the data: it stops with the plan instead.
+    let out = c.env.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(stderr(&out).contains("are archived"), "{}", stderr(&out));
+
+    assert!(c.data_packs() > 0);
+    assert!(
+        c.requests().iter().any(|l| l.starts_with("PUT ")),
+        "the proxy saw no upload: is it in the way?"
+    );
+    assert!(
+        c.data_gets().is_empty(),
+        "data packs were read: {:?}",
+        c.data_gets()
+    );
+}
+
+#[test]
+fn prune_keeps_young_archived_packs_until_their_minimum_duration() {
+    let Some(c) = Cold::new("prune_keeps_young_archived_packs_until_their_minimum_duration") else {
+        return;
+    };
+    let src = c.env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 5, 2 << 20);
+    write_random(&src.join("b"), 6, 4 << 20);
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    fs::remove_file(src.join("b")).unwrap();
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    c.env.ok(&["forget", "--keep-last", "1"]);
+    let before = c.data_packs();
+
+    // The packs only b needed are unused, but DEEP_ARCHIVE bills 180 days: they stay.
+    let out = c.env.ok(&["prune", "--dry-run"]);
+    assert!(
+        out.contains("DEEP_ARCHIVE") && out.contains("until their minimum storage duration"),
+        "{out}"
+    );
+    let out = c.env.ok(&["prune"]);
+    assert!(out.contains("avoiding $"), "{out}");
+    assert_eq!(
+        c.data_packs(),
+        before,
+        "a young DEEP_ARCHIVE pack was deleted"
+    );
+
+    // Asked to, prune deletes them and reports the charge.
+    let out = c.env.ok(&["prune", "--ignore-min-duration"]);
+    assert!(out.contains("early-deletion charges incurred"), "{out}");
+    assert!(c.data_packs() < before, "{out}");
+    assert!(
+        c.data_gets().is_empty(),
+        "prune read data: {:?}",
+        c.data_gets()
+    );
+}
