@@ -9,4 +9,6 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
+pub mod tier;
 pub mod unlock;

@@ -124,6 +124,10 @@ enum Command {
     Repair(commands::repair::Args),
     /// Remove stale locks (or all locks)
     Unlock(commands::unlock::Args),
+    /// Lifecycle rules that move data packs to colder S3 storage classes
+    Tier(commands::tier::Args),
+    /// What the repository stores, by folder and (with --tiers) storage class and cost
+    Stats(commands::stats::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -138,6 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
+        Command::Tier(a) => commands::tier::run(&cli.global, a),
+        Command::Stats(a) => commands::stats::run(&cli.global, a),
     }
 }
 

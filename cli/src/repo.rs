@@ -17,17 +17,32 @@ pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
     if loc.starts_with("s3:") {
-        let mut o = S3Options::parse_url(loc).map_err(anyhow::Error::msg)?;
-        o.region = g.s3.s3_region.clone();
-        o.profile = g.s3.s3_profile.clone();
-        o.path_style = g.s3.s3_path_style;
-        o.data_storage_class = g.s3.data_storage_class.clone();
-        o.connections = g.s3.connections as usize;
-        o.attempt_timeout = g.s3.s3_timeout;
-        o.max_attempts = g.s3.s3_attempts;
-        return Ok(Arc::new(S3Backend::new(&o)?));
+        return Ok(Arc::new(s3_at(g, loc)?));
     }
     Ok(Arc::new(LocalBackend::new(loc)))
+}
+
+/// The S3 backend of the repository location; other locations are refused.
+pub fn s3_backend(g: &GlobalArgs) -> anyhow::Result<S3Backend> {
+    match g.repo.as_deref() {
+        Some(loc) if loc.starts_with("s3:") => s3_at(g, loc),
+        Some(loc) => bail!(
+            "{loc} is not an S3 repository: storage classes and lifecycle rules exist on S3 only"
+        ),
+        None => bail!("no repository given: use -r/--repo or set FLOE_REPOSITORY"),
+    }
+}
+
+fn s3_at(g: &GlobalArgs, loc: &str) -> anyhow::Result<S3Backend> {
+    let mut o = S3Options::parse_url(loc).map_err(anyhow::Error::msg)?;
+    o.region = g.s3.s3_region.clone();
+    o.profile = g.s3.s3_profile.clone();
+    o.path_style = g.s3.s3_path_style;
+    o.data_storage_class = g.s3.data_storage_class.clone();
+    o.connections = g.s3.connections as usize;
+    o.attempt_timeout = g.s3.s3_timeout;
+    o.max_attempts = g.s3.s3_attempts;
+    Ok(S3Backend::new(&o)?)
 }
 
 /// Parses a storage class name; only the classes S3 documents are accepted.

@@ -78,3 +78,436 @@ mod tests {
         );
     }
 }
+
+/// One lifecycle rule of a bucket, as far as floe reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The rule's id.
+    pub id: String,
+    /// Whether S3 applies it.
+    pub enabled: bool,
+    /// Key prefix it is limited to (empty: the whole bucket).
+    pub prefix: String,
+    /// True when it is further limited by tags or object sizes (floe does not evaluate those).
+    pub other_conditions: bool,
+    /// Moves to other classes: (days after creation, class), in order.
+    pub transitions: Vec<(u32, StorageClass)>,
+    /// Deletes objects this many days after creation.
+    pub expiration_days: Option<u32>,
+    /// Aborts multipart uploads left incomplete this many days.
+    pub abort_incomplete_multipart_days: Option<u32>,
+}
+
+/// The folders of a repository (format-spec section 4) that must stay readable at once.
+pub const HOT_FOLDERS: [&str; 6] = ["config", "keys/", "snapshots/", "index/", "locks/", "tree/"];
+
+/// The id of floe's rule for the repository at `prefix`.
+pub fn rule_id(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "floe-data".to_string()
+    } else {
+        format!("floe-data:{prefix}")
+    }
+}
+
+/// floe's rule for the data packs of the repository at `prefix` (without trailing `/`).
+pub fn data_rule(
+    prefix: &str,
+    transitions: &[(u32, StorageClass)],
+    abort_incomplete_multipart_days: Option<u32>,
+) -> Result<Rule, String> {
+    let mut last: Option<u32> = None;
+    for (days, class) in transitions {
+        if last.is_some_and(|l| *days <= l) {
+            return Err("transition days must increase from one step to the next".into());
+        }
+        if matches!(class, StorageClass::StandardIa | StorageClass::OnezoneIa) && *days < 30 {
+            return Err(format!(
+                "S3 accepts a transition to {} only after 30 days or more",
+                class.name()
+            ));
+        }
+        if matches!(class, StorageClass::Standard | StorageClass::Other(_)) {
+            return Err(format!("cannot transition to {}", class.name()));
+        }
+        last = Some(*days);
+    }
+    if transitions.is_empty() && abort_incomplete_multipart_days.is_none() {
+        return Err("a rule needs at least one transition or the multipart clean-up".into());
+    }
+    Ok(Rule {
+        id: rule_id(prefix),
+        enabled: true,
+        prefix: data_prefix(prefix),
+        other_conditions: false,
+        transitions: transitions.to_vec(),
+        expiration_days: None,
+        abort_incomplete_multipart_days,
+    })
+}
+
+fn data_prefix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        "data/".to_string()
+    } else {
+        format!("{prefix}/data/")
+    }
+}
+
+/// What one rule does to a repository at `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleImpact {
+    /// The rule.
+    pub id: String,
+    /// Whether S3 applies it.
+    pub enabled: bool,
+    /// The rule's prefix.
+    pub prefix: String,
+    /// Repository folders it reaches (`data/`, `index/`...).
+    pub affects: Vec<String>,
+    /// "after N days: CLASS" steps, expiration and multipart clean-up, in words.
+    pub actions: Vec<String>,
+    /// Set when the rule would make something other than data packs cold, or delete
+    /// repository objects.
+    pub warning: Option<String>,
+}
+
+/// Reads the rules of a bucket against the repository at `prefix`.
+pub fn describe(rules: &[Rule], prefix: &str) -> Vec<RuleImpact> {
+    let root = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let folders: Vec<String> = HOT_FOLDERS
+        .iter()
+        .chain(std::iter::once(&"data/"))
+        .map(|f| format!("{root}{f}"))
+        .collect();
+    rules
+        .iter()
+        .map(|r| {
+            // A rule reaches a folder when one is a prefix of the other.
+            let affects: Vec<String> = folders
+                .iter()
+                .filter(|f| f.starts_with(&r.prefix) || r.prefix.starts_with(f.as_str()))
+                .map(|f| f[root.len()..].to_string())
+                .collect();
+            let mut actions: Vec<String> = r
+                .transitions
+                .iter()
+                .map(|(d, c)| format!("after {d} days: {}", c.name()))
+                .collect();
+            if let Some(d) = r.expiration_days {
+                actions.push(format!("after {d} days: deleted"));
+            }
+            if let Some(d) = r.abort_incomplete_multipart_days {
+                actions.push(format!(
+                    "incomplete multipart uploads aborted after {d} days"
+                ));
+            }
+            let hot: Vec<&String> = affects.iter().filter(|f| *f != "data/").collect();
+            let warning = if !r.enabled || hot.is_empty() && r.expiration_days.is_none() {
+                None
+            } else if r.expiration_days.is_some() && !affects.is_empty() {
+                Some(format!(
+                    "expires (deletes) repository objects in {}: snapshots would lose their data",
+                    affects.join(", ")
+                ))
+            } else if !r.transitions.is_empty() && !hot.is_empty() {
+                Some(format!(
+                    "moves {} to other classes: only data/ may go cold; listing, forget and \
+                     check need the rest readable at once",
+                    hot.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            } else {
+                None
+            };
+            RuleImpact {
+                id: r.id.clone(),
+                enabled: r.enabled,
+                prefix: r.prefix.clone(),
+                affects,
+                actions,
+                warning,
+            }
+        })
+        .collect()
+}
+
+/// A rule in the JSON shape of S3's lifecycle configuration (as `aws s3api
+/// put-bucket-lifecycle-configuration` takes it).
+pub fn rule_json(r: &Rule) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "ID": r.id,
+        "Status": if r.enabled { "Enabled" } else { "Disabled" },
+        "Filter": { "Prefix": r.prefix },
+    });
+    if !r.transitions.is_empty() {
+        v["Transitions"] = r
+            .transitions
+            .iter()
+            .map(|(d, c)| serde_json::json!({ "Days": d, "StorageClass": c.name() }))
+            .collect();
+    }
+    if let Some(d) = r.expiration_days {
+        v["Expiration"] = serde_json::json!({ "Days": d });
+    }
+    if let Some(d) = r.abort_incomplete_multipart_days {
+        v["AbortIncompleteMultipartUpload"] = serde_json::json!({ "DaysAfterInitiation": d });
+    }
+    v
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_rule_and_what_rules_reach() {
+        let steps = [
+            (30, StorageClass::StandardIa),
+            (90, StorageClass::Glacier),
+            (365, StorageClass::DeepArchive),
+        ];
+        let r = data_rule("backups/laptop", &steps, Some(7)).unwrap();
+        assert_eq!(r.prefix, "backups/laptop/data/");
+        let d = describe(std::slice::from_ref(&r), "backups/laptop");
+        assert_eq!(d[0].affects, vec!["data/"]);
+        assert_eq!(d[0].warning, None);
+        assert_eq!(d[0].actions.len(), 4);
+        // A bucket-wide rule reaches everything and is flagged.
+        let wide = Rule {
+            id: "all".into(),
+            prefix: String::new(),
+            ..r.clone()
+        };
+        let d = describe(&[wide], "backups/laptop");
+        assert_eq!(d[0].affects.len(), 7);
+        assert!(d[0].warning.as_deref().unwrap().contains("index/"));
+        // A rule on another repository's prefix reaches nothing here.
+        let other = data_rule("backups/desktop", &steps, None).unwrap();
+        let d = describe(&[other], "backups/laptop");
+        assert!(d[0].affects.is_empty() && d[0].warning.is_none());
+        // Bad steps are refused.
+        assert!(data_rule("p", &[(10, StorageClass::StandardIa)], None).is_err());
+        assert!(data_rule(
+            "p",
+            &[(90, StorageClass::Glacier), (60, StorageClass::DeepArchive)],
+            None
+        )
+        .is_err());
+        let j = rule_json(&r);
+        assert_eq!(j["Transitions"][2]["StorageClass"], "DEEP_ARCHIVE");
+        assert_eq!(
+            j["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"],
+            7
+        );
+    }
+}
+
+/// List prices used by the cost report: the built-in table, optionally overridden by a file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Prices {
+    /// Where the prices come from and when.
+    pub as_of: String,
+    /// USD per GiB-month, by class name (`STANDARD`, `DEEP_ARCHIVE`...).
+    #[serde(default)]
+    pub storage: BTreeMap<String, f64>,
+    /// USD per GiB retrieved, by `CLASS/tier` (`GLACIER/bulk`, `DEEP_ARCHIVE/standard`...).
+    #[serde(default)]
+    pub retrieval_per_gib: BTreeMap<String, f64>,
+    /// USD per 1000 thaw requests, by `CLASS/tier`.
+    #[serde(default)]
+    pub retrieval_per_1000_requests: BTreeMap<String, f64>,
+}
+
+use std::collections::BTreeMap;
+
+use crate::backend::ThawTier;
+
+const PRICED: [StorageClass; 7] = [
+    StorageClass::Standard,
+    StorageClass::StandardIa,
+    StorageClass::OnezoneIa,
+    StorageClass::IntelligentTiering,
+    StorageClass::GlacierIr,
+    StorageClass::Glacier,
+    StorageClass::DeepArchive,
+];
+const TIERS: [ThawTier; 3] = [ThawTier::Expedited, ThawTier::Standard, ThawTier::Bulk];
+
+impl Default for Prices {
+    fn default() -> Self {
+        let mut p = Prices {
+            as_of: PRICES_AS_OF.to_string(),
+            storage: BTreeMap::new(),
+            retrieval_per_gib: BTreeMap::new(),
+            retrieval_per_1000_requests: BTreeMap::new(),
+        };
+        for c in PRICED {
+            if let Some(price) = storage_price(&c) {
+                p.storage.insert(c.name().to_string(), price);
+            }
+            for t in TIERS {
+                if let Some(e) = crate::thaw::estimate(&c, t) {
+                    if c.needs_thaw() {
+                        let k = format!("{}/{}", c.name(), t.name().to_lowercase());
+                        p.retrieval_per_gib.insert(k.clone(), e.per_gib);
+                        p.retrieval_per_1000_requests.insert(k, e.per_1000_requests);
+                    }
+                }
+            }
+        }
+        p
+    }
+}
+
+impl Prices {
+    /// The built-in table with the entries of a JSON file (same shape) replacing its own.
+    pub fn with_overrides(json: &[u8]) -> Result<Self, String> {
+        let o: Prices = serde_json::from_slice(json).map_err(|e| format!("price file: {e}"))?;
+        let mut p = Prices {
+            as_of: o.as_of,
+            ..Prices::default()
+        };
+        p.storage.extend(o.storage);
+        p.retrieval_per_gib.extend(o.retrieval_per_gib);
+        p.retrieval_per_1000_requests
+            .extend(o.retrieval_per_1000_requests);
+        Ok(p)
+    }
+}
+
+/// Objects of one folder in one class.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TierRow {
+    /// Repository folder (`data`, `tree`, `index`...).
+    pub folder: String,
+    /// Storage class (`none` for storage without classes).
+    pub class: String,
+    /// Objects.
+    pub objects: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Storage cost per month, USD (`None`: no price for this class).
+    pub monthly_usd: Option<f64>,
+}
+
+/// Cost of thawing every archived data pack with one tier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RestoreAllCost {
+    /// The tier.
+    pub tier: String,
+    /// Archived packs.
+    pub packs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// USD (`None` when the tier cannot retrieve some class).
+    pub cost_usd: Option<f64>,
+    /// Longest expected wait.
+    pub wait: String,
+}
+
+/// `floe stats --tiers`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TierStats {
+    /// Per folder and class.
+    pub rows: Vec<TierRow>,
+    /// Total storage cost per month, USD, of the classes with a price.
+    pub monthly_usd: f64,
+    /// Thawing every archived data pack, per tier.
+    pub restore_all: Vec<RestoreAllCost>,
+    /// Where the prices come from.
+    pub prices_as_of: String,
+}
+
+/// Storage use and costs of a repository by folder and storage class, from listings only.
+pub fn tier_stats(
+    backend: &dyn crate::backend::Backend,
+    prices: &Prices,
+) -> Result<TierStats, crate::error::BackendError> {
+    use crate::backend::FileType;
+    let gib = (1u64 << 30) as f64;
+    let mut rows: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    let mut archived: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for t in FileType::ALL {
+        for e in backend.list(t)? {
+            let class = e
+                .storage_class
+                .as_ref()
+                .map_or("none".to_string(), |c| c.name().to_string());
+            let r = rows
+                .entry((t.dir_name().to_string(), class.clone()))
+                .or_default();
+            r.0 += 1;
+            r.1 += e.size;
+            if e.storage_class.as_ref().is_some_and(|c| c.needs_thaw()) {
+                let a = archived.entry(class).or_default();
+                a.0 += 1;
+                a.1 += e.size;
+            }
+        }
+    }
+    let rows: Vec<TierRow> = rows
+        .into_iter()
+        .map(|((folder, class), (objects, bytes))| TierRow {
+            monthly_usd: prices.storage.get(&class).map(|p| p * bytes as f64 / gib),
+            folder,
+            class,
+            objects,
+            bytes,
+        })
+        .collect();
+    let monthly_usd = rows.iter().filter_map(|r| r.monthly_usd).sum();
+    let restore_all = TIERS
+        .iter()
+        .map(|t| {
+            let tier = t.name().to_lowercase();
+            let mut cost = Some(0.0);
+            let mut wait = Duration::ZERO;
+            let mut wait_text = "none".to_string();
+            let (mut packs, mut bytes) = (0, 0);
+            for (class, (n, b)) in &archived {
+                packs += n;
+                bytes += b;
+                let key = format!("{class}/{tier}");
+                match (
+                    prices.retrieval_per_gib.get(&key),
+                    crate::thaw::estimate(&StorageClass::parse(class), *t),
+                ) {
+                    (Some(per_gib), Some(e)) => {
+                        let per_1000 = prices
+                            .retrieval_per_1000_requests
+                            .get(&key)
+                            .copied()
+                            .unwrap_or(e.per_1000_requests);
+                        cost = cost
+                            .map(|c| c + per_gib * *b as f64 / gib + per_1000 * *n as f64 / 1000.0);
+                        if e.max_wait > wait {
+                            wait = e.max_wait;
+                            wait_text = e.wait.to_string();
+                        }
+                    }
+                    _ => cost = None,
+                }
+            }
+            RestoreAllCost {
+                tier,
+                packs,
+                bytes,
+                cost_usd: cost,
+                wait: wait_text,
+            }
+        })
+        .collect();
+    Ok(TierStats {
+        rows,
+        monthly_usd,
+        restore_all,
+        prices_as_of: prices.as_of.clone(),
+    })
+}

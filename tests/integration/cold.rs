@@ -237,3 +237,163 @@ fn prune_keeps_young_archived_packs_until_their_minimum_duration() {
         c.data_gets()
     );
 }
+
+#[test]
+fn tier_apply_adds_its_rule_keeps_unrelated_ones_and_reads_back_as_written() {
+    use floe_engine::tiers::Rule;
+    use floe_engine::StorageClass;
+    let Some(c) =
+        Cold::new("tier_apply_adds_its_rule_keeps_unrelated_ones_and_reads_back_as_written")
+    else {
+        return;
+    };
+    let b = c.server.backend(&c.url);
+    let logs = Rule {
+        id: "logs-expire".into(),
+        enabled: true,
+        prefix: "logs/".into(),
+        other_conditions: false,
+        transitions: vec![],
+        expiration_days: Some(14),
+        abort_incomplete_multipart_days: None,
+    };
+    b.put_lifecycle_rule(&logs).unwrap();
+    let out = c.env.ok(&["tier", "show"]);
+    assert!(
+        out.contains("logs-expire") && out.contains("reaches in this repository: nothing"),
+        "{out}"
+    );
+    assert!(
+        out.contains("no rule moves this repository's data packs"),
+        "{out}"
+    );
+
+    // A dry run prints the rule and writes nothing.
+    let out = c.env.ok(&["tier", "apply", "--dry-run"]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rule = &j["Rules"][0];
+    assert_eq!(rule["Filter"]["Prefix"], format!("{}/data/", b.prefix()));
+    assert_eq!(rule["Transitions"].as_array().unwrap().len(), 3);
+    assert_eq!(b.lifecycle_rules().unwrap(), vec![logs.clone()]);
+
+    c.env.ok(&["tier", "apply"]);
+    let rules = b.lifecycle_rules().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(
+        rules.contains(&logs),
+        "the unrelated rule changed: {rules:?}"
+    );
+    let ours = rules.iter().find(|r| r.id != "logs-expire").unwrap();
+    assert_eq!(ours.prefix, format!("{}/data/", b.prefix()));
+    assert_eq!(
+        ours.transitions,
+        vec![
+            (30, StorageClass::StandardIa),
+            (90, StorageClass::Glacier),
+            (365, StorageClass::DeepArchive)
+        ]
+    );
+    assert_eq!(ours.abort_incomplete_multipart_days, Some(7));
+    let out = c.env.ok(&["tier", "show"]);
+    assert!(out.contains("reaches in this repository: data/"), "{out}");
+
+    // Applying again replaces floe's rule only.
+    c.env.ok(&[
+        "tier",
+        "apply",
+        "--transition",
+        "60:GLACIER",
+        "--abort-multipart-days",
+        "0",
+    ]);
+    let rules = b.lifecycle_rules().unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let ours = rules.iter().find(|r| r.id != "logs-expire").unwrap();
+    assert_eq!(ours.transitions, vec![(60, StorageClass::Glacier)]);
+    assert_eq!(ours.abort_incomplete_multipart_days, None);
+
+    // A rule over the whole bucket would freeze the index and snapshots too: a warning.
+    let wide = Rule {
+        id: "everything-cold".into(),
+        prefix: String::new(),
+        transitions: vec![(30, StorageClass::Glacier)],
+        expiration_days: None,
+        ..logs
+    };
+    b.put_lifecycle_rule(&wide).unwrap();
+    let out = c.env.run(&["tier", "show"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: rule everything-cold") && err.contains("index/"),
+        "{err}"
+    );
+    // Bad steps are refused before anything is sent.
+    let out = c
+        .env
+        .run(&["tier", "apply", "--transition", "10:STANDARD_IA"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("30 days"), "{}", stderr(&out));
+}
+
+#[test]
+fn stats_tiers_counts_bytes_per_class_and_prices_them() {
+    let Some(c) = Cold::new("stats_tiers_counts_bytes_per_class_and_prices_them") else {
+        return;
+    };
+    let src = c.env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("a"), 9, 3 << 20);
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    let out = c.env.ok(&["stats", "--tiers"]);
+    assert!(
+        out.contains("DEEP_ARCHIVE") && out.contains("STANDARD"),
+        "{out}"
+    );
+    assert!(out.contains("thawing all") && out.contains("bulk"), "{out}");
+    let j: serde_json::Value =
+        serde_json::from_str(&c.env.ok(&["stats", "--tiers", "--json"])).unwrap();
+    let rows = j["stats"]["rows"].as_array().unwrap();
+    let data: Vec<_> = rows.iter().filter(|r| r["folder"] == "data").collect();
+    assert_eq!(data.len(), 1, "{rows:?}");
+    assert_eq!(data[0]["class"], "DEEP_ARCHIVE");
+    let listed: u64 = c
+        .server
+        .backend(&c.url)
+        .list(FileType::DataPack)
+        .unwrap()
+        .iter()
+        .map(|e| e.size)
+        .sum();
+    assert_eq!(data[0]["bytes"].as_u64(), Some(listed));
+    let gib = (1u64 << 30) as f64;
+    let monthly = data[0]["monthly_usd"].as_f64().unwrap();
+    assert!(
+        (monthly - 0.00099 * listed as f64 / gib).abs() < 1e-12,
+        "{monthly}"
+    );
+    // A price file replaces the built-in price.
+    let prices = c.env.path("prices.json");
+    fs::write(
+        &prices,
+        r#"{"as_of": "test prices", "storage": {"DEEP_ARCHIVE": 1.0}}"#,
+    )
+    .unwrap();
+    let j: serde_json::Value = serde_json::from_str(&c.env.ok(&[
+        "stats",
+        "--tiers",
+        "--json",
+        "--prices",
+        prices.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let row = j["stats"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["folder"] == "data")
+        .unwrap()
+        .clone();
+    assert!((row["monthly_usd"].as_f64().unwrap() - listed as f64 / gib).abs() < 1e-12);
+    assert_eq!(j["stats"]["prices_as_of"], "test prices");
+}

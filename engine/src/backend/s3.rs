@@ -729,6 +729,149 @@ impl S3Backend {
     }
 }
 
+/// Bucket lifecycle rules (`floe tier`): read, and add or replace floe's rule while keeping
+/// every other rule as it is.
+impl S3Backend {
+    async fn sdk_rules(&self) -> Result<Vec<aws_sdk_s3::types::LifecycleRule>, BackendError> {
+        match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(o.rules().to_vec()),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
+            Err(e) => Err(self.error("read the lifecycle rules of", "", e)),
+        }
+    }
+
+    /// The bucket's lifecycle rules.
+    pub fn lifecycle_rules(&self) -> Result<Vec<crate::tiers::Rule>, BackendError> {
+        let rules = self.rt.block_on(self.sdk_rules())?;
+        Ok(rules.iter().map(rule_from_sdk).collect())
+    }
+
+    /// Adds `rule`, replacing a rule with the same id; other rules are written back unchanged.
+    pub fn put_lifecycle_rule(&self, rule: &crate::tiers::Rule) -> Result<(), BackendError> {
+        use aws_sdk_s3::types::BucketLifecycleConfiguration;
+        let bad = |e: aws_sdk_s3::error::BuildError| BackendError::Remote {
+            op: "write the lifecycle rules of",
+            location: self.url(""),
+            code: "request not built".into(),
+            message: e.to_string(),
+            status: None,
+        };
+        self.rt.block_on(async {
+            let mut rules = self.sdk_rules().await?;
+            rules.retain(|r| r.id() != Some(rule.id.as_str()));
+            rules.push(rule_to_sdk(rule).map_err(bad)?);
+            let conf = BucketLifecycleConfiguration::builder()
+                .set_rules(Some(rules))
+                .build()
+                .map_err(bad)?;
+            self.client
+                .put_bucket_lifecycle_configuration()
+                .bucket(&self.bucket)
+                .lifecycle_configuration(conf)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error("write the lifecycle rules of", "", e))
+        })
+    }
+
+    /// The repository's key prefix, without trailing `/`.
+    pub fn prefix(&self) -> &str {
+        self.prefix.trim_end_matches('/')
+    }
+}
+
+fn rule_from_sdk(r: &aws_sdk_s3::types::LifecycleRule) -> crate::tiers::Rule {
+    use aws_sdk_s3::types::ExpirationStatus;
+    #[allow(deprecated)]
+    let legacy_prefix = r.prefix();
+    let (prefix, other) = match r.filter() {
+        Some(f) => {
+            let and = f.and();
+            let prefix = f
+                .prefix()
+                .or_else(|| and.and_then(|a| a.prefix()))
+                .unwrap_or_default();
+            let other = f.tag().is_some()
+                || f.object_size_greater_than().is_some()
+                || f.object_size_less_than().is_some()
+                || and.is_some_and(|a| {
+                    !a.tags().is_empty()
+                        || a.object_size_greater_than().is_some()
+                        || a.object_size_less_than().is_some()
+                });
+            (prefix.to_string(), other)
+        }
+        None => (legacy_prefix.unwrap_or_default().to_string(), false),
+    };
+    crate::tiers::Rule {
+        id: r.id().unwrap_or("(no id)").to_string(),
+        enabled: r.status() == &ExpirationStatus::Enabled,
+        prefix,
+        other_conditions: other,
+        transitions: r
+            .transitions()
+            .iter()
+            .map(|t| {
+                (
+                    t.days().unwrap_or(0).max(0) as u32,
+                    StorageClass::parse(t.storage_class().map_or("", |c| c.as_str())),
+                )
+            })
+            .collect(),
+        expiration_days: r
+            .expiration()
+            .and_then(|e| e.days())
+            .map(|d| d.max(0) as u32),
+        abort_incomplete_multipart_days: r
+            .abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation())
+            .map(|d| d.max(0) as u32),
+    }
+}
+
+fn rule_to_sdk(
+    r: &crate::tiers::Rule,
+) -> Result<aws_sdk_s3::types::LifecycleRule, aws_sdk_s3::error::BuildError> {
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+        LifecycleRuleFilter, Transition, TransitionStorageClass,
+    };
+    let mut b = LifecycleRule::builder()
+        .id(&r.id)
+        .status(if r.enabled {
+            ExpirationStatus::Enabled
+        } else {
+            ExpirationStatus::Disabled
+        })
+        .filter(LifecycleRuleFilter::builder().prefix(&r.prefix).build());
+    for (days, class) in &r.transitions {
+        b = b.transitions(
+            Transition::builder()
+                .days(*days as i32)
+                .storage_class(TransitionStorageClass::from(class.name()))
+                .build(),
+        );
+    }
+    if let Some(d) = r.expiration_days {
+        b = b.expiration(LifecycleExpiration::builder().days(d as i32).build());
+    }
+    if let Some(d) = r.abort_incomplete_multipart_days {
+        b = b.abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(d as i32)
+                .build(),
+        );
+    }
+    b.build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,94 @@
+//! `floe stats`: what the repository stores, and with `--tiers` what it costs per storage class.
+
+use floe_engine::tiers::{self, Prices};
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Break down by storage class, with monthly storage cost and the cost of thawing
+    /// everything archived
+    #[arg(long)]
+    tiers: bool,
+    /// JSON file of prices replacing the built-in ones (same shape as `--json`'s "prices")
+    #[arg(long, value_name = "FILE", requires = "tiers")]
+    prices: Option<std::path::PathBuf>,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let backend = crate::repo::backend(g)?;
+    if !floe_engine::Repository::exists(backend.as_ref())? {
+        return Err(floe_engine::Error::RepositoryNotFound {
+            location: backend.location(),
+        }
+        .into());
+    }
+    let prices = match &a.prices {
+        Some(p) => Prices::with_overrides(
+            &std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
+        )
+        .map_err(anyhow::Error::msg)?,
+        None => Prices::default(),
+    };
+    let stats = tiers::tier_stats(backend.as_ref(), &prices)?;
+    if a.json {
+        output::json(&serde_json::json!({ "stats": stats, "prices": prices }))?;
+        return Ok(exit::OK);
+    }
+    if !a.tiers {
+        let mut by_folder: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for r in &stats.rows {
+            let e = by_folder.entry(r.folder.as_str()).or_default();
+            e.0 += r.objects;
+            e.1 += r.bytes;
+        }
+        for (folder, (n, b)) in by_folder {
+            output::line(format!(
+                "{folder:<10} {n:>8} object(s) {:>12}",
+                output::bytes(b)
+            ))?;
+        }
+        return Ok(exit::OK);
+    }
+    output::line(format!(
+        "{:<10} {:<20} {:>9} {:>12} {:>12}",
+        "folder", "class", "objects", "bytes", "USD/month"
+    ))?;
+    for r in &stats.rows {
+        output::line(format!(
+            "{:<10} {:<20} {:>9} {:>12} {:>12}",
+            r.folder,
+            r.class,
+            r.objects,
+            output::bytes(r.bytes),
+            r.monthly_usd.map_or("-".to_string(), |c| format!("{c:.4}"))
+        ))?;
+    }
+    output::line(format!(
+        "storage: about ${:.4} per month ({})",
+        stats.monthly_usd, stats.prices_as_of
+    ))?;
+    for t in &stats.restore_all {
+        if t.packs == 0 {
+            continue;
+        }
+        output::line(format!(
+            "thawing all {} archived pack(s) ({}) with the {} tier: {}, {}",
+            t.packs,
+            output::bytes(t.bytes),
+            t.tier,
+            t.cost_usd
+                .map_or("not available for every class".to_string(), |c| format!(
+                    "about ${c:.2}"
+                )),
+            t.wait
+        ))?;
+    }
+    if stats.restore_all.iter().all(|t| t.packs == 0) {
+        output::line("nothing is archived: every object is readable at once")?;
+    }
+    Ok(exit::OK)
+}
