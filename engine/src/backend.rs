@@ -322,6 +322,12 @@ pub trait Backend: Send + Sync {
         Ok(ThawRequest::NotNeeded)
     }
 
+    /// True for storage behind a network, where a request costs far more than its bytes:
+    /// readers then fetch small hot objects (tree packs) whole and keep them.
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// How many requests the storage serves well at once: backup runs this many pack writers
     /// and restore at least this many readers.
     fn connections(&self) -> usize {
@@ -364,6 +370,9 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn connections(&self) -> usize {
         (**self).connections()
+    }
+    fn is_remote(&self) -> bool {
+        (**self).is_remote()
     }
     fn request_thaw(&self, t: FileType, id: &RawId, days: u32, tier: ThawTier) -> Result<ThawRequest, BackendError> {
         (**self).request_thaw(t, id, days, tier)

@@ -397,3 +397,37 @@ fn stats_tiers_counts_bytes_per_class_and_prices_them() {
     assert!((row["monthly_usd"].as_f64().unwrap() - listed as f64 / gib).abs() < 1e-12);
     assert_eq!(j["stats"]["prices_as_of"], "test prices");
 }
+
+#[test]
+fn regression_walking_many_folders_fetches_each_tree_pack_once() {
+    // Walking a snapshot used to send one range request per folder: 25 s to restore 500 small
+    // files in 234 folders through Garage.
+    let Some(c) = Cold::new("regression_walking_many_folders_fetches_each_tree_pack_once") else {
+        return;
+    };
+    let src = c.env.path("src");
+    for i in 0..150 {
+        let d = src.join(format!("d{}/e{i}", i % 10));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), format!("{i}")).unwrap();
+    }
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    let before = c.requests().len();
+    let out = c.env.ok(&["ls", "latest"]);
+    assert!(out.lines().count() > 300, "{out}");
+    let tree_prefix = format!("GET {}", c.data_prefix().replace("/data/", "/tree/"));
+    let tree_gets = c.requests()[before..]
+        .iter()
+        .filter(|l| l.starts_with(&tree_prefix))
+        .count();
+    let tree_packs = c
+        .server
+        .backend(&c.url)
+        .list(FileType::TreePack)
+        .unwrap()
+        .len();
+    assert!(
+        tree_gets <= tree_packs,
+        "{tree_gets} tree reads for {tree_packs} tree pack(s)"
+    );
+}

@@ -258,10 +258,11 @@ fn data_packs_get_the_chosen_storage_class_and_nothing_else_does() {
         "--target",
         env.path("out").to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // Exit 13 and a plan (tests/integration/cold.rs covers thawing).
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("DEEP_ARCHIVE") && err.contains("restored from the archive"),
+        err.contains("in DEEP_ARCHIVE") && err.contains("--thaw"),
         "{err}"
     );
 }

@@ -76,6 +76,9 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     fn connections(&self) -> usize {
         self.inner.connections()
     }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
     // A thaw request changes nothing a dry run could undo cheaply: it is dropped too.
     fn request_thaw(
         &self,

@@ -659,6 +659,10 @@ impl Backend for S3Backend {
         self.connections
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn request_thaw(
         &self,
         t: FileType,
