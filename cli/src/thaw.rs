@@ -52,6 +52,9 @@ pub fn prepare(
     a: &ThawArgs,
     what: &str,
 ) -> anyhow::Result<Next> {
+    if !repo.backend().is_remote() {
+        return Ok(Next::Go(None)); // local storage has no archive classes
+    }
     let plan = ThawPlan::of(repo, packs)?;
     if plan.all_readable() {
         return Ok(Next::Go(None));

@@ -118,7 +118,8 @@ pub struct ThawSummary {
 impl ThawPlan {
     /// Finds the state of each pack without reading any: one listing of `data/` gives every
     /// pack's class, then a HEAD per pack in a class that may need a thaw gives its restore
-    /// state. A needed pack missing from the listing is reported as missing.
+    /// state. A needed pack missing from the listing is left out: the read that needs it
+    /// reports it, file by file, as it does on any storage.
     pub fn of(repo: &Repository, packs: &BTreeSet<PackId>) -> Result<ThawPlan> {
         let backend = repo.backend();
         let mut listed: BTreeMap<PackId, (u64, Option<StorageClass>)> = BTreeMap::new();
@@ -127,15 +128,6 @@ impl ThawPlan {
             if packs.contains(&id) {
                 listed.insert(id, (e.size, e.storage_class));
             }
-        }
-        if let Some(missing) = packs.iter().find(|p| !listed.contains_key(p)) {
-            return Err(Error::Backend(crate::error::BackendError::NotFound {
-                location: format!(
-                    "{} {}",
-                    backend.location(),
-                    FileType::DataPack.object_path(missing.as_bytes())
-                ),
-            }));
         }
         let listed: Vec<(PackId, u64, Option<StorageClass>)> =
             listed.into_iter().map(|(id, (s, c))| (id, s, c)).collect();

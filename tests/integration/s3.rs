@@ -422,3 +422,52 @@ fn throttling_server_errors_dropped_connections_and_cut_bodies_are_retried() {
         );
     }
 }
+
+#[test]
+fn a_lost_pack_on_s3_costs_only_the_files_that_need_it() {
+    let Some(s) = garage("a_lost_pack_on_s3_costs_only_the_files_that_need_it") else {
+        return;
+    };
+    let url = s.url("lost-pack");
+    let env = s.env(&url);
+    env.ok(&["init", "--pack-size-mib", "1"]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a"), random_bytes(11, 3 << 20)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    fs::write(src.join("b"), random_bytes(12, 3 << 20)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // Remove a pack only b needs: the newest data pack.
+    let b = s.backend(&url);
+    let repo =
+        floe_engine::Repository::open(std::sync::Arc::new(s.backend(&url)), PASSWORD.as_bytes())
+            .unwrap();
+    let index = repo.load_index().unwrap();
+    let snaps = repo.snapshots().unwrap();
+    let opts = floe_engine::RestoreOptions::default();
+    let first = floe_engine::needed_packs(&repo, &index, &snaps[0].snapshot, "", &opts).unwrap();
+    let second = floe_engine::needed_packs(&repo, &index, &snaps[1].snapshot, "", &opts).unwrap();
+    let only_b = *second
+        .difference(&first)
+        .next()
+        .expect("b has packs of its own");
+    b.remove(FileType::DataPack, only_b.as_bytes()).unwrap();
+
+    let target = env.path("out");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&only_b.to_hex()) && err.contains("/b"),
+        "{err}"
+    );
+    let restored_src = restored(&target, &src);
+    assert_eq!(
+        fs::read(restored_src.join("a")).unwrap(),
+        random_bytes(11, 3 << 20)
+    );
+    assert!(
+        !restored_src.join("b").exists(),
+        "a damaged file was left behind"
+    );
+}
