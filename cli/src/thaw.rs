@@ -138,6 +138,9 @@ pub fn prepare(
                 "\rthawed {done} of {total} pack(s) after {}s   ",
                 started.elapsed().as_secs()
             );
+            if done == total {
+                eprintln!();
+            }
         }
     });
     Ok(Next::Go(Some(PackGate {

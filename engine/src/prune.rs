@@ -90,6 +90,10 @@ pub struct PruneOptions {
     pub ignore_min_duration: bool,
     /// The time ages are measured against (orphan grace, minimum storage durations).
     pub now: SystemTime,
+    /// Days after upload at which lifecycle rules move data packs into a class, by class name
+    /// ([`crate::tiers::class_entry_days`]). A transition does not change an object's
+    /// modification time, but the minimum storage duration counts from the transition.
+    pub class_entry_days: BTreeMap<String, u32>,
 }
 
 impl Default for PruneOptions {
@@ -101,6 +105,7 @@ impl Default for PruneOptions {
             ignore_snapshots: Vec::new(),
             ignore_min_duration: false,
             now: SystemTime::now(),
+            class_entry_days: BTreeMap::new(),
         }
     }
 }
@@ -301,15 +306,25 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     // duration it has not reached (an unknown age counts as new).
     let early_charge = |class: &Option<StorageClass>, size: u64, modified: Option<SystemTime>| {
         let class = class.as_ref()?;
-        let age = modified
+        let mut age = modified
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
+        // Moved in by a rule: its time in the class began at the transition. A pack younger
+        // than the transition day was written in the class directly.
+        if let Some(days) = opts.class_entry_days.get(class.name()) {
+            let entered = Duration::from_secs(u64::from(*days) * 24 * 3600);
+            if age >= entered {
+                age -= entered;
+            }
+        }
         (age < crate::tiers::min_storage_duration(class))
             .then(|| crate::tiers::early_deletion_charge(class, size, age))
     };
     let mut candidates = Vec::new();
     let mut unused_total = 0u64;
     let mut min_kept: HashSet<PackId> = HashSet::new();
+    // Early-deletion charges of repack candidates (with ignore_min_duration), due if repacked.
+    let mut repack_charges: HashMap<PackId, f64> = HashMap::new();
     for (id, p) in &packs {
         let Some((size, modified, _, class)) = stored.get(id) else {
             return Err(Error::corrupt(
@@ -341,7 +356,11 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         };
         let charge = early_charge(class, size, *modified);
         let partly_used = used_bytes > 0 && !p.blobs.iter().all(|b| is_used(id, &b.id));
-        let cold = class.as_ref().is_some_and(|c| c.needs_thaw());
+        // Intelligent-Tiering may have moved the pack to an archive tier, and a class this build
+        // does not know may need a thaw: neither is read to repack.
+        let cold = class.as_ref().is_some_and(|c| {
+            c.needs_thaw() || matches!(c, StorageClass::IntelligentTiering | StorageClass::Other(_))
+        });
         // A partly used cold pack is never repacked (below); an unused one, or a partly used one
         // in an instant class, waits for its minimum storage duration.
         let removable = used_bytes == 0 || (partly_used && !cold);
@@ -351,8 +370,12 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             min_kept.insert(*id);
             plan.min_duration_kept += 1;
             plan.min_duration_kept_bytes += size;
-            plan.early_deletion_avoided_usd += charge.unwrap_or(0.0);
-            unused_total += size - used_bytes;
+            // Only a deletion is certain; a repack would depend on --max-unused. Its unused
+            // bytes stay out of the tally, as a cold pack's do, so that other packs are not
+            // repacked to make up for it.
+            if used_bytes == 0 {
+                plan.early_deletion_avoided_usd += charge.unwrap_or(0.0);
+            }
         } else if used_bytes == 0 {
             plan.early_deletion_charged_usd += charge.unwrap_or(0.0);
             plan.bytes_freed += size;
@@ -365,6 +388,9 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             plan.cold_not_repacked += 1;
         } else {
             unused_total += size - used_bytes;
+            if let Some(c) = charge {
+                repack_charges.insert(*id, c);
+            }
             candidates.push(summary);
         }
     }
@@ -425,6 +451,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             plan.bytes_to_read += c.size;
             plan.bytes_to_write += c.used_bytes;
             plan.bytes_freed += c.size - c.used_bytes;
+            plan.early_deletion_charged_usd += repack_charges.get(&c.id).copied().unwrap_or(0.0);
             plan.repack.push(c);
         } else {
             plan.keep += 1;
@@ -720,5 +747,64 @@ mod tests {
         assert!(plan.repack.is_empty(), "{plan:?}");
         assert_eq!(plan.cold_not_repacked, 1, "{plan:?}");
         execute(&repo, &plan, &crate::lock::LockHealth::unlocked()).unwrap();
+    }
+
+    #[test]
+    fn minimum_storage_durations_count_from_the_transition_into_the_class() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), vec![7u8; 600_000]).unwrap();
+        let repo = crate::repository::test_repository(Arc::new(Frozen(MemoryBackend::new())));
+        let index = repo.load_index().unwrap();
+        let r = backup(
+            &repo,
+            &index,
+            &BackupOptions {
+                paths: vec![dir.path().to_path_buf()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        repo.backend()
+            .remove(FileType::Snapshot, r.snapshot_id.as_bytes())
+            .unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let data_deleted = |opts: PruneOptions| {
+            let p = plan(&repo, &opts).unwrap();
+            let n = p.delete.iter().filter(|d| d.blob_type == "data").count();
+            (n, p.min_duration_kept, p.early_deletion_avoided_usd > 0.0)
+        };
+        // Uploaded just now into DEEP_ARCHIVE (180 days): kept, and the charge avoided is told.
+        assert_eq!(data_deleted(PruneOptions::default()), (0, 1, true));
+        // 400 days later it goes...
+        let later = SystemTime::now() + 400 * day;
+        let opts = PruneOptions {
+            now: later,
+            ..PruneOptions::default()
+        };
+        assert_eq!(data_deleted(opts.clone()).0, 1);
+        // ...unless a rule moved it to DEEP_ARCHIVE only at day 365: 35 days in the class.
+        let moved = PruneOptions {
+            class_entry_days: [("DEEP_ARCHIVE".to_string(), 365)].into(),
+            ..opts.clone()
+        };
+        assert_eq!(data_deleted(moved.clone()), (0, 1, true));
+        // Asked to, it goes anyway, and the charge is reported.
+        let forced = plan(
+            &repo,
+            &PruneOptions {
+                ignore_min_duration: true,
+                ..moved
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            forced
+                .delete
+                .iter()
+                .filter(|d| d.blob_type == "data")
+                .count(),
+            1
+        );
+        assert!(forced.early_deletion_charged_usd > 0.0, "{forced:?}");
     }
 }

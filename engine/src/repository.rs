@@ -131,10 +131,12 @@ impl TreePackCache {
         let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
         packs.retain(|(p, _)| *p != id);
         packs.push_front((id, bytes));
+        // The newest pack always stays; older ones go once the total is over the limit.
         let mut total = 0;
+        let mut newest = true;
         packs.retain(|(_, b)| {
             total += b.len();
-            total <= TREE_CACHE_BYTES
+            std::mem::replace(&mut newest, false) || total <= TREE_CACHE_BYTES
         });
     }
 }
@@ -527,7 +529,11 @@ impl Repository {
     pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
         let loc = index.get(id).ok_or(Error::MissingBlob(*id))?;
         let e = loc.entry;
-        let sealed = if e.blob_type == BlobType::Tree && self.backend.is_remote() {
+        // Whole packs only when several fit in the cache (tree packs are 4 MiB by default).
+        let whole = e.blob_type == BlobType::Tree
+            && self.backend.is_remote()
+            && self.config.tree_pack_size as usize <= TREE_CACHE_BYTES / 4;
+        let sealed = if whole {
             let pack = match self.tree_packs.get(&loc.pack) {
                 Some(p) => p,
                 None => {

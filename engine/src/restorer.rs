@@ -293,7 +293,8 @@ fn clear(path: &Path) -> io::Result<()> {
 }
 
 /// The data packs a restore of `subpath` with these options reads (no data pack is read to
-/// find them).
+/// find them). Fails as the restore would when it would overwrite files without
+/// `opts.overwrite`, so that nothing is thawed for a restore that cannot run.
 pub fn needed_packs(
     repo: &Repository,
     index: &Index,
@@ -302,6 +303,7 @@ pub fn needed_packs(
     opts: &RestoreOptions,
 ) -> Result<std::collections::BTreeSet<PackId>> {
     let plan = build_plan(repo, index, snap, subpath, opts)?;
+    existing_targets(&plan, opts)?;
     let mut out = std::collections::BTreeSet::new();
     for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
         for id in f.node.content.iter().flatten() {
@@ -373,13 +375,9 @@ fn build_plan(
     Ok(plan)
 }
 
-fn restore_plan(
-    repo: &Repository,
-    index: &Index,
-    plan: Plan,
-    opts: &RestoreOptions,
-) -> Result<RestoreSummary> {
-    // Refuse to overwrite unless asked. A target folder that does not exist yet holds nothing.
+/// Paths of the plan that exist in the target; an error unless `opts.overwrite`.
+fn existing_targets<'p>(plan: &'p Plan, opts: &RestoreOptions) -> Result<Vec<&'p PathBuf>> {
+    // A target folder that does not exist yet holds nothing.
     let fresh_target = fs::symlink_metadata(&opts.target).is_err();
     let existing: Vec<&PathBuf> =
         plan.files
@@ -400,6 +398,16 @@ fn restore_plan(
             first: existing[0].clone(),
         });
     }
+    Ok(existing)
+}
+
+fn restore_plan(
+    repo: &Repository,
+    index: &Index,
+    plan: Plan,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let existing = existing_targets(&plan, opts)?;
 
     let mut summary = RestoreSummary::default();
     let mkdir = |p: &Path| {

@@ -315,6 +315,9 @@ pub struct Waiter {
     progress: Box<ThawProgress>,
     total: usize,
     done: std::sync::atomic::AtomicUsize,
+    /// When the first wait began, and the pause the next poll will use: kept across calls, so
+    /// that the deadline covers the whole wait and the backoff does not start over.
+    clock: std::sync::Mutex<(Option<std::time::Instant>, Duration)>,
 }
 
 impl std::fmt::Debug for Waiter {
@@ -336,6 +339,7 @@ impl Waiter {
             progress: Box::new(|_, _| {}),
             total,
             done: Default::default(),
+            clock: std::sync::Mutex::new((None, poll.first)),
         }
     }
 
@@ -358,8 +362,12 @@ impl Waiter {
     /// when a pack is archived again with no thaw under way (the request was lost or its copy
     /// expired), or past the deadline.
     pub fn wait_any(&self, pending: &[PackId]) -> Result<Vec<PackId>> {
-        let started = std::time::Instant::now();
-        let mut pause = self.poll.first;
+        let started = *self
+            .clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .get_or_insert_with(std::time::Instant::now);
         loop {
             let mut ready = Vec::new();
             for id in pending {
@@ -396,8 +404,13 @@ impl Waiter {
                     )));
                 }
             }
+            let pause = {
+                let mut clock = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+                let now = clock.1;
+                clock.1 = (now * 2).min(self.poll.max);
+                now
+            };
             (self.sleep)(pause);
-            pause = (pause * 2).min(self.poll.max);
         }
     }
 }

@@ -238,6 +238,22 @@ pub fn describe(rules: &[Rule], prefix: &str) -> Vec<RuleImpact> {
         .collect()
 }
 
+/// For each class, the day after upload at which the bucket's enabled rules move this
+/// repository's data packs into it (the latest, when several rules do).
+pub fn class_entry_days(rules: &[Rule], prefix: &str) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for (r, i) in rules.iter().zip(describe(rules, prefix)) {
+        if !r.enabled || !i.affects.iter().any(|f| f == "data/") {
+            continue;
+        }
+        for (days, class) in &r.transitions {
+            let e = out.entry(class.name().to_string()).or_insert(*days);
+            *e = (*e).max(*days);
+        }
+    }
+    out
+}
+
 /// A rule in the JSON shape of S3's lifecycle configuration (as `aws s3api
 /// put-bucket-lifecycle-configuration` takes it).
 pub fn rule_json(r: &Rule) -> serde_json::Value {
@@ -265,6 +281,10 @@ pub fn rule_json(r: &Rule) -> serde_json::Value {
 #[cfg(test)]
 mod rule_tests {
     use super::*;
+
+    fn other_rule() -> Rule {
+        data_rule("backups/desktop", &[(1, StorageClass::GlacierIr)], None).unwrap()
+    }
 
     #[test]
     fn the_default_rule_and_what_rules_reach() {
@@ -300,6 +320,15 @@ mod rule_tests {
             None
         )
         .is_err());
+        // Entry days into each class, from enabled rules that reach data/ only.
+        let off = Rule {
+            enabled: false,
+            transitions: vec![(10, StorageClass::Glacier)],
+            ..r.clone()
+        };
+        let entry = class_entry_days(&[r.clone(), off, other_rule()], "backups/laptop");
+        assert_eq!(entry.get("DEEP_ARCHIVE"), Some(&365));
+        assert_eq!(entry.get("GLACIER"), Some(&90));
         let j = rule_json(&r);
         assert_eq!(j["Transitions"][2]["StorageClass"], "DEEP_ARCHIVE");
         assert_eq!(

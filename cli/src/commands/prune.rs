@@ -130,6 +130,24 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds what the bucket's lifecycle rules say of data packs' classes, so that minimum storage
+/// durations count from the transition into a class, not from the upload.
+pub fn lifecycle_aware(g: &GlobalArgs, mut opts: PruneOptions) -> PruneOptions {
+    if !g.repo.as_deref().is_some_and(|r| r.starts_with("s3:")) {
+        return opts;
+    }
+    match crate::repo::s3_backend(g).and_then(|s3| Ok((s3.lifecycle_rules()?, s3))) {
+        Ok((rules, s3)) => {
+            opts.class_entry_days = floe_engine::tiers::class_entry_days(&rules, s3.prefix());
+        }
+        Err(e) => eprintln!(
+            "warning: cannot read the bucket's lifecycle rules ({e:#}); packs' ages in their \
+             storage class are counted from their upload"
+        ),
+    }
+    opts
+}
+
 /// Plans and (unless `dry_run`) executes a prune on a repository the caller has locked
 /// exclusively. Prints the plan unless `json`; returns it (and the report) as JSON.
 pub fn prune_locked(
@@ -163,7 +181,8 @@ pub fn prune_locked(
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "prune")?;
-    let v = prune_locked(&repo, &lock, &a.prune.options(), a.dry_run, a.json)?;
+    let opts = lifecycle_aware(g, a.prune.options());
+    let v = prune_locked(&repo, &lock, &opts, a.dry_run, a.json)?;
     if a.json {
         output::json(&v)?;
     }

@@ -124,6 +124,7 @@ pub struct S3Backend {
     permits: Semaphore,
     connections: usize,
     max_attempts: u32,
+    attempt_timeout: Duration,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -222,6 +223,7 @@ impl S3Backend {
             permits: Semaphore::new(connections),
             connections,
             max_attempts: opts.max_attempts.max(1),
+            attempt_timeout: opts.attempt_timeout,
         })
     }
 
@@ -304,6 +306,10 @@ impl S3Backend {
         buf: &mut Vec<u8>,
         limit: u64,
     ) -> Result<(), GetError> {
+        // The SDK's attempt timeout ends with the response headers of a streamed body: the
+        // body gets the rest of the attempt's time here, and a body cut short resumes.
+        let deadline = tokio::time::Instant::now() + self.attempt_timeout;
+        let ranged = range.is_some();
         let _permit = self
             .permits
             .acquire()
@@ -334,13 +340,34 @@ impl S3Backend {
                 return Err(GetError::Request(err));
             }
         };
+        if ranged && resp.content_range().is_none() {
+            // A store that ignores Range sends the whole object: appending it would corrupt
+            // the read (a resumed one above all).
+            return Err(GetError::Request(BackendError::Remote {
+                op: "read",
+                location: self.url(key),
+                code: "unexpected response".into(),
+                message: "the store ignored the Range header".into(),
+                status: None,
+            }));
+        }
         if let Some(n) = resp.content_length() {
-            buf.reserve((n.max(0) as u64).min(limit) as usize);
+            // The header is the server's word: never reserve more than a pack's worth on it.
+            buf.reserve((n.max(0) as u64).min(limit).min(64 << 20) as usize);
         }
         let mut body = resp.body;
         let start = buf.len();
         loop {
-            match body.try_next().await {
+            let next = match tokio::time::timeout_at(deadline, body.try_next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return Err(GetError::Body(format!(
+                        "the body did not arrive within the attempt timeout ({:?})",
+                        self.attempt_timeout
+                    )))
+                }
+            };
+            match next {
                 Ok(Some(chunk)) => {
                     if (buf.len() - start + chunk.len()) as u64 > limit {
                         return Err(GetError::Request(BackendError::Remote {
@@ -393,6 +420,9 @@ impl S3Backend {
             let mut broken = 0;
             loop {
                 let got = buf.len() as u64;
+                if range.is_some_and(|(_, len)| got >= len) {
+                    break; // the body broke off after its last byte
+                }
                 let (header, limit) = match range {
                     Some((off, len)) => (
                         Some(format!("bytes={}-{}", off + got, off + len - 1)),
@@ -733,10 +763,17 @@ impl S3Backend {
     }
 }
 
+type SdkLifecycle = (
+    Vec<aws_sdk_s3::types::LifecycleRule>,
+    Option<aws_sdk_s3::types::TransitionDefaultMinimumObjectSize>,
+);
+
 /// Bucket lifecycle rules (`floe tier`): read, and add or replace floe's rule while keeping
 /// every other rule as it is.
 impl S3Backend {
-    async fn sdk_rules(&self) -> Result<Vec<aws_sdk_s3::types::LifecycleRule>, BackendError> {
+    /// The rules as the SDK read them, and the bucket-wide minimum object size setting, so
+    /// that a write-back keeps both.
+    async fn sdk_rules(&self) -> Result<SdkLifecycle, BackendError> {
         match self
             .client
             .get_bucket_lifecycle_configuration()
@@ -744,15 +781,18 @@ impl S3Backend {
             .send()
             .await
         {
-            Ok(o) => Ok(o.rules().to_vec()),
-            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
+            Ok(o) => Ok((
+                o.rules().to_vec(),
+                o.transition_default_minimum_object_size().cloned(),
+            )),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Ok((Vec::new(), None)),
             Err(e) => Err(self.error("read the lifecycle rules of", "", e)),
         }
     }
 
     /// The bucket's lifecycle rules.
     pub fn lifecycle_rules(&self) -> Result<Vec<crate::tiers::Rule>, BackendError> {
-        let rules = self.rt.block_on(self.sdk_rules())?;
+        let (rules, _) = self.rt.block_on(self.sdk_rules())?;
         Ok(rules.iter().map(rule_from_sdk).collect())
     }
 
@@ -767,7 +807,7 @@ impl S3Backend {
             status: None,
         };
         self.rt.block_on(async {
-            let mut rules = self.sdk_rules().await?;
+            let (mut rules, min_size) = self.sdk_rules().await?;
             rules.retain(|r| r.id() != Some(rule.id.as_str()));
             rules.push(rule_to_sdk(rule).map_err(bad)?);
             let conf = BucketLifecycleConfiguration::builder()
@@ -778,6 +818,7 @@ impl S3Backend {
                 .put_bucket_lifecycle_configuration()
                 .bucket(&self.bucket)
                 .lifecycle_configuration(conf)
+                .set_transition_default_minimum_object_size(min_size)
                 .send()
                 .await
                 .map(|_| ())
@@ -858,18 +899,22 @@ fn rule_to_sdk(
     for (days, class) in &r.transitions {
         b = b.transitions(
             Transition::builder()
-                .days(*days as i32)
+                .days((*days).min(i32::MAX as u32) as i32)
                 .storage_class(TransitionStorageClass::from(class.name()))
                 .build(),
         );
     }
     if let Some(d) = r.expiration_days {
-        b = b.expiration(LifecycleExpiration::builder().days(d as i32).build());
+        b = b.expiration(
+            LifecycleExpiration::builder()
+                .days(d.min(i32::MAX as u32) as i32)
+                .build(),
+        );
     }
     if let Some(d) = r.abort_incomplete_multipart_days {
         b = b.abort_incomplete_multipart_upload(
             AbortIncompleteMultipartUpload::builder()
-                .days_after_initiation(d as i32)
+                .days_after_initiation(d.min(i32::MAX as u32) as i32)
                 .build(),
         );
     }
