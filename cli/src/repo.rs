@@ -108,6 +108,14 @@ pub fn lock(
 
 /// Opens the repository with the password from the usual sources.
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    let backend = existing_backend(g)?;
+    let password = crate::password::get(g, false)?;
+    Ok(Repository::open(backend, &password)?)
+}
+
+/// The backend of a location that holds a repository (exit 10 otherwise), without asking for
+/// the password.
+pub fn existing_backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     let backend = backend(g)?;
     if !Repository::exists(backend.as_ref())? {
         return Err(floe_engine::Error::RepositoryNotFound {
@@ -115,8 +123,7 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
         }
         .into());
     }
-    let password = crate::password::get(g, false)?;
-    Ok(Repository::open(backend, &password)?)
+    Ok(backend)
 }
 
 #[cfg(test)]

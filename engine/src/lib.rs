@@ -57,7 +57,8 @@ pub use lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
 pub use prune::{MaxUnused, PruneOptions, PrunePlan, PruneReport};
 pub use repository::{Config, InitOptions, Repository, FORMAT_VERSION};
 pub use restorer::{
-    needed_packs, resolve, restore, PackGate, RestoreError, RestoreOptions, RestoreSummary,
+    needed_packs, plan_restore, resolve, restore, restore_planned, PackGate, RestoreError,
+    RestoreOptions, RestorePlan, RestoreSummary,
 };
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 pub use tree::{ByteString, Node, NodeKind, Tree};

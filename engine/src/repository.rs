@@ -514,15 +514,7 @@ impl Repository {
                 length,
                 buf,
             )
-            .map_err(|err| match err {
-                BackendError::ShortRead { .. } => {
-                    Error::corrupt(Object::Pack(*pack), err.to_string())
-                }
-                BackendError::NotFound { .. } => {
-                    Error::corrupt(Object::Pack(*pack), "pack is missing")
-                }
-                other => other.into(),
-            })
+            .map_err(|err| pack_read_error(pack, err))
     }
 
     /// Reads, authenticates and decompresses one blob.
@@ -540,12 +532,7 @@ impl Repository {
                     let bytes = Arc::new(
                         self.backend
                             .read(FileType::TreePack, loc.pack.as_bytes())
-                            .map_err(|err| match err {
-                                BackendError::NotFound { .. } => {
-                                    Error::corrupt(Object::Pack(loc.pack), "pack is missing")
-                                }
-                                other => other.into(),
-                            })?,
+                            .map_err(|err| pack_read_error(&loc.pack, err))?,
                     );
                     self.tree_packs.put(loc.pack, bytes.clone());
                     bytes
@@ -588,6 +575,15 @@ impl Repository {
                 format!("tree does not decode: {e}"),
             )
         })
+    }
+}
+
+/// A pack the index names that storage cannot give in full is damage, not an I/O error.
+fn pack_read_error(pack: &PackId, err: BackendError) -> Error {
+    match err {
+        BackendError::ShortRead { .. } => Error::corrupt(Object::Pack(*pack), err.to_string()),
+        BackendError::NotFound { .. } => Error::corrupt(Object::Pack(*pack), "pack is missing"),
+        other => other.into(),
     }
 }
 

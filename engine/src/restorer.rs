@@ -292,9 +292,41 @@ fn clear(path: &Path) -> io::Result<()> {
     }
 }
 
-/// The data packs a restore of `subpath` with these options reads (no data pack is read to
-/// find them). Fails as the restore would when it would overwrite files without
-/// `opts.overwrite`, so that nothing is thawed for a restore that cannot run.
+/// A restore worked out from the snapshot's trees, not yet carried out: [`plan_restore`] makes
+/// it, [`restore_planned`] runs it, and in between a caller can see which packs it reads.
+pub struct RestorePlan(Plan);
+
+impl RestorePlan {
+    /// The data packs the restore reads.
+    pub fn needed_packs(&self, index: &Index) -> std::collections::BTreeSet<PackId> {
+        let mut out = std::collections::BTreeSet::new();
+        for f in self.0.files.iter().filter(|f| f.link_to.is_none()) {
+            for id in f.node.content.iter().flatten() {
+                if let Some(loc) = index.get(id) {
+                    out.insert(loc.pack);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Plans a restore of `subpath` (empty for everything) without reading any data pack. Fails as
+/// the restore would when it would overwrite files without `opts.overwrite`, so that nothing is
+/// thawed for a restore that cannot run.
+pub fn plan_restore(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan> {
+    let plan = build_plan(repo, index, snap, subpath, opts)?;
+    existing_targets(&plan, opts)?;
+    Ok(RestorePlan(plan))
+}
+
+/// The data packs a restore of `subpath` with these options reads (see [`plan_restore`]).
 pub fn needed_packs(
     repo: &Repository,
     index: &Index,
@@ -302,17 +334,7 @@ pub fn needed_packs(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<std::collections::BTreeSet<PackId>> {
-    let plan = build_plan(repo, index, snap, subpath, opts)?;
-    existing_targets(&plan, opts)?;
-    let mut out = std::collections::BTreeSet::new();
-    for f in plan.files.iter().filter(|f| f.link_to.is_none()) {
-        for id in f.node.content.iter().flatten() {
-            if let Some(loc) = index.get(id) {
-                out.insert(loc.pack);
-            }
-        }
-    }
-    Ok(out)
+    Ok(plan_restore(repo, index, snap, subpath, opts)?.needed_packs(index))
 }
 
 /// Restores `subpath` (empty for everything) of a snapshot into `opts.target`.
@@ -324,7 +346,17 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
     let plan = build_plan(repo, index, snap, subpath, opts)?;
-    restore_plan(repo, index, plan, opts)
+    run_plan(repo, index, plan, opts)
+}
+
+/// Carries out a plan of [`plan_restore`] (the target is checked again: time may have passed).
+pub fn restore_planned(
+    repo: &Repository,
+    index: &Index,
+    plan: RestorePlan,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    run_plan(repo, index, plan.0, opts)
 }
 
 fn build_plan(
@@ -401,7 +433,7 @@ fn existing_targets<'p>(plan: &'p Plan, opts: &RestoreOptions) -> Result<Vec<&'p
     Ok(existing)
 }
 
-fn restore_plan(
+fn run_plan(
     repo: &Repository,
     index: &Index,
     plan: Plan,

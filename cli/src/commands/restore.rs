@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use floe_engine::{needed_packs, restore, RestoreOptions};
+use floe_engine::{plan_restore, restore_planned, RestoreOptions};
 
 use crate::{exit, output, GlobalArgs};
 
@@ -47,12 +47,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         threads: 0,
         gate: None,
     };
-    let packs = needed_packs(&repo, &index, &snap.snapshot, sub, &opts)?;
-    match crate::thaw::prepare(&repo, &packs, &a.thaw, "this restore")? {
+    // One walk of the snapshot's trees serves the thaw plan and the restore.
+    let plan = plan_restore(&repo, &index, &snap.snapshot, sub, &opts)?;
+    match crate::thaw::prepare(&repo, &plan.needed_packs(&index), &a.thaw, "this restore")? {
         crate::thaw::Next::Go(gate) => opts.gate = gate,
         crate::thaw::Next::Stop(code) => return Ok(code),
     }
-    let summary = restore(&repo, &index, &snap.snapshot, sub, &opts)?;
+    let summary = restore_planned(&repo, &index, plan, &opts)?;
     for e in &summary.errors {
         eprintln!("error: {}: {}", e.path.display(), e.message);
     }

@@ -19,13 +19,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    let backend = crate::repo::backend(g)?;
-    if !floe_engine::Repository::exists(backend.as_ref())? {
-        return Err(floe_engine::Error::RepositoryNotFound {
-            location: backend.location(),
-        }
-        .into());
-    }
+    let backend = crate::repo::existing_backend(g)?;
     let prices = match &a.prices {
         Some(p) => Prices::with_overrides(
             &std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,

@@ -235,6 +235,17 @@ impl S3Backend {
         format!("s3://{}/{key}", self.bucket)
     }
 
+    /// A failure of `op` on `key` that no response status describes.
+    fn failure(&self, op: &'static str, key: &str, code: &str, message: String) -> BackendError {
+        BackendError::Remote {
+            op,
+            location: self.url(key),
+            code: code.to_string(),
+            message,
+            status: None,
+        }
+    }
+
     /// Maps an SDK error to a backend error naming bucket, key and the store's code.
     fn error<E>(&self, op: &'static str, key: &str, err: SdkError<E>) -> BackendError
     where
@@ -343,13 +354,12 @@ impl S3Backend {
         if ranged && resp.content_range().is_none() {
             // A store that ignores Range sends the whole object: appending it would corrupt
             // the read (a resumed one above all).
-            return Err(GetError::Request(BackendError::Remote {
-                op: "read",
-                location: self.url(key),
-                code: "unexpected response".into(),
-                message: "the store ignored the Range header".into(),
-                status: None,
-            }));
+            return Err(GetError::Request(self.failure(
+                "read",
+                key,
+                "unexpected response",
+                "the store ignored the Range header".into(),
+            )));
         }
         if let Some(n) = resp.content_length() {
             // The header is the server's word: never reserve more than a pack's worth on it.
@@ -370,13 +380,12 @@ impl S3Backend {
             match next {
                 Ok(Some(chunk)) => {
                     if (buf.len() - start + chunk.len()) as u64 > limit {
-                        return Err(GetError::Request(BackendError::Remote {
-                            op: "read",
-                            location: self.url(key),
-                            code: "unexpected response".into(),
-                            message: "the store sent more bytes than asked for".into(),
-                            status: None,
-                        }));
+                        return Err(GetError::Request(self.failure(
+                            "read",
+                            key,
+                            "unexpected response",
+                            "the store sent more bytes than asked for".into(),
+                        )));
                     }
                     buf.extend_from_slice(&chunk);
                 }
@@ -437,13 +446,7 @@ impl S3Backend {
                     Err(GetError::Body(msg)) => {
                         broken += 1;
                         if broken >= self.max_attempts {
-                            return Err(BackendError::Remote {
-                                op: "read",
-                                location: self.url(&key),
-                                code: "connection broken".into(),
-                                message: msg,
-                                status: None,
-                            });
+                            return Err(self.failure("read", &key, "connection broken", msg));
                         }
                         tokio::time::sleep(Duration::from_millis(250 << broken.min(6))).await;
                     }
@@ -705,13 +708,7 @@ impl Backend for S3Backend {
         let params = GlacierJobParameters::builder()
             .tier(Tier::from(tier.name()))
             .build()
-            .map_err(|e| BackendError::Remote {
-                op: "thaw",
-                location: self.url(&key),
-                code: "request not built".into(),
-                message: e.to_string(),
-                status: None,
-            })?;
+            .map_err(|e| self.failure("thaw", &key, "request not built", e.to_string()))?;
         let request = RestoreRequest::builder()
             .days(days.min(i32::MAX as u32) as i32)
             .glacier_job_parameters(params)
@@ -799,12 +796,13 @@ impl S3Backend {
     /// Adds `rule`, replacing a rule with the same id; other rules are written back unchanged.
     pub fn put_lifecycle_rule(&self, rule: &crate::tiers::Rule) -> Result<(), BackendError> {
         use aws_sdk_s3::types::BucketLifecycleConfiguration;
-        let bad = |e: aws_sdk_s3::error::BuildError| BackendError::Remote {
-            op: "write the lifecycle rules of",
-            location: self.url(""),
-            code: "request not built".into(),
-            message: e.to_string(),
-            status: None,
+        let bad = |e: aws_sdk_s3::error::BuildError| {
+            self.failure(
+                "write the lifecycle rules of",
+                "",
+                "request not built",
+                e.to_string(),
+            )
         };
         self.rt.block_on(async {
             let (mut rules, min_size) = self.sdk_rules().await?;
