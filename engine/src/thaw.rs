@@ -560,6 +560,13 @@ mod tests {
                 parallelism: 1,
             },
             data_pack_size: 1 << 20,
+            // Chunks of at most 1 MiB: a 2 MiB or larger file always spans two packs or more
+            // (with the default 8 MiB maximum, one chunk could hold a whole test file).
+            chunker: crate::chunker::ChunkerParams {
+                min_size: 64 * 1024,
+                avg_size: 256 * 1024,
+                max_size: 1 << 20,
+            },
             ..Default::default()
         };
         let repo = Repository::init(archive.clone(), b"pw", &opts).unwrap();
