@@ -129,17 +129,24 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
     let (host, ..) = host_and_user();
     // A lock that vanished between listing and reading may have been replaced by its holder's
     // refresh (new file first, old one removed): list again rather than conclude it was released.
-    for _ in 0..5 {
+    // The new file exists before the old one goes, so the next listing shows it; an id listed
+    // again but still not readable is a deleted lock that the store keeps listing for a while
+    // (an eventually consistent listing, e.g. a node back from an outage) and holds nothing.
+    let mut gone = std::collections::HashSet::new();
+    for pass in 0..5u32 {
         let mut vanished = false;
         for (id, lock) in list_locks(repo)? {
-            if Some(id) == ours {
+            if Some(id) == ours || gone.contains(&id) {
                 continue;
             }
             match lock {
                 Ok(l) if l.is_stale(now, &host) => {}
                 Ok(l) if l.exclusive || exclusive => return Ok(Some(l.describe())),
                 Ok(_) => {}
-                Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => vanished = true,
+                Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {
+                    gone.insert(id);
+                    vanished = true;
+                }
                 // A damaged lock blocks until removed by hand; a storage error is just an error.
                 Err(e) if e.is_corruption() => {
                     return Ok(Some(format!(
@@ -153,6 +160,7 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
         if !vanished {
             return Ok(None);
         }
+        std::thread::sleep(Duration::from_millis(20 << pass));
     }
     Ok(Some("locks that keep changing while being read".into()))
 }
@@ -316,8 +324,12 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<usize> {
             Err(_) => false,
         };
         if all || stale {
-            repo.backend().remove(FileType::Lock, id.as_bytes())?;
-            removed += 1;
+            match repo.backend().remove(FileType::Lock, id.as_bytes()) {
+                Ok(()) => removed += 1,
+                // Gone already: released meanwhile, or a deleted lock still listed.
+                Err(crate::error::BackendError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(removed)
@@ -422,6 +434,88 @@ mod tests {
             "a lost lock is not written again"
         );
         drop(l);
+    }
+
+    /// Storage whose listing of `locks/` keeps showing objects already deleted, as an
+    /// eventually consistent store does for a while (a replica back from an outage).
+    struct GhostListing {
+        inner: MemoryBackend,
+        ghosts: std::sync::Mutex<Vec<crate::backend::ObjectEntry>>,
+    }
+
+    impl crate::backend::Backend for GhostListing {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> std::result::Result<(), crate::error::BackendError> {
+            self.inner.create()
+        }
+        fn list(
+            &self,
+            t: FileType,
+        ) -> std::result::Result<Vec<crate::backend::ObjectEntry>, crate::error::BackendError>
+        {
+            let mut all = self.inner.list(t)?;
+            if t == FileType::Lock {
+                all.extend(self.ghosts.lock().unwrap().iter().cloned());
+            }
+            Ok(all)
+        }
+        fn read(
+            &self,
+            t: FileType,
+            id: &crate::id::RawId,
+        ) -> std::result::Result<Vec<u8>, crate::error::BackendError> {
+            self.inner.read(t, id)
+        }
+        fn read_range(
+            &self,
+            t: FileType,
+            id: &crate::id::RawId,
+            offset: u64,
+            length: u64,
+        ) -> std::result::Result<Vec<u8>, crate::error::BackendError> {
+            self.inner.read_range(t, id, offset, length)
+        }
+        fn write(
+            &self,
+            t: FileType,
+            id: &crate::id::RawId,
+            data: &[u8],
+        ) -> std::result::Result<(), crate::error::BackendError> {
+            self.inner.write(t, id, data)
+        }
+        fn remove(
+            &self,
+            t: FileType,
+            id: &crate::id::RawId,
+        ) -> std::result::Result<(), crate::error::BackendError> {
+            let entry = self.inner.list(t)?.into_iter().find(|e| &e.id == id);
+            self.inner.remove(t, id)?;
+            if let (FileType::Lock, Some(e)) = (t, entry) {
+                self.ghosts.lock().unwrap().push(e);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_deleted_lock_still_listed_does_not_block() {
+        let store = Arc::new(GhostListing {
+            inner: MemoryBackend::new(),
+            ghosts: Default::default(),
+        });
+        let r = crate::repository::test_repository(store.clone());
+        // An exclusive holder comes and goes; the store keeps listing its lock.
+        drop(lock(&r, &opts(true)).unwrap());
+        assert_eq!(store.ghosts.lock().unwrap().len(), 1);
+        let shared = lock(&r, &opts(false)).expect("a listed but deleted lock holds nothing");
+        // A live lock is still seen through the ghosts.
+        let err = lock(&r, &opts(true)).unwrap_err();
+        assert!(err.to_string().contains("a shared lock held by"), "{err}");
+        drop(shared);
+        assert!(lock(&r, &opts(true)).is_ok());
+        assert_eq!(unlock(&r, true).unwrap(), 0, "only ghosts are left");
     }
 
     #[test]
