@@ -8,6 +8,8 @@ mod common;
 
 #[path = "integration/backup.rs"]
 mod backup;
+#[path = "integration/browse.rs"]
+mod browse;
 #[path = "integration/check.rs"]
 mod check;
 #[path = "integration/cold.rs"]

@@ -2,6 +2,9 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod ls;

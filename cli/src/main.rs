@@ -4,6 +4,7 @@ mod commands;
 mod output;
 mod password;
 mod repo;
+mod select;
 mod thaw;
 
 use std::process::ExitCode;
@@ -114,6 +115,12 @@ enum Command {
     Snapshots(commands::snapshots::Args),
     /// List the files of a snapshot
     Ls(commands::ls::Args),
+    /// Find files and folders by name, path, blob or pack in every snapshot (reads no data)
+    Find(commands::find::Args),
+    /// Show what changed between two snapshots (reads no data)
+    Diff(commands::diff::Args),
+    /// Write a file of a snapshot to stdout, or a folder as a tar stream
+    Dump(commands::dump::Args),
     /// Verify the repository's structure and, on demand, its data
     Check(commands::check::Args),
     /// Remove snapshots by a retention policy or by id
@@ -137,6 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
         Command::Ls(a) => commands::ls::run(&cli.global, a),
+        Command::Find(a) => commands::find::run(&cli.global, a),
+        Command::Diff(a) => commands::diff::run(&cli.global, a),
+        Command::Dump(a) => commands::dump::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),

@@ -31,6 +31,70 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// An entry of a snapshot as JSON (ls, find, diff).
+#[derive(serde::Serialize)]
+pub struct EntryJson<'a> {
+    path: String,
+    #[serde(rename = "type")]
+    kind: floe_engine::NodeKind,
+    mode: u32,
+    size: u64,
+    uid: u32,
+    gid: u32,
+    mtime: &'a chrono::DateTime<chrono::Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_target: Option<String>,
+}
+
+impl<'a> EntryJson<'a> {
+    /// `n` at `path`.
+    pub fn new(n: &'a floe_engine::Node, path: &str) -> Self {
+        Self {
+            path: path.to_string(),
+            kind: n.kind,
+            mode: n.mode,
+            size: n.size,
+            uid: n.uid,
+            gid: n.gid,
+            mtime: &n.mtime,
+            link_target: n.link_target.as_ref().map(|t| t.lossy().into_owned()),
+        }
+    }
+}
+
+fn type_char(k: floe_engine::NodeKind) -> char {
+    use floe_engine::NodeKind;
+    match k {
+        NodeKind::File => '-',
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Chardev => 'c',
+        NodeKind::Blockdev => 'b',
+        NodeKind::Socket => 's',
+    }
+}
+
+/// An entry as `ls -l` shows it: type and mode, owner, group, size, time, path (and link target).
+pub fn long_entry(n: &floe_engine::Node, path: &str) -> String {
+    let link = n
+        .link_target
+        .as_ref()
+        .map(|t| format!(" -> {}", t.lossy()))
+        .unwrap_or_default();
+    format!(
+        "{}{:04o} {:>8} {:>8} {:>12} {} {}{}",
+        type_char(n.kind),
+        n.mode,
+        n.user.clone().unwrap_or_else(|| n.uid.to_string()),
+        n.group.clone().unwrap_or_else(|| n.gid.to_string()),
+        n.size,
+        n.mtime.format("%Y-%m-%d %H:%M:%S"),
+        path,
+        link
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -156,6 +156,32 @@ fn a_restore_of_archived_data_stops_with_a_plan_then_thaws_only_what_it_needs() 
 }
 
 #[test]
+fn dump_of_an_archived_file_thaws_its_packs_then_writes_it_exactly() {
+    let Some(c) = Cold::new("dump_of_an_archived_file_thaws_its_packs_then_writes_it_exactly")
+    else {
+        return;
+    };
+    let src = c.env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let a = write_random(&src.join("a"), 5, 3 << 20);
+    write_random(&src.join("b"), 6, 6 << 20);
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    let spec = format!("latest:{}/a", src.display());
+    let out = c.env.run(&["dump", &spec]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let out = c.env.run(&["dump", &spec, "--thaw", "--thaw-poll", "1s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout == a, "dumped bytes differ");
+    let asked = c.thaw_requests().len();
+    assert!(
+        asked > 0 && asked < c.data_packs(),
+        "{asked} thaws for {} packs",
+        c.data_packs()
+    );
+}
+
+#[test]
 fn with_every_data_pack_in_deep_archive_only_reading_contents_touches_data() {
     let Some(c) =
         Cold::new("with_every_data_pack_in_deep_archive_only_reading_contents_touches_data")
@@ -176,6 +202,18 @@ fn with_every_data_pack_in_deep_archive_only_reading_contents_touches_data() {
     assert!(out.contains("3 snapshots"), "{out}");
     let out = c.env.ok(&["ls", "-l", "latest"]);
     assert!(out.contains("notes.txt"), "{out}");
+    let out = c.env.ok(&["find", "notes.txt", "c"]);
+    assert!(out.contains("/notes.txt") && out.contains("/c\n"), "{out}");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&c.env.ok(&["snapshots", "--json"])).unwrap();
+    let first = snaps[0]["id"].as_str().unwrap();
+    let out = c.env.ok(&["diff", first, "latest"]);
+    assert!(out.contains("M    ") && out.contains("+    "), "{out}");
+    // dump needs the data: it stops with the plan.
+    let notes = format!("latest:{}/notes.txt", src.display());
+    let out = c.env.run(&["dump", &notes]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(stderr(&out).contains("this dump needs"), "{}", stderr(&out));
     c.env.ok(&["forget", "--keep-last", "2"]);
     c.env.ok(&["prune", "--dry-run"]);
     c.env.ok(&["prune"]);

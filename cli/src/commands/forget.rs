@@ -56,15 +56,8 @@ pub struct Args {
     /// Apply the policy to each group of snapshots sharing these fields (host, paths, tags)
     #[arg(long, default_value = "host,paths")]
     group_by: GroupBy,
-    /// Only consider snapshots of this host (repeatable)
-    #[arg(long = "host", value_name = "HOST")]
-    hosts: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable)
-    #[arg(long = "tag", value_name = "TAG")]
-    tags: Vec<String>,
-    /// Only consider snapshots that include this path (repeatable)
-    #[arg(long = "path", value_name = "PATH")]
-    paths: Vec<String>,
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
     /// Allow a policy to remove every snapshot of a group
     #[arg(long)]
     unsafe_allow_remove_all: bool,
@@ -101,13 +94,7 @@ impl Args {
     }
 
     fn selects(&self, s: &SnapshotEntry) -> bool {
-        let sn = &s.snapshot;
-        (self.hosts.is_empty() || self.hosts.contains(&sn.hostname))
-            // `--tag a,b` needs both; several --tag options need any one of them.
-            && (self.tags.is_empty()
-                || self.tags.iter().any(|t| t.split(',').all(|one| sn.tags.iter().any(|st| st == one))))
-            // Every --path must be among the snapshot's paths.
-            && self.paths.iter().all(|p| sn.paths.iter().any(|sp| sp.lossy() == p.as_str()))
+        self.filter.selects(s)
     }
 }
 

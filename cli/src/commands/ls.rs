@@ -20,32 +20,6 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(serde::Serialize)]
-struct JsonEntry<'a> {
-    path: String,
-    #[serde(rename = "type")]
-    kind: NodeKind,
-    mode: u32,
-    size: u64,
-    uid: u32,
-    gid: u32,
-    mtime: &'a chrono::DateTime<chrono::Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    link_target: Option<String>,
-}
-
-fn type_char(k: NodeKind) -> char {
-    match k {
-        NodeKind::File => '-',
-        NodeKind::Dir => 'd',
-        NodeKind::Symlink => 'l',
-        NodeKind::Fifo => 'p',
-        NodeKind::Chardev => 'c',
-        NodeKind::Blockdev => 'b',
-        NodeKind::Socket => 's',
-    }
-}
-
 struct Lister<'a> {
     repo: &'a Repository,
     index: &'a Index,
@@ -59,33 +33,9 @@ impl Lister<'_> {
             let path = at.join(n.name.as_os());
             let shown = path.to_string_lossy();
             if self.json {
-                output::json(&JsonEntry {
-                    path: shown.to_string(),
-                    kind: n.kind,
-                    mode: n.mode,
-                    size: n.size,
-                    uid: n.uid,
-                    gid: n.gid,
-                    mtime: &n.mtime,
-                    link_target: n.link_target.as_ref().map(|t| t.lossy().into_owned()),
-                })?;
+                output::json(&output::EntryJson::new(n, &shown))?;
             } else if self.long {
-                let link = n
-                    .link_target
-                    .as_ref()
-                    .map(|t| format!(" -> {}", t.lossy()))
-                    .unwrap_or_default();
-                output::line(format!(
-                    "{}{:04o} {:>8} {:>8} {:>12} {} {}{}",
-                    type_char(n.kind),
-                    n.mode,
-                    n.user.clone().unwrap_or_else(|| n.uid.to_string()),
-                    n.group.clone().unwrap_or_else(|| n.gid.to_string()),
-                    n.size,
-                    n.mtime.format("%Y-%m-%d %H:%M:%S"),
-                    shown,
-                    link
-                ))?;
+                output::line(output::long_entry(n, &shown))?;
             } else {
                 output::line(&shown)?;
             }

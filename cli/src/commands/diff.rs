@@ -1,0 +1,148 @@
+//! `floe diff`
+
+use std::path::PathBuf;
+
+use floe_engine::{ChangeKind, Node, NodeKind, Tree};
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The older snapshot (id, unique prefix or `latest`), optionally with `:SUBPATH`
+    #[arg(value_name = "SNAPSHOT1[:SUBPATH]")]
+    first: String,
+    /// The newer snapshot, optionally with `:SUBPATH`
+    #[arg(value_name = "SNAPSHOT2[:SUBPATH]")]
+    second: String,
+    /// Also list entries whose mode, owner or modification time alone changed
+    #[arg(long)]
+    metadata: bool,
+    /// Print one JSON object per change, then one with the totals
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct JsonChange<'a> {
+    change: ChangeKind,
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old: Option<output::EntryJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new: Option<output::EntryJson<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonTotals<'a> {
+    totals: &'a floe_engine::DiffStats,
+}
+
+/// One side: the snapshot's folder at SUBPATH, or the single entry found there.
+enum Side {
+    Folder(Tree),
+    Entry(Box<Node>),
+}
+
+fn side(
+    repo: &floe_engine::Repository,
+    index: &floe_engine::Index,
+    spec: &str,
+) -> anyhow::Result<(Side, String)> {
+    let (snap, sub) = spec.split_once(':').unwrap_or((spec, ""));
+    let snap = repo.find_snapshot(snap)?;
+    let (node, tree) = floe_engine::resolve(repo, index, &snap.snapshot, sub)?;
+    Ok(match (node, tree) {
+        (None, Some(t)) => (Side::Folder(t), sub.to_string()),
+        (Some(n), Some(t)) if n.kind == NodeKind::Dir => (Side::Folder(t), sub.to_string()),
+        (Some(n), _) => (Side::Entry(Box::new(n)), sub.to_string()),
+        (None, None) => (Side::Folder(Tree::default()), sub.to_string()),
+    })
+}
+
+fn snapshot_path(sub: &str) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for c in sub.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        p.push(c);
+    }
+    p
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::lock(g, &repo, false, "diff")?;
+    let index = repo.load_index()?;
+    let (first, _) = side(&repo, &index, &a.first)?;
+    let (second, sub) = side(&repo, &index, &a.second)?;
+    let mut at = snapshot_path(&sub);
+    // Two folders: compare what they hold. Otherwise compare the two entries under one name.
+    let (ta, tb) = match (first, second) {
+        (Side::Folder(x), Side::Folder(y)) => (x, y),
+        (x, y) => {
+            let name = match &y {
+                Side::Entry(n) => n.name.clone(),
+                Side::Folder(_) => floe_engine::ByteString::from_os(
+                    at.file_name().unwrap_or(std::ffi::OsStr::new("/")),
+                ),
+            };
+            at.pop();
+            let one = |s: Side| -> anyhow::Result<Tree> {
+                Ok(match s {
+                    Side::Entry(mut n) => {
+                        n.name = name.clone();
+                        Tree { nodes: vec![*n] }
+                    }
+                    // A folder against a file: the folder's entries count as added or removed.
+                    Side::Folder(t) => t,
+                })
+            };
+            (one(x)?, one(y)?)
+        }
+    };
+    let show_meta = a.metadata;
+    let json = a.json;
+    let stats = floe_engine::diff_trees(&repo, &index, &ta, &tb, &at, |kind, path, old, new| {
+        if kind == ChangeKind::Metadata && !show_meta {
+            return Ok(());
+        }
+        let shown = path.to_string_lossy();
+        let r = if json {
+            output::json(&JsonChange {
+                change: kind,
+                path: shown.to_string(),
+                old: old.map(|n| output::EntryJson::new(n, &shown)),
+                new: new.map(|n| output::EntryJson::new(n, &shown)),
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))
+        } else {
+            let dir = new.or(old).is_some_and(|n| n.kind == NodeKind::Dir);
+            output::line(format!(
+                "{}    {}{}",
+                kind.code(),
+                shown,
+                if dir { "/" } else { "" }
+            ))
+        };
+        r.map_err(|e| floe_engine::Error::io("writing to", "standard output", e))
+    })?;
+    if json {
+        output::json(&JsonTotals { totals: &stats })?;
+        return Ok(exit::OK);
+    }
+    output::line(format!(
+        "\n{} added, {} removed, {} modified, {} changed type, {} with only metadata changes",
+        stats.added, stats.removed, stats.modified, stats.type_changed, stats.metadata
+    ))?;
+    output::line(format!(
+        "{} added, {} removed",
+        output::bytes(stats.bytes_added),
+        output::bytes(stats.bytes_removed)
+    ))?;
+    if stats.suspect > 0 {
+        output::line(format!(
+            "{} file(s) marked ? changed content but kept their size and modification time: \
+             usually a tool that restores times, sometimes silent corruption of the source disk",
+            stats.suspect
+        ))?;
+    }
+    Ok(exit::OK)
+}

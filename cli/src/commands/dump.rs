@@ -1,0 +1,76 @@
+//! `floe dump`
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use floe_engine::plan_dump;
+
+use crate::{exit, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot id (or a unique prefix) or `latest`, with `:PATH` of a file or folder; a folder
+    /// (or the whole snapshot) is written as a tar stream
+    #[arg(value_name = "SNAPSHOT[:PATH]")]
+    snapshot: String,
+    /// Write to this file instead of standard output (replaced only once complete)
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    thaw: crate::thaw::ThawArgs,
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::lock(g, &repo, false, "dump")?;
+    let (spec, sub) = a
+        .snapshot
+        .split_once(':')
+        .unwrap_or((a.snapshot.as_str(), ""));
+    let snap = repo.find_snapshot(spec)?;
+    let index = repo.load_index()?;
+    let plan = plan_dump(&repo, &index, &snap.snapshot, sub)?;
+    if a.output.is_none() && plan.single_file.is_none() && std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "{sub:?} is a folder, dumped as a tar stream: redirect standard output or use --output"
+        );
+    }
+    match crate::thaw::prepare(&repo, &plan.needed_packs(&index), &a.thaw, "this dump")? {
+        crate::thaw::Next::Go(gate) => {
+            // A dump writes in order: it starts once every pack it needs is readable.
+            if let Some(gate) = gate {
+                let mut pending: Vec<_> = gate.pending.into_iter().collect();
+                while !pending.is_empty() {
+                    let ready = gate.waiter.wait_any(&pending)?;
+                    pending.retain(|p| !ready.contains(p));
+                }
+            }
+        }
+        crate::thaw::Next::Stop(code) => return Ok(code),
+    }
+    match &a.output {
+        None => {
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+            plan.write(&repo, &index, out)?;
+        }
+        Some(path) => {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".floe-dump-")
+                // What a new file gets (0666 less the umask), not tempfile's 0600.
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .tempfile_in(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot write in {}: {e}", dir.display()))?;
+            let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
+            plan.write(&repo, &index, out)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {}", path.display(), e.error))?
+                .flush()?;
+        }
+    }
+    Ok(exit::OK)
+}
