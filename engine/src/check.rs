@@ -420,6 +420,8 @@ pub fn check_gated(
                 format!("stale: {}", l.describe()),
             ),
             Ok(_) => {}
+            // Released (or refreshed under a new name) between listing and reading.
+            Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {}
             Err(e) => c.error(format!("lock {}", id.short()), e.to_string()),
         }
     }

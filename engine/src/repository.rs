@@ -367,11 +367,15 @@ impl Repository {
         self.in_io_pool(|| {
             files
                 .par_iter()
-                .map(|f| {
-                    Ok((
-                        IndexId::from_bytes(f.id),
-                        self.load_file::<IndexFile>(FileType::Index, &f.id)?,
-                    ))
+                .filter_map(|f| {
+                    match self.load_file::<IndexFile>(FileType::Index, &f.id) {
+                        Ok(file) => Some(Ok((IndexId::from_bytes(f.id), file))),
+                        // Deleted between listing and reading, or still listed by a store whose
+                        // listings lag: prune deletes an index file only after writing the one
+                        // that supersedes it, so nothing is lost by passing over it.
+                        Err(Error::Backend(BackendError::NotFound { .. })) => None,
+                        Err(e) => Some(Err(e)),
+                    }
                 })
                 .collect()
         })
@@ -441,11 +445,17 @@ impl Repository {
         let mut out: Vec<SnapshotEntry> = self.in_io_pool(|| {
             files
                 .par_iter()
-                .map(|f| {
-                    Ok(SnapshotEntry {
-                        id: SnapshotId::from_bytes(f.id),
-                        snapshot: self.load_file(FileType::Snapshot, &f.id)?,
-                    })
+                .filter_map(|f| {
+                    match self.load_file(FileType::Snapshot, &f.id) {
+                        Ok(snapshot) => Some(Ok(SnapshotEntry {
+                            id: SnapshotId::from_bytes(f.id),
+                            snapshot,
+                        })),
+                        // Forgotten between listing and reading (commands that only read
+                        // snapshots take no lock), or still listed by a lagging store: gone.
+                        Err(Error::Backend(BackendError::NotFound { .. })) => None,
+                        Err(e) => Some(Err(e)),
+                    }
                 })
                 .collect::<Result<_>>()
         })?;
