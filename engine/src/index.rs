@@ -56,6 +56,9 @@ pub struct Index {
     packs: Vec<(PackId, BlobType)>,
     pack_numbers: HashMap<PackId, u32>,
     entries: Vec<Entry>,
+    /// Further copies of blobs stored more than once (concurrent backups), sorted by id: not
+    /// used for lookups, kept so that [`Index::prefer`] can pick a copy in a readable pack.
+    alternates: Vec<Entry>,
     sorted: bool,
 }
 
@@ -98,17 +101,58 @@ impl Index {
         self.sorted = false;
     }
 
-    /// Sorts the entries and drops duplicates (a blob stored twice keeps one location).
+    /// Sorts the entries; of a blob stored more than once, the copy in the earliest added pack
+    /// answers lookups and the others are kept aside.
     pub fn finish(&mut self) {
         if !self.sorted {
+            self.entries.append(&mut self.alternates);
             self.entries
                 .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
-            self.entries.dedup_by(|a, b| a.id == b.id);
-            self.entries.shrink_to_fit();
+            let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
+            for e in self.entries.drain(..) {
+                match kept.last() {
+                    Some(last) if last.id == e.id => {
+                        if last.pack != e.pack {
+                            self.alternates.push(e);
+                        }
+                    }
+                    _ => kept.push(e),
+                }
+            }
+            kept.shrink_to_fit();
+            self.entries = kept;
+            self.alternates.shrink_to_fit();
             self.packs.shrink_to_fit();
             self.pack_numbers = HashMap::new();
             self.sorted = true;
         }
+    }
+
+    /// Blobs with a copy in more than one pack.
+    pub fn duplicate_count(&self) -> usize {
+        self.alternates.len()
+    }
+
+    /// For blobs stored in more than one pack, makes lookups answer with a copy in a pack for
+    /// which `preferred` holds, when the current one is not (restore prefers copies it can read
+    /// at once over archived ones). Returns how many blobs changed pack.
+    pub fn prefer(&mut self, preferred: impl Fn(&PackId) -> bool) -> usize {
+        debug_assert!(self.sorted, "Index::finish not called");
+        let mut moved = 0;
+        for alt in self.alternates.iter_mut() {
+            if !preferred(&self.packs[alt.pack as usize].0) {
+                continue;
+            }
+            let Ok(i) = self.entries.binary_search_by(|e| e.id.cmp(&alt.id)) else {
+                continue;
+            };
+            let current = &mut self.entries[i];
+            if !preferred(&self.packs[current.pack as usize].0) {
+                std::mem::swap(current, alt);
+                moved += 1;
+            }
+        }
+        moved
     }
 
     fn find(&self, id: &BlobId) -> Option<&Entry> {
@@ -165,7 +209,7 @@ impl Index {
 
     /// Heap bytes held, for the memory figures (entries, pack table, pack lookup map).
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry>()
+        (self.entries.capacity() + self.alternates.capacity()) * std::mem::size_of::<Entry>()
             + self.packs.capacity() * std::mem::size_of::<(PackId, BlobType)>()
             + self.pack_numbers.capacity() * (std::mem::size_of::<(PackId, u32)>() + 1)
     }
@@ -304,6 +348,39 @@ mod tests {
             length: 100 + n as u32,
             uncompressed_length: 1000,
         }
+    }
+
+    #[test]
+    fn a_blob_stored_twice_can_be_read_from_the_preferred_pack() {
+        let (cold, hot) = (PackId::hash_of(b"cold"), PackId::hash_of(b"hot"));
+        let entries: Vec<_> = (0..10u8).map(|n| entry(n, n as u32 * 1000)).collect();
+        let mut idx = Index::new();
+        idx.add_pack(cold, BlobType::Data, &entries);
+        // The hot pack holds copies of blobs 3..6 at other offsets.
+        let copies: Vec<_> = (3..6u8).map(|n| entry(n, 50_000 + n as u32)).collect();
+        idx.add_pack(hot, BlobType::Data, &copies);
+        idx.finish();
+        assert_eq!((idx.len(), idx.duplicate_count()), (10, 3));
+        // The first pack added answers until told otherwise.
+        assert!(entries.iter().all(|e| idx.get(&e.id).unwrap().pack == cold));
+        assert_eq!(idx.prefer(|p| *p == hot), 3);
+        for e in &entries {
+            let loc = idx.get(&e.id).unwrap();
+            let n = e.offset / 1000;
+            if (3..6).contains(&n) {
+                assert_eq!((loc.pack, loc.entry.offset), (hot, 50_000 + n));
+            } else {
+                assert_eq!(loc.pack, cold);
+            }
+        }
+        // Asking again changes nothing; preferring the other pack swaps back.
+        assert_eq!(idx.prefer(|p| *p == hot), 0);
+        assert_eq!(idx.prefer(|p| *p == cold), 3);
+        assert!(entries.iter().all(|e| idx.get(&e.id).unwrap().pack == cold));
+        // Later additions keep every copy.
+        idx.add_pack(PackId::hash_of(b"more"), BlobType::Data, &entries[..1]);
+        idx.finish();
+        assert_eq!((idx.len(), idx.duplicate_count()), (10, 4));
     }
 
     #[test]

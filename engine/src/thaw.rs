@@ -115,6 +115,29 @@ pub struct ThawSummary {
     pub unavailable: Vec<String>,
 }
 
+/// When some blobs are stored in more than one data pack (two backups of the same new data at
+/// once), points the index at copies in packs that can be read without a thaw, so that a
+/// restore does not thaw a pack it can do without. One listing of `data/`, only when the index
+/// holds such blobs. Returns how many blobs changed pack.
+pub fn prefer_readable_copies(repo: &Repository, index: &mut crate::index::Index) -> Result<usize> {
+    if index.duplicate_count() == 0 {
+        return Ok(0);
+    }
+    let instant: HashSet<PackId> = repo
+        .backend()
+        .list(FileType::DataPack)?
+        .into_iter()
+        .filter(|e| {
+            e.storage_class.as_ref().is_none_or(|c| {
+                !c.needs_thaw()
+                    && !matches!(c, StorageClass::IntelligentTiering | StorageClass::Other(_))
+            })
+        })
+        .map(|e| PackId::from_bytes(e.id))
+        .collect();
+    Ok(index.prefer(|p| instant.contains(p)))
+}
+
 impl ThawPlan {
     /// Finds the state of each pack without reading any: one listing of `data/` gives every
     /// pack's class, then a HEAD per pack in a class that may need a thaw gives its restore
@@ -436,6 +459,9 @@ mod tests {
         thawing: Mutex<HashMap<RawId, u32>>,
         requests: AtomicUsize,
         denied_reads: AtomicUsize,
+        /// Once set, data packs written are STANDARD: readable, listed as such.
+        write_hot: std::sync::atomic::AtomicBool,
+        hot: Mutex<std::collections::HashSet<RawId>>,
     }
 
     impl Archive {
@@ -446,12 +472,14 @@ mod tests {
                 thawing: Mutex::new(HashMap::new()),
                 requests: AtomicUsize::new(0),
                 denied_reads: AtomicUsize::new(0),
+                write_hot: Default::default(),
+                hot: Default::default(),
             }
         }
 
         fn readable(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
             let thawed = self.thawing.lock().unwrap().get(id) == Some(&0);
-            if t == FileType::DataPack && !thawed {
+            if t == FileType::DataPack && !thawed && !self.hot.lock().unwrap().contains(id) {
                 self.denied_reads.fetch_add(1, Ordering::SeqCst);
                 return Err(BackendError::NeedsThaw {
                     location: hex::encode(id),
@@ -470,17 +498,17 @@ mod tests {
             Ok(())
         }
         fn list(&self, t: FileType) -> Result<Vec<ObjectEntry>, BackendError> {
-            let class = if t == FileType::DataPack {
-                StorageClass::DeepArchive
-            } else {
-                StorageClass::Standard
-            };
+            let hot = self.hot.lock().unwrap();
             Ok(self
                 .inner
                 .list(t)?
                 .into_iter()
                 .map(|e| ObjectEntry {
-                    storage_class: Some(class.clone()),
+                    storage_class: Some(if t == FileType::DataPack && !hot.contains(&e.id) {
+                        StorageClass::DeepArchive
+                    } else {
+                        StorageClass::Standard
+                    }),
                     ..e
                 })
                 .collect())
@@ -500,6 +528,9 @@ mod tests {
             self.inner.read_range(t, id, o, l)
         }
         fn write(&self, t: FileType, id: &RawId, d: &[u8]) -> Result<(), BackendError> {
+            if t == FileType::DataPack && self.write_hot.load(Ordering::SeqCst) {
+                self.hot.lock().unwrap().insert(*id);
+            }
             self.inner.write(t, id, d)
         }
         fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
@@ -507,7 +538,7 @@ mod tests {
         }
         fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
             let size = self.inner.stat(t, id)?.size;
-            if t != FileType::DataPack {
+            if t != FileType::DataPack || self.hot.lock().unwrap().contains(id) {
                 return Ok(ObjectState {
                     size,
                     storage_class: Some(StorageClass::Standard),
@@ -596,6 +627,45 @@ mod tests {
         }
         out.truncate(len);
         out
+    }
+
+    #[test]
+    fn a_restore_reads_the_hot_copy_of_a_blob_stored_twice_and_thaws_nothing() {
+        let a = random(7, 3 << 20);
+        let (archive, repo, src) = archived_repo(3, &[("a", a.clone())]);
+        // A second backup of the same data that did not see the first one's index (two hosts
+        // at once) stores every blob again, in STANDARD packs.
+        archive.write_hot.store(true, Ordering::SeqCst);
+        crate::archiver::backup(
+            &repo,
+            &crate::index::Index::new(),
+            &crate::archiver::BackupOptions {
+                paths: vec![src.path().to_path_buf()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut index = repo.load_index().unwrap();
+        assert!(index.duplicate_count() > 0);
+        let snap = repo.snapshots().unwrap().remove(0).snapshot;
+        let out = tempfile::tempdir().unwrap();
+        let opts = RestoreOptions {
+            target: out.path().to_path_buf(),
+            ..Default::default()
+        };
+        let needed = crate::restorer::needed_packs(&repo, &index, &snap, "", &opts).unwrap();
+        assert!(!ThawPlan::of(&repo, &needed).unwrap().all_readable());
+
+        let moved = prefer_readable_copies(&repo, &mut index).unwrap();
+        assert!(moved > 0);
+        let needed = crate::restorer::needed_packs(&repo, &index, &snap, "", &opts).unwrap();
+        assert!(ThawPlan::of(&repo, &needed).unwrap().all_readable());
+        let summary = crate::restorer::restore(&repo, &index, &snap, "", &opts).unwrap();
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        let name = src.path().strip_prefix("/").unwrap().join("a");
+        assert!(std::fs::read(out.path().join(name)).unwrap() == a);
+        assert_eq!(archive.denied_reads.load(Ordering::SeqCst), 0);
+        assert_eq!(archive.requests.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .split_once(':')
         .unwrap_or((a.snapshot.as_str(), ""));
     let snap = repo.find_snapshot(spec)?;
-    let index = repo.load_index()?;
+    let mut index = repo.load_index()?;
+    // Of blobs stored twice, read the copy that needs no thaw.
+    floe_engine::thaw::prefer_readable_copies(&repo, &mut index)?;
     let plan = plan_dump(&repo, &index, &snap.snapshot, sub)?;
     if a.output.is_none() && plan.single_file.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!(

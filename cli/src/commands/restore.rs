@@ -38,7 +38,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .split_once(':')
         .unwrap_or((a.snapshot.as_str(), ""));
     let snap = repo.find_snapshot(spec)?;
-    let index = repo.load_index()?;
+    let mut index = repo.load_index()?;
+    // Of blobs stored twice, read the copy that needs no thaw.
+    floe_engine::thaw::prefer_readable_copies(&repo, &mut index)?;
     let mut opts = RestoreOptions {
         target: a.target,
         includes: a.includes,
