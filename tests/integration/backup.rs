@@ -173,3 +173,48 @@ fn unreadable_files_are_reported_and_exit_3() {
         "{listing}"
     );
 }
+
+/// Unmounts on drop, so that a failed assertion does not leave a mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn one_file_system_keeps_the_mount_point_but_not_what_is_mounted_there() {
+    if !is_root() {
+        eprintln!("SKIPPED one_file_system test: mounting a tmpfs needs root");
+        return;
+    }
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("mnt")).unwrap();
+    fs::write(src.join("here.txt"), b"same file system").unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(src.join("mnt"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED one_file_system test: this machine refused to mount a tmpfs");
+        return;
+    }
+    let _guard = Mounted(src.join("mnt"));
+    fs::write(src.join("mnt/inside.txt"), b"another file system").unwrap();
+    let s = src.to_str().unwrap();
+
+    env.ok(&["backup", "--one-file-system", s]);
+    let out = env.ok(&["ls", "latest", s]);
+    assert!(
+        out.contains("/src/here.txt\n") && out.contains("/src/mnt\n"),
+        "{out}"
+    );
+    assert!(!out.contains("inside.txt"), "{out}");
+
+    env.ok(&["backup", s]);
+    let out = env.ok(&["ls", "latest", s]);
+    assert!(out.contains("/src/mnt/inside.txt\n"), "{out}");
+}
