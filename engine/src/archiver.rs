@@ -646,7 +646,7 @@ fn find_parent(
     paths: &[ByteString],
 ) -> Result<Option<(SnapshotId, Snapshot)>> {
     Ok(repo
-        .snapshots()?
+        .snapshots_present()?
         .into_iter()
         .rev()
         .find(|s| s.snapshot.same_source(host, paths))

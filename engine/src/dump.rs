@@ -191,19 +191,68 @@ fn pax_mtime<W: Write>(tar: &mut tar::Builder<W>, node: &Node) -> io::Result<()>
     tar.append(&h, record.as_bytes())
 }
 
+/// A writer that fails every write once poisoned: a tar stream cut short by an error must not
+/// get the end-of-archive blocks that `tar::Builder` writes when dropped, or a reader could take
+/// it for complete (zeros in place of the last bytes of a file).
+struct Poisonable<'a, W> {
+    inner: W,
+    poisoned: &'a std::cell::Cell<bool>,
+}
+
+impl<W: Write> Write for Poisonable<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.poisoned.get() {
+            return Err(io::Error::other("the dump failed"));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.poisoned.get() {
+            return Err(io::Error::other("the dump failed"));
+        }
+        self.inner.flush()
+    }
+}
+
 fn write_tar<W: Write>(
     repo: &Repository,
     index: &Index,
     entries: &[(PathBuf, Node)],
     out: W,
 ) -> Result<DumpStats> {
-    let mut tar = tar::Builder::new(out);
+    let poisoned = std::cell::Cell::new(false);
+    let mut tar = tar::Builder::new(Poisonable {
+        inner: out,
+        poisoned: &poisoned,
+    });
+    match write_entries(repo, index, entries, &mut tar) {
+        Ok(stats) => {
+            tar.into_inner()
+                .and_then(|mut w| w.flush())
+                .map_err(output_error)?;
+            Ok(stats)
+        }
+        Err(e) => {
+            poisoned.set(true);
+            Err(e)
+        }
+    }
+}
+
+fn write_entries<W: Write>(
+    repo: &Repository,
+    index: &Index,
+    entries: &[(PathBuf, Node)],
+    tar: &mut tar::Builder<W>,
+) -> Result<DumpStats> {
     let mut stats = DumpStats::default();
-    // Hard links: the first path of each (device, inode) carries the content.
-    let mut first_of: HashMap<(u64, u64), &Path> = HashMap::new();
+    // Hard links: the first path of each (device, inode) carries the content; a later name is
+    // a link to it when the snapshot recorded the same content for both.
+    let mut first_of: HashMap<(u64, u64), (&Path, &Node)> = HashMap::new();
     for (path, n) in entries {
         if n.kind != NodeKind::Socket {
-            pax_mtime(&mut tar, n).map_err(output_error)?;
+            pax_mtime(tar, n).map_err(output_error)?;
         }
         match n.kind {
             NodeKind::Dir => {
@@ -213,13 +262,18 @@ fn write_tar<W: Write>(
             }
             NodeKind::File => {
                 if n.links > 1 {
-                    if let Some(first) = first_of.get(&(n.device_id, n.inode)) {
-                        let mut h = header(n, tar::EntryType::Link)?;
-                        tar.append_link(&mut h, path, first).map_err(output_error)?;
-                        stats.entries += 1;
-                        continue;
+                    match first_of.get(&(n.device_id, n.inode)) {
+                        Some((first, f)) if f.content == n.content && f.size == n.size => {
+                            let mut h = header(n, tar::EntryType::Link)?;
+                            tar.append_link(&mut h, path, first).map_err(output_error)?;
+                            stats.entries += 1;
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            first_of.insert((n.device_id, n.inode), (path, n));
+                        }
                     }
-                    first_of.insert((n.device_id, n.inode), path);
                 }
                 let mut h = header(n, tar::EntryType::Regular)?;
                 h.set_size(n.size);
@@ -255,9 +309,6 @@ fn write_tar<W: Write>(
         }
         stats.entries += 1;
     }
-    tar.into_inner()
-        .and_then(|mut w| w.flush())
-        .map_err(output_error)?;
     Ok(stats)
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Object, Result};
 use crate::exclude::PathMatcher;
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, PackId, SnapshotId};
 use crate::index::Index;
 use crate::repository::Repository;
 use crate::snapshot::SnapshotEntry;
@@ -28,7 +28,7 @@ pub struct FindOptions {
 }
 
 /// What a search visited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FindStats {
     /// Snapshots searched.
     pub snapshots: u64,
@@ -36,6 +36,9 @@ pub struct FindStats {
     pub trees_read: u64,
     /// Entries that matched, counted once per snapshot.
     pub matches: u64,
+    /// Folders that could not be read (damaged or missing tree data), with why: the search
+    /// goes on past them.
+    pub unreadable: Vec<(SnapshotId, PathBuf, String)>,
 }
 
 struct Finder<'a> {
@@ -50,21 +53,29 @@ struct Finder<'a> {
 }
 
 impl Finder<'_> {
+    fn in_packs(&self, blob: &BlobId) -> bool {
+        !self.packs.is_empty()
+            && self
+                .index
+                .get(blob)
+                .is_some_and(|loc| self.packs.contains(&loc.pack))
+    }
+
     fn matches(&self, path: &Path, node: &Node) -> bool {
         if self.names.matches(path) {
             return true;
         }
-        if node.subtree.is_some_and(|t| self.blobs.contains(&t)) {
+        // A folder matches when its listing is the blob, or lies in the pack, sought.
+        if node
+            .subtree
+            .is_some_and(|t| self.blobs.contains(&t) || self.in_packs(&t))
+        {
             return true;
         }
-        node.content.iter().flatten().any(|b| {
-            self.blobs.contains(b)
-                || (!self.packs.is_empty()
-                    && self
-                        .index
-                        .get(b)
-                        .is_some_and(|loc| self.packs.contains(&loc.pack)))
-        })
+        node.content
+            .iter()
+            .flatten()
+            .any(|b| self.blobs.contains(b) || self.in_packs(b))
     }
 
     /// Searches one folder; true when something matched in it.
@@ -78,7 +89,17 @@ impl Finder<'_> {
         if self.barren.contains(&(tree_id, at.to_path_buf())) {
             return Ok(false);
         }
-        let tree: Tree = self.repo.load_tree(self.index, &tree_id)?;
+        let tree: Tree = match self.repo.load_tree(self.index, &tree_id) {
+            Ok(t) => t,
+            // Damage costs what lies below this folder, not the rest of the search.
+            Err(e) if e.is_corruption() => {
+                self.stats
+                    .unreadable
+                    .push((snap.id, at.to_path_buf(), e.to_string()));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         self.stats.trees_read += 1;
         let mut found = false;
         for node in &tree.nodes {
@@ -119,10 +140,19 @@ pub fn find(
             "nothing to find: give a pattern, a blob or a pack".into(),
         ));
     }
+    // On the command line a pattern is a pattern, never a comment.
+    let patterns: Vec<String> = opts
+        .patterns
+        .iter()
+        .map(|p| match p.strip_prefix('#') {
+            Some(rest) => format!("\\#{rest}"),
+            None => p.clone(),
+        })
+        .collect();
     let mut f = Finder {
         repo,
         index,
-        names: PathMatcher::new(&opts.patterns)?,
+        names: PathMatcher::new(&patterns)?,
         blobs: opts.blobs.iter().copied().collect(),
         packs: opts.packs.iter().copied().collect(),
         barren: HashSet::new(),

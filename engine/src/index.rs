@@ -102,25 +102,34 @@ impl Index {
     }
 
     /// Sorts the entries; of a blob stored more than once, the copy in the earliest added pack
-    /// answers lookups and the others are kept aside.
+    /// answers lookups and the others are kept aside. Adding packs and finishing again undoes
+    /// any [`Index::prefer`].
     pub fn finish(&mut self) {
         if !self.sorted {
             self.entries.append(&mut self.alternates);
             self.entries
                 .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
-            let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
-            for e in self.entries.drain(..) {
-                match kept.last() {
-                    Some(last) if last.id == e.id => {
-                        if last.pack != e.pack {
-                            self.alternates.push(e);
-                        }
+            // Compact in place (no second copy of the entries while loading): the first entry
+            // of each id stays, copies in other packs go aside, repeats of one pack go.
+            let mut w = 0;
+            for r in 0..self.entries.len() {
+                let e = self.entries[r];
+                if w > 0 && self.entries[w - 1].id == e.id {
+                    let kept = self.entries[w - 1];
+                    let repeat = self
+                        .alternates
+                        .last()
+                        .is_some_and(|a| a.id == e.id && a.pack == e.pack);
+                    if kept.pack != e.pack && !repeat {
+                        self.alternates.push(e);
                     }
-                    _ => kept.push(e),
+                } else {
+                    self.entries[w] = e;
+                    w += 1;
                 }
             }
-            kept.shrink_to_fit();
-            self.entries = kept;
+            self.entries.truncate(w);
+            self.entries.shrink_to_fit();
             self.alternates.shrink_to_fit();
             self.packs.shrink_to_fit();
             self.pack_numbers = HashMap::new();
@@ -128,9 +137,17 @@ impl Index {
         }
     }
 
-    /// Blobs with a copy in more than one pack.
+    /// Further copies of blobs stored in more than one pack.
     pub fn duplicate_count(&self) -> usize {
         self.alternates.len()
+    }
+
+    /// Further copies of data blobs (file contents) stored in more than one pack.
+    pub fn data_duplicate_count(&self) -> usize {
+        self.alternates
+            .iter()
+            .filter(|a| self.packs[a.pack as usize].1 == BlobType::Data)
+            .count()
     }
 
     /// For blobs stored in more than one pack, makes lookups answer with a copy in a pack for
@@ -377,10 +394,15 @@ mod tests {
         assert_eq!(idx.prefer(|p| *p == hot), 0);
         assert_eq!(idx.prefer(|p| *p == cold), 3);
         assert!(entries.iter().all(|e| idx.get(&e.id).unwrap().pack == cold));
-        // Later additions keep every copy.
+        // Later additions keep every copy; the same pack named twice is one copy; finishing
+        // again answers from the first pack added.
+        idx.add_pack(hot, BlobType::Data, &copies);
         idx.add_pack(PackId::hash_of(b"more"), BlobType::Data, &entries[..1]);
         idx.finish();
         assert_eq!((idx.len(), idx.duplicate_count()), (10, 4));
+        assert_eq!(idx.data_duplicate_count(), 4);
+        assert!(entries.iter().all(|e| idx.get(&e.id).unwrap().pack == cold));
+        assert_eq!(idx.prefer(|p| *p == hot), 3);
     }
 
     #[test]

@@ -129,14 +129,19 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
     let (host, ..) = host_and_user();
     // A lock that vanished between listing and reading may have been replaced by its holder's
     // refresh (new file first, old one removed): list again rather than conclude it was released.
-    // The new file exists before the old one goes, so the next listing shows it; an id listed
-    // again but still not readable is a deleted lock that the store keeps listing for a while
-    // (an eventually consistent listing, e.g. a node back from an outage) and holds nothing.
-    let mut gone = std::collections::HashSet::new();
-    for pass in 0..5u32 {
-        let mut vanished = false;
+    // A store whose listings lag deletions (Garage right after a node came back) can also keep
+    // listing a lock already deleted. Every listed lock is read again on every pass, so a lock
+    // that reads fine on any pass counts. For a shared lock, a lock that was listed and could
+    // not be read on two passes in a row is taken as deleted: at worst a restore or check runs
+    // beside a prune and reports missing data. An exclusive lock (forget, prune, repair) never
+    // makes that guess: deleting data beside a live backup loses data, so it stops instead.
+    let mut unreadable: std::collections::HashMap<LockId, u32> = Default::default();
+    const PASSES: u32 = 5;
+    let mut last = LockId::default();
+    for pass in 0..PASSES {
+        let mut vanished = None;
         for (id, lock) in list_locks(repo)? {
-            if Some(id) == ours || gone.contains(&id) {
+            if Some(id) == ours {
                 continue;
             }
             match lock {
@@ -144,8 +149,11 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
                 Ok(l) if l.exclusive || exclusive => return Ok(Some(l.describe())),
                 Ok(_) => {}
                 Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {
-                    gone.insert(id);
-                    vanished = true;
+                    let seen = unreadable.entry(id).or_default();
+                    *seen += 1;
+                    if exclusive || *seen < 2 {
+                        vanished = Some(id);
+                    }
                 }
                 // A damaged lock blocks until removed by hand; a storage error is just an error.
                 Err(e) if e.is_corruption() => {
@@ -157,12 +165,19 @@ fn conflict(repo: &Repository, exclusive: bool, ours: Option<LockId>) -> Result<
                 Err(e) => return Err(e),
             }
         }
-        if !vanished {
+        let Some(id) = vanished else {
             return Ok(None);
+        };
+        last = id;
+        if pass + 1 < PASSES {
+            std::thread::sleep(Duration::from_millis(20 << pass));
         }
-        std::thread::sleep(Duration::from_millis(20 << pass));
     }
-    Ok(Some("locks that keep changing while being read".into()))
+    Ok(Some(format!(
+        "lock {} is listed but cannot be read: it was just released, or the storage still \
+         lists it after its deletion; try again in a minute (--retry-lock)",
+        last.short()
+    )))
 }
 
 /// A held lock: refreshed in the background, removed on drop.
@@ -441,6 +456,8 @@ mod tests {
     struct GhostListing {
         inner: MemoryBackend,
         ghosts: std::sync::Mutex<Vec<crate::backend::ObjectEntry>>,
+        /// Objects whose next read says "not found" although they exist (a read that lags).
+        lagging_reads: std::sync::Mutex<std::collections::HashSet<crate::id::RawId>>,
     }
 
     impl crate::backend::Backend for GhostListing {
@@ -466,6 +483,11 @@ mod tests {
             t: FileType,
             id: &crate::id::RawId,
         ) -> std::result::Result<Vec<u8>, crate::error::BackendError> {
+            if self.lagging_reads.lock().unwrap().remove(id) {
+                return Err(crate::error::BackendError::NotFound {
+                    location: hex::encode(id),
+                });
+            }
             self.inner.read(t, id)
         }
         fn read_range(
@@ -499,13 +521,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_deleted_lock_still_listed_does_not_block() {
+    fn ghost_store() -> (Arc<GhostListing>, Repository) {
         let store = Arc::new(GhostListing {
             inner: MemoryBackend::new(),
             ghosts: Default::default(),
+            lagging_reads: Default::default(),
         });
         let r = crate::repository::test_repository(store.clone());
+        (store, r)
+    }
+
+    #[test]
+    fn a_deleted_lock_still_listed_lets_readers_in_but_not_deleters() {
+        let (store, r) = ghost_store();
         // An exclusive holder comes and goes; the store keeps listing its lock.
         drop(lock(&r, &opts(true)).unwrap());
         assert_eq!(store.ghosts.lock().unwrap().len(), 1);
@@ -514,8 +542,32 @@ mod tests {
         let err = lock(&r, &opts(true)).unwrap_err();
         assert!(err.to_string().contains("a shared lock held by"), "{err}");
         drop(shared);
-        assert!(lock(&r, &opts(true)).is_ok());
+        // An exclusive lock does not guess: it stops, saying why.
+        let err = lock(&r, &opts(true)).unwrap_err();
+        assert!(
+            err.to_string().contains("is listed but cannot be read"),
+            "{err}"
+        );
         assert_eq!(unlock(&r, true).unwrap(), 0, "only ghosts are left");
+        // Once the listing catches up, it goes ahead.
+        store.ghosts.lock().unwrap().clear();
+        assert!(lock(&r, &opts(true)).is_ok());
+    }
+
+    #[test]
+    fn a_live_lock_that_fails_one_read_still_blocks() {
+        let (store, r) = ghost_store();
+        let held = lock(&r, &opts(true)).unwrap();
+        for (id, _) in list_locks(&r).unwrap() {
+            store.lagging_reads.lock().unwrap().insert(*id.as_bytes());
+        }
+        let err = lock(&r, &opts(false)).unwrap_err();
+        assert!(
+            err.to_string().contains("an exclusive lock held by"),
+            "{err}"
+        );
+        assert!(store.lagging_reads.lock().unwrap().is_empty());
+        drop(held);
     }
 
     #[test]

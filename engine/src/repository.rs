@@ -367,15 +367,11 @@ impl Repository {
         self.in_io_pool(|| {
             files
                 .par_iter()
-                .filter_map(|f| {
-                    match self.load_file::<IndexFile>(FileType::Index, &f.id) {
-                        Ok(file) => Some(Ok((IndexId::from_bytes(f.id), file))),
-                        // Deleted between listing and reading, or still listed by a store whose
-                        // listings lag: prune deletes an index file only after writing the one
-                        // that supersedes it, so nothing is lost by passing over it.
-                        Err(Error::Backend(BackendError::NotFound { .. })) => None,
-                        Err(e) => Some(Err(e)),
-                    }
+                .map(|f| {
+                    Ok((
+                        IndexId::from_bytes(f.id),
+                        self.load_file::<IndexFile>(FileType::Index, &f.id)?,
+                    ))
                 })
                 .collect()
         })
@@ -439,23 +435,32 @@ impl Repository {
         ))
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first. A snapshot listed but not found when read is an error:
+    /// forget, prune and repair, which hold the exclusive lock, decide from this list, and a
+    /// snapshot they did not see would lose its data.
     pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        self.load_snapshots(false)
+    }
+
+    /// As [`Repository::snapshots`], leaving out a snapshot listed but gone when read: it was
+    /// forgotten meanwhile (commands that only read snapshots take no lock), or the storage
+    /// still lists it after its deletion. For commands that only read.
+    pub fn snapshots_present(&self) -> Result<Vec<SnapshotEntry>> {
+        self.load_snapshots(true)
+    }
+
+    fn load_snapshots(&self, skip_vanished: bool) -> Result<Vec<SnapshotEntry>> {
         let files = self.backend.list(FileType::Snapshot)?;
         let mut out: Vec<SnapshotEntry> = self.in_io_pool(|| {
             files
                 .par_iter()
-                .filter_map(|f| {
-                    match self.load_file(FileType::Snapshot, &f.id) {
-                        Ok(snapshot) => Some(Ok(SnapshotEntry {
-                            id: SnapshotId::from_bytes(f.id),
-                            snapshot,
-                        })),
-                        // Forgotten between listing and reading (commands that only read
-                        // snapshots take no lock), or still listed by a lagging store: gone.
-                        Err(Error::Backend(BackendError::NotFound { .. })) => None,
-                        Err(e) => Some(Err(e)),
-                    }
+                .filter_map(|f| match self.load_file(FileType::Snapshot, &f.id) {
+                    Ok(snapshot) => Some(Ok(SnapshotEntry {
+                        id: SnapshotId::from_bytes(f.id),
+                        snapshot,
+                    })),
+                    Err(Error::Backend(BackendError::NotFound { .. })) if skip_vanished => None,
+                    Err(e) => Some(Err(e)),
                 })
                 .collect::<Result<_>>()
         })?;
@@ -465,32 +470,7 @@ impl Repository {
 
     /// Finds a snapshot by `latest` or by a unique hex prefix of its id.
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
-        let all = self.snapshots()?;
-        if spec == "latest" {
-            return all
-                .into_iter()
-                .last()
-                .ok_or_else(|| Error::SnapshotNotFound("the repository has no snapshot".into()));
-        }
-        let spec_l = spec.to_ascii_lowercase();
-        if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::SnapshotNotFound(format!(
-                "{spec:?} is not a snapshot id (hex digits) or \"latest\""
-            )));
-        }
-        let mut matches: Vec<_> = all
-            .into_iter()
-            .filter(|s| s.id.to_hex().starts_with(&spec_l))
-            .collect();
-        match matches.len() {
-            1 => Ok(matches.remove(0)),
-            0 => Err(Error::SnapshotNotFound(format!(
-                "no snapshot matches {spec:?}"
-            ))),
-            n => Err(Error::SnapshotNotFound(format!(
-                "{n} snapshots match {spec:?}: give more digits"
-            ))),
-        }
+        pick_snapshot(&self.snapshots_present()?, spec)
     }
 
     /// Reads `length` bytes at `offset` of a pack. A missing or short pack is corruption of that
@@ -585,6 +565,35 @@ impl Repository {
                 format!("tree does not decode: {e}"),
             )
         })
+    }
+}
+
+/// Picks the snapshot `spec` names among `all` (oldest first): `latest`, or a unique hex prefix
+/// of its id.
+pub fn pick_snapshot(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry> {
+    if spec == "latest" {
+        return all.last().cloned().ok_or_else(|| {
+            Error::SnapshotNotFound("there is no snapshot (to take as latest)".into())
+        });
+    }
+    let spec_l = spec.to_ascii_lowercase();
+    if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotNotFound(format!(
+            "{spec:?} is not a snapshot id (hex digits) or \"latest\""
+        )));
+    }
+    let mut matches: Vec<_> = all
+        .iter()
+        .filter(|s| s.id.to_hex().starts_with(&spec_l))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.remove(0).clone()),
+        0 => Err(Error::SnapshotNotFound(format!(
+            "no snapshot matches {spec:?}"
+        ))),
+        n => Err(Error::SnapshotNotFound(format!(
+            "{n} snapshots match {spec:?}: give more digits"
+        ))),
     }
 }
 

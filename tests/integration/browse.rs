@@ -221,6 +221,10 @@ fn dump_writes_a_file_exactly_and_a_folder_as_a_tar_that_extracts_to_the_same_tr
     let odd: std::ffi::OsString =
         std::os::unix::ffi::OsStringExt::from_vec(b"odd-\xff-name".to_vec());
     fs::write(src.join("tree").join(&odd), b"non-utf8").unwrap();
+    // Names and link targets longer than a tar header holds (GNU long-name entries).
+    let long = format!("{}-long-name", "n".repeat(140));
+    fs::write(src.join("tree/sub").join(&long), b"long name").unwrap();
+    std::os::unix::fs::symlink(format!("sub/{long}"), src.join("tree/long-link")).unwrap();
     fs::set_permissions(src.join("tree/sub"), fs::Permissions::from_mode(0o750)).unwrap();
     // Nanoseconds, which only the PAX records of the tar stream carry.
     touch_all(&src, "2024-02-03 04:05:06.123456789");
@@ -296,4 +300,107 @@ fn dump_of_damaged_data_fails_naming_the_pack_and_leaves_no_output() {
             .collect();
         assert!(leftovers.is_empty(), "temporary file left: {leftovers:?}");
     }
+    // To standard output: the stream stops where the damage is, without the end-of-archive
+    // blocks that would let tar take it for complete.
+    let out = env.run(&["dump", &format!("latest:{}", src.display())]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&pack), "{}", stderr(&out));
+    assert!(
+        !out.stdout.ends_with(&[0u8; 1024]),
+        "a failed tar stream ends like a complete one"
+    );
+    let partial = env.path("partial.tar");
+    fs::write(&partial, &out.stdout).unwrap();
+    let listed = Command::new("tar")
+        .arg("-tf")
+        .arg(&partial)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!listed.success(), "tar accepted a cut stream");
+}
+
+#[test]
+fn diff_of_a_folder_that_became_a_file_is_a_type_change() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a/b"), b"b").unwrap();
+    fs::write(src.join("a/c"), b"c").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    fs::remove_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a"), b"now a file").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let ids = snapshot_ids(&env);
+    let a = format!("{}/a", src.display());
+    let out = env.ok(&[
+        "diff",
+        &format!("{}:{a}", ids[0]),
+        &format!("{}:{a}", ids[1]),
+    ]);
+    let got = lines(&out);
+    assert_eq!(
+        got[..3],
+        [
+            format!("T    {a}"),
+            format!("-    {a}/b"),
+            format!("-    {a}/c")
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn find_by_tree_pack_and_past_a_damaged_one() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("old")).unwrap();
+    fs::write(src.join("old/one.txt"), b"one").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let tree_packs = |env: &Env| {
+        let mut out = BTreeSet::new();
+        for d in fs::read_dir(env.repo.join("tree")).unwrap().flatten() {
+            for f in fs::read_dir(d.path()).unwrap().flatten() {
+                out.insert(f.path());
+            }
+        }
+        out
+    };
+    let before = tree_packs(&env);
+    fs::create_dir_all(src.join("new")).unwrap();
+    fs::write(src.join("new/two.txt"), b"two").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let added: Vec<_> = tree_packs(&env).difference(&before).cloned().collect();
+    assert_eq!(added.len(), 1);
+    let name = added[0].file_name().unwrap().to_string_lossy().into_owned();
+    let ids = snapshot_ids(&env);
+
+    // The folders whose listings the second backup wrote: the new one and those above it.
+    let out = env.ok(&["find", "--pack", &name]);
+    let got = lines(&out);
+    assert!(
+        got[0].starts_with(&format!("snapshot {}", &ids[1][..8])),
+        "{out}"
+    );
+    assert!(
+        got.contains(&format!("  {}/new", src.display()).as_str()),
+        "{out}"
+    );
+    assert!(!out.contains("/old"), "{out}");
+
+    // That pack damaged: the first snapshot is still searched, the error says what was not.
+    let mut bytes = fs::read(&added[0]).unwrap();
+    bytes[10] ^= 1;
+    fs::write(&added[0], &bytes).unwrap();
+    let out = env.run(&["find", "*.txt"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("/old/one.txt"), "{stdout}");
+    assert!(
+        stderr(&out).contains(&format!("snapshot {}", &ids[1][..8]))
+            && stderr(&out).contains("could not be searched"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -37,9 +37,10 @@ struct JsonTotals<'a> {
     totals: &'a floe_engine::DiffStats,
 }
 
-/// One side: the snapshot's folder at SUBPATH, or the single entry found there.
+/// One side: the snapshot's folder at SUBPATH (with its own entry, except for the root), or
+/// the single entry found there.
 enum Side {
-    Folder(Tree),
+    Folder(Tree, Option<Box<Node>>),
     Entry(Box<Node>),
 }
 
@@ -52,10 +53,12 @@ fn side(
     let snap = repo.find_snapshot(snap)?;
     let (node, tree) = floe_engine::resolve(repo, index, &snap.snapshot, sub)?;
     Ok(match (node, tree) {
-        (None, Some(t)) => (Side::Folder(t), sub.to_string()),
-        (Some(n), Some(t)) if n.kind == NodeKind::Dir => (Side::Folder(t), sub.to_string()),
+        (None, Some(t)) => (Side::Folder(t, None), sub.to_string()),
+        (Some(n), Some(t)) if n.kind == NodeKind::Dir => {
+            (Side::Folder(t, Some(Box::new(n))), sub.to_string())
+        }
         (Some(n), _) => (Side::Entry(Box::new(n)), sub.to_string()),
-        (None, None) => (Side::Folder(Tree::default()), sub.to_string()),
+        (None, None) => (Side::Folder(Tree::default(), None), sub.to_string()),
     })
 }
 
@@ -74,28 +77,29 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let (first, _) = side(&repo, &index, &a.first)?;
     let (second, sub) = side(&repo, &index, &a.second)?;
     let mut at = snapshot_path(&sub);
-    // Two folders: compare what they hold. Otherwise compare the two entries under one name.
+    // Two folders: compare what they hold. Otherwise compare the two entries under one name
+    // (a folder that became a file is a type change, with the folder's entries removed).
     let (ta, tb) = match (first, second) {
-        (Side::Folder(x), Side::Folder(y)) => (x, y),
+        (Side::Folder(x, _), Side::Folder(y, _)) => (x, y),
         (x, y) => {
             let name = match &y {
-                Side::Entry(n) => n.name.clone(),
-                Side::Folder(_) => floe_engine::ByteString::from_os(
+                Side::Entry(n) | Side::Folder(_, Some(n)) => n.name.clone(),
+                Side::Folder(_, None) => floe_engine::ByteString::from_os(
                     at.file_name().unwrap_or(std::ffi::OsStr::new("/")),
                 ),
             };
             at.pop();
-            let one = |s: Side| -> anyhow::Result<Tree> {
-                Ok(match s {
-                    Side::Entry(mut n) => {
+            let one = |s: Side| -> Tree {
+                match s {
+                    Side::Entry(mut n) | Side::Folder(_, Some(mut n)) => {
                         n.name = name.clone();
                         Tree { nodes: vec![*n] }
                     }
-                    // A folder against a file: the folder's entries count as added or removed.
-                    Side::Folder(t) => t,
-                })
+                    // The whole snapshot against a file: its entries count as added or removed.
+                    Side::Folder(t, None) => t,
+                }
             };
-            (one(x)?, one(y)?)
+            (one(x), one(y))
         }
     };
     let show_meta = a.metadata;

@@ -20,6 +20,15 @@ pub struct Args {
     thaw: crate::thaw::ThawArgs,
 }
 
+fn report(stats: floe_engine::DumpStats) {
+    if stats.skipped > 0 {
+        eprintln!(
+            "left out {} socket(s): a tar stream cannot hold them",
+            stats.skipped
+        );
+    }
+}
+
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::lock(g, &repo, false, "dump")?;
@@ -53,7 +62,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     match &a.output {
         None => {
             let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-            plan.write(&repo, &index, out)?;
+            report(plan.write(&repo, &index, out)?);
         }
         Some(path) => {
             let dir = match path.parent() {
@@ -67,7 +76,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 .tempfile_in(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot write in {}: {e}", dir.display()))?;
             let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-            plan.write(&repo, &index, out)?;
+            report(plan.write(&repo, &index, out)?);
             tmp.as_file().sync_all()?;
             tmp.persist(path)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {}", path.display(), e.error))?

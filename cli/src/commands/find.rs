@@ -41,16 +41,22 @@ struct JsonMatch<'a> {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::lock(g, &repo, false, "find")?;
-    let mut snaps: Vec<SnapshotEntry> = if a.snapshots.is_empty() {
-        repo.snapshots()?
+    // --host, --tag and --path narrow the snapshots first; `latest` is then the newest of those.
+    let mut all = repo.snapshots_present()?;
+    all.retain(|s| a.filter.selects(s));
+    let snaps: Vec<SnapshotEntry> = if a.snapshots.is_empty() {
+        all
     } else {
-        a.snapshots
-            .iter()
-            .map(|s| repo.find_snapshot(s))
-            .collect::<Result<_, _>>()?
+        let mut picked = Vec::new();
+        for spec in &a.snapshots {
+            let s = floe_engine::repository::pick_snapshot(&all, spec)?;
+            if !picked.iter().any(|p: &SnapshotEntry| p.id == s.id) {
+                picked.push(s);
+            }
+        }
+        picked.sort_by(|x, y| x.snapshot.time.cmp(&y.snapshot.time).then(x.id.cmp(&y.id)));
+        picked
     };
-    snaps.retain(|s| a.filter.selects(s));
-    snaps.dedup_by_key(|s| s.id);
     let index = repo.load_index()?;
     let opts = FindOptions {
         patterns: a.patterns,
@@ -91,6 +97,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         last = Some(snap.id);
         result.map_err(|e| floe_engine::Error::io("writing to", "standard output", e))
     })?;
+    for (snap, path, why) in &stats.unreadable {
+        eprintln!(
+            "error: snapshot {}: {} could not be searched: {why}",
+            snap.short(),
+            path.display()
+        );
+    }
     if !a.json {
         if stats.matches == 0 {
             eprintln!("no match in {} snapshot(s)", stats.snapshots);
@@ -100,6 +113,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 stats.matches, snapshots_with_matches, stats.snapshots
             );
         }
+    }
+    if !stats.unreadable.is_empty() {
+        anyhow::bail!(
+            "{} folder(s) could not be searched (damaged repository data); `floe check` tells \
+             what is damaged",
+            stats.unreadable.len()
+        );
     }
     Ok(exit::OK)
 }

@@ -19,7 +19,7 @@ struct JsonSnapshot<'a> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let snaps = repo.snapshots()?;
+    let snaps = repo.snapshots_present()?;
     if a.json {
         let v: Vec<_> = snaps
             .iter()
