@@ -70,6 +70,10 @@ pub struct GlobalArgs {
     /// Wait this long for a locked repository (e.g. 30s, 5m, 1h30m) before giving up
     #[arg(long, global = true, value_name = "DURATION", value_parser = repo::parse_wait, default_value = "0s")]
     pub retry_lock: std::time::Duration,
+    /// Take no lock, for commands that only read (ls, find, diff, dump, restore, check), e.g.
+    /// with read-only credentials; a prune running meanwhile can make them fail
+    #[arg(long, env = "FLOE_NO_LOCK", global = true)]
+    pub no_lock: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }

@@ -88,13 +88,20 @@ pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(total))
 }
 
-/// Locks the repository for `command`, waiting up to `--retry-lock`.
+/// Locks the repository for `command`, waiting up to `--retry-lock`. Commands that change the
+/// repository always lock: they refuse `--no-lock`.
 pub fn lock(
     g: &GlobalArgs,
     repo: &Repository,
     exclusive: bool,
     command: &str,
 ) -> anyhow::Result<floe_engine::RepoLock> {
+    if g.no_lock {
+        anyhow::bail!(
+            "{command} changes the repository and always takes a lock; --no-lock is for \
+             commands that only read"
+        );
+    }
     Ok(floe_engine::lock(
         repo,
         &floe_engine::LockOptions {
@@ -104,6 +111,18 @@ pub fn lock(
             ..Default::default()
         },
     )?)
+}
+
+/// A shared lock for a command that only reads, or none with `--no-lock`.
+pub fn read_lock(
+    g: &GlobalArgs,
+    repo: &Repository,
+    command: &str,
+) -> anyhow::Result<Option<floe_engine::RepoLock>> {
+    if g.no_lock {
+        return Ok(None);
+    }
+    lock(g, repo, false, command).map(Some)
 }
 
 /// Opens the repository with the password from the usual sources.

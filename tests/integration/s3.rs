@@ -284,6 +284,64 @@ fn init_creates_a_missing_bucket_and_a_missing_repository_is_exit_10() {
 }
 
 #[test]
+fn read_only_credentials_browse_and_restore_with_no_lock() {
+    let Some(s) = garage("read_only_credentials_browse_and_restore_with_no_lock") else {
+        return;
+    };
+    let url = s.url("read-only");
+    let env = s.env(&url);
+    env.ok(&["init"]);
+    let src = make_source(&env, 3 << 20);
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    let mut ro = s.env(&url);
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    ro.vars.extend([
+        (
+            "AWS_ACCESS_KEY_ID".into(),
+            var("FLOE_TEST_GARAGE_RO_KEY_ID"),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            var("FLOE_TEST_GARAGE_RO_SECRET"),
+        ),
+    ]);
+    // Without --no-lock the lock cannot be written, and the error says so.
+    let out = ro.run(&["ls", "latest"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/locks/") && stderr(&out).contains("HTTP 403"),
+        "{}",
+        stderr(&out)
+    );
+    // With it, every command that only reads works.
+    let out = ro.ok(&["--no-lock", "ls", "latest"]);
+    assert!(out.contains("/docs/deep"), "{out}");
+    let out = ro.ok(&["--no-lock", "find", "deep"]);
+    assert!(out.contains("/docs/deep\n"), "{out}");
+    ro.ok(&["--no-lock", "diff", "latest", "latest"]);
+    let target = ro.path("out");
+    ro.ok(&[
+        "--no-lock",
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &restored(&target, &src), false);
+    let out = ro.ok(&["--no-lock", "check", "--read-data"]);
+    assert!(out.contains(" 0 error(s)"), "{out}");
+    // Commands that write refuse it.
+    let out = ro.run(&["--no-lock", "backup", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("backup changes the repository and always takes a lock"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn refused_credentials_name_bucket_key_and_code_and_are_not_retried() {
     let Some(s) = garage("refused_credentials_name_bucket_key_and_code_and_are_not_retried") else {
         return;

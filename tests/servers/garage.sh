@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A 3-node Garage cluster on 127.0.0.1 with replication factor 3, for the S3 tests.
 #
-#   garage.sh start          install if needed, start the nodes, make the layout, the key and
-#                            the bucket; writes $FLOE_TEST_SERVERS/garage/env
+#   garage.sh start          install if needed, start the nodes, make the layout, the keys (one
+#                            read-write, one read-only) and the bucket; writes
+#                            $FLOE_TEST_SERVERS/garage/env
 #   garage.sh stop           stop every node and remove the cluster's data
 #   garage.sh stop-node N    stop node N (1..3), keeping its data
 #   garage.sh start-node N   start node N again
@@ -84,6 +85,11 @@ TOML
     fi
     g bucket create floe-test >/dev/null
     g bucket allow --read --write --owner floe-test --key floe-test >/dev/null
+    # A second key that may only read, for the tests of read-only access.
+    g key create floe-test-read-only >"$DIR/key-ro"
+    ro_id=$(sed -n 's/^Key ID: *//p' "$DIR/key-ro" | head -1)
+    ro_secret=$(sed -n 's/^Secret key: *//p' "$DIR/key-ro" | head -1)
+    g bucket allow --read floe-test --key floe-test-read-only >/dev/null
     s3=$(cat "$DIR/node1/s3_port")
     wait_port "$s3" 30
     cat >"$DIR/env" <<ENV
@@ -91,6 +97,8 @@ export FLOE_TEST_GARAGE_ENDPOINT=http://127.0.0.1:$s3
 export FLOE_TEST_GARAGE_BUCKET=floe-test
 export FLOE_TEST_GARAGE_KEY_ID=$key_id
 export FLOE_TEST_GARAGE_SECRET=$key_secret
+export FLOE_TEST_GARAGE_RO_KEY_ID=$ro_id
+export FLOE_TEST_GARAGE_RO_SECRET=$ro_secret
 export FLOE_TEST_GARAGE_REGION=garage
 export FLOE_TEST_GARAGE_CTL=$SERVERS_DIR/garage.sh
 ENV

@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "check")?;
+    let _lock = crate::repo::read_lock(g, &repo, "check")?;
     let how = match (a.read_data, a.read_data_subset) {
         (_, Some(s)) => s,
         (true, None) => ReadData::All,

@@ -72,7 +72,7 @@ fn snapshot_path(sub: &str) -> PathBuf {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "diff")?;
+    let _lock = crate::repo::read_lock(g, &repo, "diff")?;
     let index = repo.load_index()?;
     let (first, _) = side(&repo, &index, &a.first)?;
     let (second, sub) = side(&repo, &index, &a.second)?;

@@ -31,7 +31,7 @@ fn report(stats: floe_engine::DumpStats) {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "dump")?;
+    let _lock = crate::repo::read_lock(g, &repo, "dump")?;
     let (spec, sub) = a
         .snapshot
         .split_once(':')

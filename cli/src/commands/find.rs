@@ -40,7 +40,7 @@ struct JsonMatch<'a> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "find")?;
+    let _lock = crate::repo::read_lock(g, &repo, "find")?;
     // --host, --tag and --path narrow the snapshots first; `latest` is then the newest of those.
     let mut all = repo.snapshots_present()?;
     all.retain(|s| a.filter.selects(s));

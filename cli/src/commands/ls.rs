@@ -50,7 +50,7 @@ impl Lister<'_> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "ls")?;
+    let _lock = crate::repo::read_lock(g, &repo, "ls")?;
     let snap = repo.find_snapshot(&a.snapshot)?;
     let index = repo.load_index()?;
     let sub = a.path.unwrap_or_default();

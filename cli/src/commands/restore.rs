@@ -32,7 +32,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::lock(g, &repo, false, "restore")?;
+    let _lock = crate::repo::read_lock(g, &repo, "restore")?;
     let (spec, sub) = a
         .snapshot
         .split_once(':')
