@@ -165,6 +165,16 @@ impl StorageClass {
     pub fn needs_thaw(&self) -> bool {
         matches!(self, StorageClass::Glacier | StorageClass::DeepArchive)
     }
+
+    /// True when an object of this class may need a thaw: the archive classes, and those whose
+    /// objects may sit in an archive tier (Intelligent-Tiering) or that this build does not know.
+    pub fn may_be_archived(&self) -> bool {
+        self.needs_thaw()
+            || matches!(
+                self,
+                StorageClass::IntelligentTiering | StorageClass::Other(_)
+            )
+    }
 }
 
 /// Whether an archived object can be read, as the storage reports it.

@@ -265,6 +265,13 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             );
         }
     }
+    // Of a blob stored twice, keep the copy that is stored and readable without a thaw: the
+    // other becomes unused in its pack (positions, and so `used`, do not change).
+    index.prefer(|p| {
+        stored
+            .get(p)
+            .is_some_and(|(.., class)| !class.as_ref().is_some_and(StorageClass::may_be_archived))
+    });
     let is_used = |p: &PackId, b: &BlobId| -> bool {
         index
             .position(b)
@@ -358,9 +365,7 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         let partly_used = used_bytes > 0 && !p.blobs.iter().all(|b| is_used(id, &b.id));
         // Intelligent-Tiering may have moved the pack to an archive tier, and a class this build
         // does not know may need a thaw: neither is read to repack.
-        let cold = class.as_ref().is_some_and(|c| {
-            c.needs_thaw() || matches!(c, StorageClass::IntelligentTiering | StorageClass::Other(_))
-        });
+        let cold = class.as_ref().is_some_and(StorageClass::may_be_archived);
         // A partly used cold pack is never repacked (below); an unused one, or a partly used one
         // in an instant class, waits for its minimum storage duration.
         let removable = used_bytes == 0 || (partly_used && !cold);
@@ -653,32 +658,52 @@ mod tests {
     use crate::id::RawId;
     use std::sync::Arc;
 
-    /// Memory storage that reports every data pack as DEEP_ARCHIVE.
-    struct Frozen(MemoryBackend);
+    /// Memory storage that reports every data pack as DEEP_ARCHIVE, except those written once
+    /// `write_hot` is set, which are STANDARD.
+    #[derive(Default)]
+    struct Frozen {
+        inner: MemoryBackend,
+        write_hot: std::sync::atomic::AtomicBool,
+        hot: std::sync::Mutex<HashSet<RawId>>,
+    }
+
+    impl Frozen {
+        fn new() -> Self {
+            Self::default()
+        }
+
+        fn assert_not_frozen(&self, t: FileType, id: &RawId) {
+            assert!(
+                t != FileType::DataPack || self.hot.lock().unwrap().contains(id),
+                "prune must not read a frozen data pack"
+            );
+        }
+    }
 
     impl Backend for Frozen {
         fn location(&self) -> String {
-            self.0.location()
+            self.inner.location()
         }
         fn create(&self) -> std::result::Result<(), BackendError> {
-            self.0.create()
+            self.inner.create()
         }
         fn list(&self, t: FileType) -> std::result::Result<Vec<ObjectEntry>, BackendError> {
-            let mut l = self.0.list(t)?;
+            let mut l = self.inner.list(t)?;
             if t == FileType::DataPack {
+                let hot = self.hot.lock().unwrap();
                 for e in &mut l {
-                    e.storage_class = Some(StorageClass::DeepArchive);
+                    e.storage_class = Some(if hot.contains(&e.id) {
+                        StorageClass::Standard
+                    } else {
+                        StorageClass::DeepArchive
+                    });
                 }
             }
             Ok(l)
         }
         fn read(&self, t: FileType, id: &RawId) -> std::result::Result<Vec<u8>, BackendError> {
-            assert_ne!(
-                t,
-                FileType::DataPack,
-                "prune must not read a frozen data pack"
-            );
-            self.0.read(t, id)
+            self.assert_not_frozen(t, id);
+            self.inner.read(t, id)
         }
         fn read_range(
             &self,
@@ -687,12 +712,8 @@ mod tests {
             o: u64,
             l: u64,
         ) -> std::result::Result<Vec<u8>, BackendError> {
-            assert_ne!(
-                t,
-                FileType::DataPack,
-                "prune must not read a frozen data pack"
-            );
-            self.0.read_range(t, id, o, l)
+            self.assert_not_frozen(t, id);
+            self.inner.read_range(t, id, o, l)
         }
         fn write(
             &self,
@@ -700,10 +721,77 @@ mod tests {
             id: &RawId,
             d: &[u8],
         ) -> std::result::Result<(), BackendError> {
-            self.0.write(t, id, d)
+            if t == FileType::DataPack && self.write_hot.load(std::sync::atomic::Ordering::SeqCst) {
+                self.hot.lock().unwrap().insert(*id);
+            }
+            self.inner.write(t, id, d)
         }
         fn remove(&self, t: FileType, id: &RawId) -> std::result::Result<(), BackendError> {
-            self.0.remove(t, id)
+            self.inner.remove(t, id)
+        }
+    }
+
+    #[test]
+    fn of_a_blob_stored_twice_prune_keeps_the_copy_that_needs_no_thaw() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let content: Vec<u8> = (0..1_500_000u64).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(src.join("a"), &content).unwrap();
+        let store = Arc::new(Frozen::new());
+        let repo = crate::repository::test_repository(store.clone());
+        let opts = BackupOptions {
+            paths: vec![src.clone()],
+            ..Default::default()
+        };
+        backup(&repo, &repo.load_index().unwrap(), &opts).unwrap();
+        let cold: HashSet<RawId> = store
+            .inner
+            .list(FileType::DataPack)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        // A second backup that did not see the first one's index stores the same blobs again,
+        // in STANDARD packs.
+        store
+            .write_hot
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        backup(&repo, &Index::new(), &opts).unwrap();
+        assert!(repo.load_index().unwrap().data_duplicate_count() > 0);
+
+        let plan = plan(
+            &repo,
+            &PruneOptions {
+                ignore_min_duration: true,
+                ..PruneOptions::default()
+            },
+        )
+        .unwrap();
+        let deleted: HashSet<RawId> = plan
+            .delete
+            .iter()
+            .filter(|p| p.blob_type == "data")
+            .map(|p| *p.id.as_bytes())
+            .collect();
+        assert_eq!(deleted, cold, "{plan:?}");
+        execute(&repo, &plan, &crate::lock::LockHealth::unlocked()).unwrap();
+        // Everything is still there, and readable without a thaw.
+        let index = repo.load_index().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for s in repo.snapshots().unwrap() {
+            let r = crate::restorer::restore(
+                &repo,
+                &index,
+                &s.snapshot,
+                "",
+                &crate::restorer::RestoreOptions {
+                    target: out.path().join(s.id.to_hex()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
         }
     }
 
@@ -712,7 +800,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
-        let repo = crate::repository::test_repository(Arc::new(Frozen(MemoryBackend::new())));
+        let repo = crate::repository::test_repository(Arc::new(Frozen::new()));
         let mut ids = Vec::new();
         for (i, content) in [vec![1u8; 600_000], vec![2u8; 600_000]].iter().enumerate() {
             // The second backup replaces file a: its first pack holds a (unused later) and b (kept).
@@ -753,7 +841,7 @@ mod tests {
     fn minimum_storage_durations_count_from_the_transition_into_the_class() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x"), vec![7u8; 600_000]).unwrap();
-        let repo = crate::repository::test_repository(Arc::new(Frozen(MemoryBackend::new())));
+        let repo = crate::repository::test_repository(Arc::new(Frozen::new()));
         let index = repo.load_index().unwrap();
         let r = backup(
             &repo,

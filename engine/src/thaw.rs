@@ -128,10 +128,9 @@ pub fn prefer_readable_copies(repo: &Repository, index: &mut crate::index::Index
         .list(FileType::DataPack)?
         .into_iter()
         .filter(|e| {
-            e.storage_class.as_ref().is_none_or(|c| {
-                !c.needs_thaw()
-                    && !matches!(c, StorageClass::IntelligentTiering | StorageClass::Other(_))
-            })
+            !e.storage_class
+                .as_ref()
+                .is_some_and(StorageClass::may_be_archived)
         })
         .map(|e| PackId::from_bytes(e.id))
         .collect();
@@ -160,16 +159,7 @@ impl ThawPlan {
                 .map(|(id, size, class)| {
                     // Instant classes are readable; archive classes, and classes this build
                     // does not know (Intelligent-Tiering may have archived the object), are asked.
-                    let may_be_archived = match class {
-                        None => false,
-                        Some(c) => {
-                            c.needs_thaw()
-                                || matches!(
-                                    c,
-                                    StorageClass::IntelligentTiering | StorageClass::Other(_)
-                                )
-                        }
-                    };
+                    let may_be_archived = class.as_ref().is_some_and(StorageClass::may_be_archived);
                     if !may_be_archived {
                         return Ok(PackStatus {
                             id: *id,
