@@ -125,6 +125,23 @@ pub fn read_lock(
     lock(g, repo, false, command).map(Some)
 }
 
+/// The snapshot a `SNAPSHOT[:PATH]` argument names, and the path inside it (empty for all).
+pub fn find_snapshot_path<'a>(
+    repo: &Repository,
+    spec: &'a str,
+) -> anyhow::Result<(floe_engine::SnapshotEntry, &'a str)> {
+    let (snap, sub) = spec.split_once(':').unwrap_or((spec, ""));
+    Ok((repo.find_snapshot(snap)?, sub))
+}
+
+/// The index for a command that reads file contents: of blobs stored twice, lookups answer
+/// with the copy that needs no thaw.
+pub fn index_for_reading(repo: &Repository) -> anyhow::Result<floe_engine::Index> {
+    let mut index = repo.load_index()?;
+    floe_engine::thaw::prefer_readable_copies(repo, &mut index)?;
+    Ok(index)
+}
+
 /// Opens the repository with the password from the usual sources.
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
     let backend = existing_backend(g)?;

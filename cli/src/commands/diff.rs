@@ -49,8 +49,7 @@ fn side(
     index: &floe_engine::Index,
     spec: &str,
 ) -> anyhow::Result<(Side, String)> {
-    let (snap, sub) = spec.split_once(':').unwrap_or((spec, ""));
-    let snap = repo.find_snapshot(snap)?;
+    let (snap, sub) = crate::repo::find_snapshot_path(repo, spec)?;
     let (node, tree) = floe_engine::resolve(repo, index, &snap.snapshot, sub)?;
     Ok(match (node, tree) {
         (None, Some(t)) => (Side::Folder(t, None), sub.to_string()),

@@ -32,14 +32,8 @@ fn report(stats: floe_engine::DumpStats) {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::read_lock(g, &repo, "dump")?;
-    let (spec, sub) = a
-        .snapshot
-        .split_once(':')
-        .unwrap_or((a.snapshot.as_str(), ""));
-    let snap = repo.find_snapshot(spec)?;
-    let mut index = repo.load_index()?;
-    // Of blobs stored twice, read the copy that needs no thaw.
-    floe_engine::thaw::prefer_readable_copies(&repo, &mut index)?;
+    let (snap, sub) = crate::repo::find_snapshot_path(&repo, &a.snapshot)?;
+    let index = crate::repo::index_for_reading(&repo)?;
     let plan = plan_dump(&repo, &index, &snap.snapshot, sub)?;
     if a.output.is_none() && plan.single_file.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!(
