@@ -6,10 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use floe_engine::chunker::{ChunkReader, Chunker, ChunkerParams};
-use floe_engine::crypto::{MasterKey, NONCE_LEN};
-use floe_engine::id::PackId;
-use floe_engine::pack::{open_blob, BlobSealer, BlobType, PackEntry, Packer};
+use floe_engine::format::chunker::{ChunkReader, Chunker, ChunkerParams};
+use floe_engine::format::crypto::{MasterKey, NONCE_LEN};
+use floe_engine::format::pack::{open_blob, BlobSealer, BlobType, PackEntry, Packer};
+use floe_engine::PackId;
 use rand::{RngCore, SeedableRng};
 
 const CHUNK: usize = 1 << 20;

@@ -97,7 +97,7 @@ pub struct S3Args {
     #[arg(long, env = "FLOE_DATA_STORAGE_CLASS", global = true, value_name = "CLASS", value_parser = repo::parse_storage_class)]
     pub data_storage_class: Option<floe_engine::StorageClass>,
     /// Requests to the object store in flight at once (each upload holds one pack in memory)
-    #[arg(long, env = "FLOE_CONNECTIONS", global = true, value_name = "N", default_value_t = floe_engine::backend::s3::DEFAULT_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, env = "FLOE_CONNECTIONS", global = true, value_name = "N", default_value_t = floe_engine::DEFAULT_S3_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub connections: u32,
     /// Limit for one attempt of one request to the object store, e.g. 30s or 5m
     #[arg(long, env = "FLOE_S3_TIMEOUT", global = true, value_name = "DURATION", value_parser = repo::parse_wait, default_value = "5m")]
@@ -169,6 +169,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
                 floe_engine::Error::RepositoryNotFound { .. } => exit::NO_REPOSITORY,
                 floe_engine::Error::WrongPassword { .. } => exit::WRONG_PASSWORD,
                 floe_engine::Error::Locked { .. } => exit::LOCKED,
+                e if e.needs_thaw() => exit::NEEDS_THAW,
                 _ => exit::ERROR,
             };
         }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use floe_engine::backend::{S3Backend, S3Options};
 use floe_engine::{Backend, LocalBackend, Repository, StorageClass};
+use floe_engine::{S3Backend, S3Options};
 
 use crate::GlobalArgs;
 
@@ -138,7 +138,7 @@ pub fn find_snapshot_path<'a>(
 /// with the copy that needs no thaw.
 pub fn index_for_reading(repo: &Repository) -> anyhow::Result<floe_engine::Index> {
     let mut index = repo.load_index()?;
-    floe_engine::thaw::prefer_readable_copies(repo, &mut index)?;
+    floe_engine::prefer_readable_copies(repo, &mut index)?;
     Ok(index)
 }
 

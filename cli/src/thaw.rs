@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use floe_engine::thaw::{self, PollOptions, ThawPlan, Waiter, PRICES_AS_OF};
 use floe_engine::{PackGate, PackId, Repository, ThawTier};
+use floe_engine::{PollOptions, ThawPlan, Waiter, PRICES_AS_OF};
 
 use crate::output;
 
@@ -109,7 +109,7 @@ pub fn prepare(
         );
         return Ok(Next::Stop(crate::exit::NEEDS_THAW));
     }
-    let r = thaw::request(repo, &plan, a.thaw_tier, a.thaw_days)?;
+    let r = floe_engine::request_thaw(repo, &plan, a.thaw_tier, a.thaw_days)?;
     eprintln!(
         "asked to thaw {} pack(s) for {} day(s); {} were already thawing",
         r.started,

@@ -8,8 +8,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::backend::FileType;
 use crate::id::{BlobId, PackId};
+pub use crate::storage::BackendError;
+use crate::storage::FileType;
 
 /// Result alias used throughout the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,63 +47,6 @@ impl fmt::Display for Object {
             Object::File { file_type, name } => write!(f, "{} file {name}", file_type.dir_name()),
         }
     }
-}
-
-/// Errors of the backend layer: storage that cannot be reached, read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The object does not exist.
-    #[error("{location}: not found")]
-    NotFound {
-        /// Where it was looked for.
-        location: String,
-    },
-    /// An I/O error while accessing the object.
-    #[error("{op} {location}")]
-    Io {
-        /// What was being done (read, write, list, remove).
-        op: &'static str,
-        /// Which object or folder.
-        location: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// An object store refused a request, or could not be reached after every retry.
-    #[error("{op} {location}: {code}{}{}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(), if message.is_empty() { String::new() } else { format!(": {message}") })]
-    Remote {
-        /// What was being done (read, write, list, remove, create).
-        op: &'static str,
-        /// The bucket and key (`s3://bucket/key`).
-        location: String,
-        /// The store's error code (`AccessDenied`, `NoSuchBucket`, `SlowDown`), or what failed
-        /// on the way (`timeout`, `connection failed`).
-        code: String,
-        /// The store's message, or the cause.
-        message: String,
-        /// The HTTP status, when a response arrived.
-        status: Option<u16>,
-    },
-    /// The object is in an archive storage class and must be restored (thawed) before reading.
-    #[error("{location} is in storage class {storage_class} and must be restored from the archive before it can be read")]
-    NeedsThaw {
-        /// The object.
-        location: String,
-        /// Its storage class.
-        storage_class: String,
-    },
-    /// A read returned fewer bytes than asked for (the object is shorter than the index says).
-    #[error("{location}: short read, wanted {wanted} bytes at offset {offset}, got {got}")]
-    ShortRead {
-        /// The object.
-        location: String,
-        /// Offset of the read.
-        offset: u64,
-        /// Bytes asked for.
-        wanted: u64,
-        /// Bytes available.
-        got: u64,
-    },
 }
 
 /// Every error the engine returns.
@@ -182,9 +126,82 @@ pub enum Error {
         /// Who holds the conflicting lock.
         holder: String,
     },
-    /// Bad arguments (an invalid pattern, a bad chunker setting...).
+    /// A key file that does not have the shape of one (its name is added by the caller).
+    #[error("malformed key file: {0}")]
+    MalformedKey(String),
+    /// Options an operation cannot take: chunk or pack sizes out of bounds, Argon2id costs above
+    /// the accepted maximum, nothing to back up or to find.
     #[error("{0}")]
-    InvalidInput(String),
+    InvalidOptions(String),
+    /// A pattern (exclude, include, find) that does not parse.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// Something to be written would exceed a limit of the format.
+    #[error("{what} of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// What it is (`a folder's listing`, `an index file`).
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A retention policy would remove every snapshot of a group.
+    #[error("the policy would remove every snapshot of group {group}; pass --unsafe-allow-remove-all to allow it")]
+    WouldRemoveAll {
+        /// The group, as printed.
+        group: String,
+    },
+    /// A data pack that must be read is archived and no thaw of it is under way.
+    #[error("pack {pack} is archived and no thaw of it is under way any more; run again with --thaw to ask for it")]
+    NotThawed {
+        /// The pack.
+        pack: PackId,
+    },
+    /// Thawed packs did not all become readable before the deadline.
+    #[error("{pending} pack(s) still thawing after {waited:?}; run again later to continue")]
+    ThawTimeout {
+        /// Packs still thawing.
+        pending: usize,
+        /// How long was waited.
+        waited: std::time::Duration,
+    },
+    /// The chosen retrieval tier is not offered for some storage classes.
+    #[error("the {tier} retrieval tier is not available for {classes}; use --thaw-tier standard or bulk")]
+    TierUnavailable {
+        /// The tier, lower case.
+        tier: String,
+        /// The classes, comma-separated.
+        classes: String,
+    },
+    /// A thread of the engine panicked; the operation stopped without finishing.
+    #[error("a {0} panicked")]
+    WorkerPanicked(&'static str),
+    /// The operation stopped because another part of it failed first (the first failure is the
+    /// error reported; this one is never returned alongside it).
+    #[error("{0} aborted")]
+    Aborted(&'static str),
+    /// The system refused a resource the engine needs (a thread pool, the key derivation memory).
+    #[error("{what}: {reason}")]
+    Resource {
+        /// What was asked for.
+        what: &'static str,
+        /// The cause.
+        reason: String,
+    },
+    /// Encoding a value for storage failed (a bug: every stored value encodes).
+    #[error("encoding {what}: {reason}")]
+    Encode {
+        /// What was encoded.
+        what: &'static str,
+        /// The cause.
+        reason: String,
+    },
     /// Restore finished, but some files could not be restored.
     #[error("{failed} file(s) could not be restored; the first: {first}")]
     RestoreIncomplete {
@@ -211,6 +228,15 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// True when the operation cannot go on until archived data packs are thawed: restore, dump or
+    /// check stopped before an archived pack (exit code 13 in the CLI).
+    pub fn needs_thaw(&self) -> bool {
+        matches!(
+            self,
+            Error::NotThawed { .. } | Error::Backend(BackendError::NeedsThaw { .. })
+        )
     }
 
     /// True when this error means stored data is damaged.

@@ -41,7 +41,10 @@ impl PathMatcher {
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| Error::InvalidInput(format!("invalid pattern {p:?}: {e}")))?;
+                .map_err(|e| Error::InvalidPattern {
+                    pattern: p.to_string(),
+                    reason: e.to_string(),
+                })?;
             if body.contains('/') {
                 by_path.add(glob);
             } else {
@@ -49,7 +52,12 @@ impl PathMatcher {
             }
             empty = false;
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::InvalidInput(e.to_string()));
+        let build = |b: GlobSetBuilder| {
+            b.build().map_err(|e| Error::InvalidPattern {
+                pattern: e.glob().unwrap_or_default().to_string(),
+                reason: e.kind().to_string(),
+            })
+        };
         Ok(Self {
             by_name: build(by_name)?,
             by_path: build(by_path)?,

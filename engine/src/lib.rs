@@ -1,10 +1,12 @@
-//! floe's engine: deduplicating, encrypted backups.
+//! floe's engine: deduplicating, encrypted backups with cold object storage as a native tier.
 //!
-//! The pipeline, one module per stage: [`chunker`] splits files with FastCDC, [`crypto`] names
-//! blobs with keyed BLAKE3 and seals them with XChaCha20-Poly1305, [`compress`] applies zstd,
-//! [`pack`] groups blobs into packs, [`index`] records where each blob lives, [`tree`] and
-//! [`snapshot`] describe what was backed up. [`backend`] stores bytes; [`repository`] ties the
-//! format together; [`archiver`] and [`restorer`] run backups and restores.
+//! The modules are layers, each importing only the ones below it (ARCHITECTURE.md, "Layers"):
+//! `storage` keeps bytes under (file type, id) names; `format` encodes every stored object, and
+//! does no I/O; `repo` opens a repository and holds its index, locks and snapshot selection;
+//! `cold` prices storage classes and thaws archived packs; `ops` are the operations (backup,
+//! restore, check, prune, forget, repair, find, diff, dump), which never import one another.
+//! Everything a caller needs is re-exported below; `format` stays public for tools that read or
+//! write the bytes themselves (the format's test vectors, benchmarks).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -18,53 +20,62 @@
 //! # Ok::<(), floe_engine::Error>(())
 //! ```
 
-pub mod archiver;
-pub mod backend;
-pub mod check;
-pub mod chunker;
-pub mod compress;
-pub mod crypto;
-pub mod diff;
-pub mod dump;
-pub mod error;
-pub mod exclude;
-pub mod failpoint;
-pub mod find;
-pub mod id;
-pub mod index;
-pub mod key;
-pub mod lock;
-pub mod pack;
-pub mod prune;
-pub mod repair;
-pub mod repository;
-pub mod restorer;
-pub mod retention;
-pub mod snapshot;
-pub mod thaw;
-pub mod tiers;
-pub mod tree;
+mod cold;
+mod error;
+mod exclude;
+mod failpoint;
+pub mod format;
+mod id;
+mod ops;
+mod repo;
+mod storage;
+mod units;
 
-pub use archiver::{backup, BackupOptions, BackupReport, SourceError};
-pub use backend::{
-    Backend, DryRunBackend, FileType, LocalBackend, MemoryBackend, S3Backend, S3Options,
-    StorageClass, ThawState, ThawTier,
+// The whole API the CLI uses.
+pub use cold::thaw::{
+    prefer_readable_copies, request as request_thaw, PackGate, PollOptions, ThawPlan, Waiter,
+    PRICES_AS_OF,
 };
-pub use check::{check, CheckReport, ReadData};
-pub use chunker::ChunkerParams;
-pub use diff::{diff_trees, ChangeKind, DiffStats};
-pub use dump::{plan_dump, DumpPlan, DumpStats};
-pub use error::{BackendError, Error, Object, Result};
-pub use find::{find, FindOptions, FindStats};
-pub use id::{BlobId, IndexId, KeyId, PackId, SnapshotId};
-pub use index::Index;
-pub use key::KdfParams;
-pub use lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
-pub use prune::{MaxUnused, PruneOptions, PrunePlan, PruneReport};
-pub use repository::{Config, InitOptions, Repository, FORMAT_VERSION};
-pub use restorer::{
-    needed_packs, plan_restore, resolve, restore, restore_planned, PackGate, RestoreError,
-    RestoreOptions, RestorePlan, RestoreSummary,
+pub use cold::tiers::{
+    class_entry_days, data_rule, describe as describe_rules, rule_json, tier_stats, Prices,
 };
-pub use snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
-pub use tree::{ByteString, Node, NodeKind, Tree};
+pub use error::{Error, Object, Result};
+pub use id::{BlobId, IndexId, KeyId, LockId, PackId, ParseIdError, RepoId, SnapshotId};
+pub use ops::backup::{backup, BackupOptions, BackupReport, SourceError};
+pub use ops::check::{check, check_gated, CheckReport, ReadData, ReadGate};
+pub use ops::diff::{diff_trees, ChangeKind, DiffStats};
+pub use ops::dump::{plan_dump, DumpPlan, DumpStats};
+pub use ops::find::{find, FindOptions, FindStats};
+pub use ops::forget::retention::{
+    apply_policy, group_snapshots, CalendarDuration, Decision, GroupBy, GroupKey, KeepPolicy,
+    KeepReason,
+};
+pub use ops::forget::{
+    execute as forget, plan_by_ids as plan_forget_by_ids, plan_by_policy as plan_forget_by_policy,
+    ForgetGroup, ForgetPlan, Named,
+};
+pub use ops::prune::{
+    execute as prune, plan as plan_prune, MaxUnused, PruneOptions, PrunePlan, PruneReport,
+};
+pub use ops::repair::{repair_index, repair_snapshots, RepairIndexReport, RepairSnapshotsReport};
+pub use ops::restore::{
+    needed_packs, plan_restore, restore, restore_planned, RestoreError, RestoreOptions,
+    RestorePlan, RestoreSummary,
+};
+pub use repo::index::Index;
+pub use repo::lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
+pub use repo::repository::{now_local, pick_snapshot, InitOptions, Repository};
+pub use repo::walk::resolve;
+pub use storage::lifecycle::Rule as LifecycleRule;
+pub use storage::s3::DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS;
+pub use storage::{
+    conformance, Backend, BackendError, DryRunBackend, FileType, LocalBackend, MemoryBackend,
+    S3Backend, S3Options, StorageClass, ThawState, ThawTier,
+};
+pub use units::{parse_size, ParseError};
+
+pub use format::chunker::ChunkerParams;
+pub use format::config::{Config, FORMAT_VERSION};
+pub use format::key::KdfParams;
+pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
+pub use format::tree::{ByteString, Node, NodeKind, Tree};

@@ -6,13 +6,14 @@
 use std::fs;
 use std::path::PathBuf;
 
-use floe_engine::backend::FileType;
-use floe_engine::chunker::ChunkerParams;
-use floe_engine::crypto::{MasterKey, NONCE_LEN};
-use floe_engine::id::{BlobId, PackId, RepoId};
-use floe_engine::key::{KdfParams, KeyFile};
-use floe_engine::pack::{self, BlobSealer, BlobType, Packer};
-use floe_engine::repository::{decode_file, encode_file, Config, FORMAT_VERSION};
+use floe_engine::format::chunker::ChunkerParams;
+use floe_engine::format::config::{Config, FORMAT_VERSION};
+use floe_engine::format::crypto::{MasterKey, NONCE_LEN};
+use floe_engine::format::key::{KdfParams, KeyFile};
+use floe_engine::format::pack::{self, BlobSealer, BlobType, Packer};
+use floe_engine::format::sealed::{decode_file, encode_file};
+use floe_engine::FileType;
+use floe_engine::{BlobId, PackId, RepoId};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "floe-test-vector";

@@ -280,9 +280,9 @@ fn repair_snapshots_truncates_damaged_files_and_check_then_passes() {
 
 #[test]
 fn a_blob_sealed_under_another_key_is_found_and_named() {
-    use floe_engine::crypto::{MasterKey, NONCE_LEN};
-    use floe_engine::index::IndexFile;
-    use floe_engine::pack::{BlobSealer, BlobType, Packer};
+    use floe_engine::format::crypto::{MasterKey, NONCE_LEN};
+    use floe_engine::format::index_file::IndexFile;
+    use floe_engine::format::pack::{BlobSealer, BlobType, Packer};
 
     let env = Env::init();
     let src = env.path("src");

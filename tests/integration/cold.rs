@@ -278,7 +278,7 @@ fn prune_keeps_young_archived_packs_until_their_minimum_duration() {
 
 #[test]
 fn tier_apply_adds_its_rule_keeps_unrelated_ones_and_reads_back_as_written() {
-    use floe_engine::tiers::Rule;
+    use floe_engine::LifecycleRule as Rule;
     use floe_engine::StorageClass;
     let Some(c) =
         Cold::new("tier_apply_adds_its_rule_keeps_unrelated_ones_and_reads_back_as_written")

@@ -8,9 +8,9 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use floe_engine::backend::conformance;
-use floe_engine::backend::{S3Backend, S3Options, ThawState};
+use floe_engine::conformance;
 use floe_engine::{Backend, FileType, StorageClass};
+use floe_engine::{S3Backend, S3Options, ThawState};
 
 use crate::common::*;
 

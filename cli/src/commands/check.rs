@@ -39,21 +39,28 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     };
     let stopped = std::cell::Cell::new(None);
+    // A failure while preparing the thaw stops the reading; it is returned once the check ends.
+    let failed = std::cell::RefCell::new(None);
     let gate = |packs: &std::collections::BTreeSet<floe_engine::PackId>| match crate::thaw::prepare(
         &repo,
         packs,
         &a.thaw,
         "this check",
-    )
-    .map_err(|e| floe_engine::Error::InvalidInput(format!("{e:#}")))?
-    {
-        crate::thaw::Next::Go(g) => Ok(floe_engine::check::ReadGate::Go(g)),
-        crate::thaw::Next::Stop(code) => {
+    ) {
+        Ok(crate::thaw::Next::Go(g)) => Ok(floe_engine::ReadGate::Go(g)),
+        Ok(crate::thaw::Next::Stop(code)) => {
             stopped.set(Some(code));
-            Ok(floe_engine::check::ReadGate::Stop)
+            Ok(floe_engine::ReadGate::Stop)
+        }
+        Err(e) => {
+            failed.replace(Some(e));
+            Ok(floe_engine::ReadGate::Stop)
         }
     };
-    let report = floe_engine::check::check_gated(&repo, how, &progress, &gate)?;
+    let report = floe_engine::check_gated(&repo, how, &progress, &gate)?;
+    if let Some(e) = failed.take() {
+        return Err(e);
+    }
     if a.json {
         output::json(&report)?;
     } else {

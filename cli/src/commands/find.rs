@@ -49,7 +49,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     } else {
         let mut picked = Vec::new();
         for spec in &a.snapshots {
-            let s = floe_engine::repository::pick_snapshot(&all, spec)?;
+            let s = floe_engine::pick_snapshot(&all, spec)?;
             if !picked.iter().any(|p: &SnapshotEntry| p.id == s.id) {
                 picked.push(s);
             }

@@ -1,11 +1,7 @@
 //! `floe forget`
 
 use anyhow::bail;
-use floe_engine::backend::FileType;
-use floe_engine::retention::{
-    apply_policy, group_snapshots, CalendarDuration, GroupBy, KeepPolicy,
-};
-use floe_engine::{SnapshotEntry, SnapshotId};
+use floe_engine::{CalendarDuration, ForgetGroup, ForgetPlan, GroupBy, KeepPolicy, SnapshotEntry};
 
 use crate::{exit, output, GlobalArgs};
 
@@ -100,7 +96,7 @@ impl Args {
 
 #[derive(serde::Serialize)]
 struct JsonGroup<'a> {
-    group: floe_engine::retention::GroupKey,
+    group: floe_engine::GroupKey,
     keep: Vec<JsonDecision<'a>>,
     remove: Vec<JsonDecision<'a>>,
 }
@@ -119,114 +115,44 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "forget")?;
-
-    let mut remove = Vec::new();
-    let mut json_groups = Vec::new();
-    if !a.ids.is_empty() {
-        let listed: Vec<SnapshotId> = repo
-            .backend()
-            .list(FileType::Snapshot)?
-            .into_iter()
-            .map(|e| SnapshotId::from_bytes(e.id))
-            .collect();
-        for spec in &a.ids {
-            // A whole id is removed without decoding the file, so that a damaged snapshot can go.
-            if let Some(id) = spec
-                .parse::<SnapshotId>()
-                .ok()
-                .filter(|id| listed.contains(id))
-            {
-                if !remove.contains(&id) {
-                    if !a.json {
-                        output::line(format!("remove {}", id.short()))?;
-                    }
-                    remove.push(id);
-                }
-                continue;
-            }
-            let s = repo.find_snapshot(spec)?;
-            if remove.contains(&s.id) {
-                continue;
-            }
-            if !a.json {
-                output::line(format!(
-                    "remove {} {}",
-                    s.id.short(),
-                    s.snapshot.time.format("%Y-%m-%d %H:%M:%S %:z")
-                ))?;
-            }
-            remove.push(s.id);
-        }
-    } else if policy.is_empty() {
+    if a.ids.is_empty() && policy.is_empty() {
         if a.json {
             output::json(&serde_json::json!({ "groups": [], "removed": [] }))?;
         } else {
             output::line("no policy given (--keep-*): nothing removed")?;
         }
         return Ok(exit::OK);
-    } else {
-        let now = floe_engine::repository::now_local();
+    }
+    let plan = if a.ids.is_empty() {
         let snaps: Vec<SnapshotEntry> = repo
             .snapshots()?
             .into_iter()
             .filter(|s| a.selects(s))
             .collect();
-        // Decide every group before removing anything, so a refusal leaves everything in place.
-        let mut decided = Vec::new();
-        for (key, group) in group_snapshots(snaps, a.group_by) {
-            let decisions = apply_policy(&group, &policy, now);
-            if !decisions.is_empty()
-                && decisions.iter().all(|d| !d.keep)
-                && !a.unsafe_allow_remove_all
-            {
-                bail!("the policy would remove every snapshot of group {key}; pass --unsafe-allow-remove-all to allow it");
-            }
-            decided.push((key, group, decisions));
-        }
-        for (key, group, decisions) in &decided {
-            let by_id = |id| group.iter().find(|s| s.id == id);
-            if a.json {
-                let conv = |keep: bool| {
-                    decisions
-                        .iter()
-                        .filter(|d| d.keep == keep)
-                        .filter_map(|d| {
-                            by_id(d.id).map(|s| JsonDecision {
-                                id: d.id.to_hex(),
-                                time: &s.snapshot.time,
-                                reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
-                            })
-                        })
-                        .collect::<Vec<_>>()
-                };
-                json_groups.push(serde_json::to_value(JsonGroup {
-                    group: key.clone(),
-                    keep: conv(true),
-                    remove: conv(false),
-                })?);
-            } else {
-                output::line(format!("group {key}"))?;
-                for d in decisions {
-                    let Some(s) = by_id(d.id) else { continue };
-                    let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
-                    output::line(format!(
-                        "  {:<6}  {}  {}  {}",
-                        if d.keep { "keep" } else { "remove" },
-                        d.id.short(),
-                        s.snapshot.time.format("%Y-%m-%d %H:%M:%S %:z"),
-                        reasons.join(", ")
-                    ))?;
-                }
-            }
-            remove.extend(decisions.iter().filter(|d| !d.keep).map(|d| d.id));
-        }
-    }
+        let now = floe_engine::now_local();
+        floe_engine::plan_forget_by_policy(
+            snaps,
+            &policy,
+            a.group_by,
+            now,
+            a.unsafe_allow_remove_all,
+        )?
+    } else {
+        floe_engine::plan_forget_by_ids(&repo, &a.ids)?
+    };
+    let json_groups = if a.json {
+        plan.groups
+            .iter()
+            .map(json_group)
+            .collect::<Result<_, _>>()?
+    } else {
+        print_plan(&plan)?;
+        Vec::new()
+    };
     if !a.dry_run {
-        lock.health().check()?;
-        for id in &remove {
-            repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
-        }
+        floe_engine::forget(&repo, &plan, &lock.health())?;
     }
+    let remove = &plan.remove;
     if !a.json {
         if a.dry_run {
             output::line(format!(
@@ -256,4 +182,55 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }))?;
     }
     Ok(exit::OK)
+}
+
+const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
+
+/// The plan as text: the snapshots named, or each group with its decisions.
+fn print_plan(plan: &ForgetPlan) -> anyhow::Result<()> {
+    for n in &plan.named {
+        match n.time {
+            Some(t) => output::line(format!("remove {} {}", n.id.short(), t.format(TIME_FORMAT)))?,
+            None => output::line(format!("remove {}", n.id.short()))?,
+        }
+    }
+    for group in &plan.groups {
+        output::line(format!("group {}", group.key))?;
+        for d in &group.decisions {
+            let Some(s) = group.snapshot(&d.id) else {
+                continue;
+            };
+            let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
+            output::line(format!(
+                "  {:<6}  {}  {}  {}",
+                if d.keep { "keep" } else { "remove" },
+                d.id.short(),
+                s.snapshot.time.format(TIME_FORMAT),
+                reasons.join(", ")
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+fn json_group(group: &ForgetGroup) -> serde_json::Result<serde_json::Value> {
+    let decisions = |keep: bool| {
+        group
+            .decisions
+            .iter()
+            .filter(|d| d.keep == keep)
+            .filter_map(|d| {
+                group.snapshot(&d.id).map(|s| JsonDecision {
+                    id: d.id.to_hex(),
+                    time: &s.snapshot.time,
+                    reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    serde_json::to_value(JsonGroup {
+        group: group.key.clone(),
+        keep: decisions(true),
+        remove: decisions(false),
+    })
 }

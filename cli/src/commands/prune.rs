@@ -1,7 +1,7 @@
 //! `floe prune`
 
-use floe_engine::prune::{self, parse_size, MaxUnused, PruneOptions, PrunePlan};
 use floe_engine::Repository;
+use floe_engine::{parse_size, MaxUnused, PruneOptions, PrunePlan};
 
 use crate::{exit, output, GlobalArgs};
 
@@ -124,7 +124,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         output::line(format!(
             "early-deletion charges incurred: about ${:.2} ({})",
             plan.early_deletion_charged_usd,
-            floe_engine::tiers::PRICES_AS_OF
+            floe_engine::PRICES_AS_OF
         ))?;
     }
     Ok(())
@@ -138,7 +138,7 @@ pub fn lifecycle_aware(g: &GlobalArgs, mut opts: PruneOptions) -> PruneOptions {
     }
     match crate::repo::s3_backend(g).and_then(|s3| Ok((s3.lifecycle_rules()?, s3))) {
         Ok((rules, s3)) => {
-            opts.class_entry_days = floe_engine::tiers::class_entry_days(&rules, s3.prefix());
+            opts.class_entry_days = floe_engine::class_entry_days(&rules, s3.prefix());
         }
         Err(e) => eprintln!(
             "warning: cannot read the bucket's lifecycle rules ({e:#}); packs' ages in their \
@@ -157,14 +157,14 @@ pub fn prune_locked(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let plan = prune::plan(repo, opts)?;
+    let plan = floe_engine::plan_prune(repo, opts)?;
     if !json {
         print_plan(&plan)?;
     }
     let report = if dry_run {
         None
     } else {
-        Some(prune::execute(repo, &plan, &lock.health())?)
+        Some(floe_engine::prune(repo, &plan, &lock.health())?)
     };
     if !json {
         match &report {

@@ -41,7 +41,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let lock = crate::repo::lock(g, &repo, true, "repair")?;
     match a.what {
         What::Index { dry_run, json } => {
-            let r = floe_engine::repair::repair_index(&repo, dry_run, &lock.health())?;
+            let r = floe_engine::repair_index(&repo, dry_run, &lock.health())?;
             if json {
                 output::json(&r)?;
             } else {
@@ -68,13 +68,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             read_data,
             json,
         } => {
-            let r = floe_engine::repair::repair_snapshots(
-                &repo,
-                write,
-                forget,
-                read_data,
-                &lock.health(),
-            )?;
+            let r = floe_engine::repair_snapshots(&repo, write, forget, read_data, &lock.health())?;
             if json {
                 output::json(&r)?;
             } else {

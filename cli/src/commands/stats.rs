@@ -1,6 +1,6 @@
 //! `floe stats`: what the repository stores, and with `--tiers` what it costs per storage class.
 
-use floe_engine::tiers::{self, Prices};
+use floe_engine::Prices;
 
 use crate::{exit, output, GlobalArgs};
 
@@ -27,7 +27,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .map_err(anyhow::Error::msg)?,
         None => Prices::default(),
     };
-    let stats = tiers::tier_stats(backend.as_ref(), &prices)?;
+    let stats = floe_engine::tier_stats(backend.as_ref(), &prices)?;
     if a.json {
         output::json(&serde_json::json!({ "stats": stats, "prices": prices }))?;
         return Ok(exit::OK);

@@ -1,6 +1,6 @@
 //! `floe tier show|apply`: the bucket's lifecycle rules, as they concern this repository.
 
-use floe_engine::tiers::{self, Rule};
+use floe_engine::{data_rule, describe_rules, rule_json, LifecycleRule};
 use floe_engine::{Backend, StorageClass};
 
 use crate::{exit, output, GlobalArgs};
@@ -53,7 +53,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     match a.command {
         Command::Show { json } => {
             let rules = s3.lifecycle_rules()?;
-            let impacts = tiers::describe(&rules, s3.prefix());
+            let impacts = describe_rules(&rules, s3.prefix());
             if json {
                 output::json(&impacts)?;
             } else {
@@ -116,10 +116,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 a.transitions
             };
             let abort = (a.abort_multipart_days > 0).then_some(a.abort_multipart_days);
-            let rule: Rule =
-                tiers::data_rule(s3.prefix(), &steps, abort).map_err(anyhow::Error::msg)?;
+            let rule: LifecycleRule =
+                data_rule(s3.prefix(), &steps, abort).map_err(anyhow::Error::msg)?;
             if a.dry_run {
-                output::json(&serde_json::json!({ "Rules": [tiers::rule_json(&rule)] }))?;
+                output::json(&serde_json::json!({ "Rules": [rule_json(&rule)] }))?;
                 return Ok(exit::OK);
             }
             s3.put_lifecycle_rule(&rule)?;
@@ -127,7 +127,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 "rule {} applied to prefix {:?}: {}",
                 rule.id,
                 rule.prefix,
-                tiers::describe(std::slice::from_ref(&rule), s3.prefix())[0]
+                describe_rules(std::slice::from_ref(&rule), s3.prefix())[0]
                     .actions
                     .join("; ")
             ))?;

@@ -1,0 +1,200 @@
+//! zstd compression of blobs and files (format-spec/format.md, "Compression").
+//!
+//! A blob is compressed only when that makes it smaller; otherwise it is stored raw and the pack
+//! header says so.
+
+/// Default zstd level.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+/// A reusable zstd compressor (one per worker thread).
+pub struct Compressor {
+    inner: zstd::bulk::Compressor<'static>,
+}
+
+impl Compressor {
+    /// A compressor at `level`.
+    pub fn new(level: i32) -> std::io::Result<Self> {
+        Ok(Self {
+            inner: zstd::bulk::Compressor::new(level)?,
+        })
+    }
+
+    /// Compresses `src` into `dst`, after `headroom` bytes of room (for the envelope's nonce).
+    /// Returns false, leaving `dst` unspecified, when the result would not be smaller than `src`.
+    pub fn compress_for_seal(&mut self, src: &[u8], headroom: usize, dst: &mut Vec<u8>) -> bool {
+        dst.clear();
+        // Room for the nonce plus strictly less than the input: a frame that does not fit is not
+        // worth keeping, and zstd stops as soon as it knows it will not fit.
+        let budget = src.len().saturating_sub(1);
+        if budget == 0 {
+            return false;
+        }
+        if self.looks_incompressible(src, dst) {
+            return false;
+        }
+        // The tail is zero-filled once per call; a memset costs about 1% of compressing the chunk.
+        dst.clear();
+        dst.resize(headroom + budget, 0);
+        match self.inner.compress_to_buffer(src, &mut dst[headroom..]) {
+            Ok(n) if n < src.len() => {
+                dst.truncate(headroom + n);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A cheap guess that compressing `src` would not pay: random, encrypted or already compressed
+    /// data. Byte entropy is measured on a few samples spread over the chunk; only when it is near
+    /// 8 bits per byte is one sample compressed for real, to catch repeats that entropy cannot
+    /// see. Text and other compressible data cost one histogram; incompressible data one sample
+    /// instead of the whole chunk. `scratch` is used for the trial.
+    fn looks_incompressible(&mut self, src: &[u8], scratch: &mut Vec<u8>) -> bool {
+        const SAMPLE: usize = 16 * 1024;
+        const SAMPLES: usize = 4;
+        if src.len() < 8 * SAMPLE * SAMPLES {
+            return false;
+        }
+        let step = (src.len() - SAMPLE) / (SAMPLES - 1);
+        let mut counts = [0u32; 256];
+        for i in 0..SAMPLES {
+            for &b in &src[i * step..i * step + SAMPLE] {
+                counts[b as usize] += 1;
+            }
+        }
+        let total = (SAMPLE * SAMPLES) as f64;
+        let entropy: f64 = counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let p = c as f64 / total;
+                -p * p.log2()
+            })
+            .sum();
+        if entropy < 7.9 {
+            return false;
+        }
+        // Trial on a larger sample: keep compressing unless it saves less than 2%.
+        let trial = &src[..4 * SAMPLE];
+        scratch.clear();
+        scratch.resize(trial.len(), 0);
+        match self.inner.compress_to_buffer(trial, &mut scratch[..]) {
+            Ok(n) => n * 100 > trial.len() * 98,
+            Err(_) => true,
+        }
+    }
+
+    /// Compresses a whole buffer (for index, snapshot and config files).
+    pub fn compress(&mut self, src: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.inner.compress(src)
+    }
+}
+
+/// Decompresses a blob or file whose plaintext is `expected_len` bytes long. Any other length is
+/// an error.
+pub fn decompress(src: &[u8], expected_len: usize) -> std::io::Result<Vec<u8>> {
+    let out = zstd::bulk::decompress(src, expected_len)?;
+    if out.len() != expected_len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "decompressed to {} bytes, expected {expected_len}",
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Decompresses into `out` (its allocation reused), which must end up `expected_len` bytes long.
+pub fn decompress_into(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    src: &[u8],
+    expected_len: usize,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(expected_len);
+    let n = dctx.decompress_to_buffer(src, out)?;
+    if n != expected_len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompressed to {n} bytes, expected {expected_len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Decompresses a zstd frame of unknown size, refusing to grow past `limit` bytes.
+pub fn decompress_bounded(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let decoder = zstd::stream::read::Decoder::new(src)?;
+    decoder.take(limit as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompresses to more than {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Room left before the frame, as for a nonce.
+    const HEADROOM: usize = 24;
+
+    #[test]
+    fn compressible_data_shrinks_and_round_trips() {
+        let src: Vec<u8> = b"floe ".iter().cycle().take(100_000).copied().collect();
+        let mut c = Compressor::new(3).unwrap();
+        let mut dst = Vec::new();
+        assert!(c.compress_for_seal(&src, HEADROOM, &mut dst));
+        assert!(dst.len() < 2000);
+        assert_eq!(decompress(&dst[HEADROOM..], src.len()).unwrap(), src);
+        assert!(decompress(&dst[HEADROOM..], src.len() + 1).is_err());
+    }
+
+    #[test]
+    fn high_entropy_data_with_repeats_is_still_compressed() {
+        // Random 16 KiB repeated to 1 MiB: byte entropy is 8 bits, yet zstd shrinks it 16-fold.
+        let mut short = vec![0u8; 16 * 1024];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut short);
+        let repeated: Vec<u8> = short.iter().cycle().take(1 << 20).copied().collect();
+        let mut c = Compressor::new(3).unwrap();
+        let mut dst = Vec::new();
+        assert!(c.compress_for_seal(&repeated, HEADROOM, &mut dst));
+        assert!(dst.len() < 64 * 1024);
+        assert_eq!(
+            decompress(&dst[HEADROOM..], repeated.len()).unwrap(),
+            repeated
+        );
+    }
+
+    #[test]
+    fn incompressible_data_is_refused() {
+        let mut src = vec![0u8; 65536];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut src);
+        let mut c = Compressor::new(3).unwrap();
+        let mut dst = Vec::new();
+        assert!(!c.compress_for_seal(&src, HEADROOM, &mut dst));
+        assert!(!c.compress_for_seal(b"", HEADROOM, &mut dst));
+        assert!(!c.compress_for_seal(b"a", HEADROOM, &mut dst));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip_when_compressed(data in proptest::collection::vec(0u8..4, 0..20000)) {
+            let mut c = Compressor::new(3).unwrap();
+            let mut dst = Vec::new();
+            if c.compress_for_seal(&data, HEADROOM, &mut dst) {
+                prop_assert!(dst.len() - HEADROOM < data.len());
+                prop_assert_eq!(decompress(&dst[HEADROOM..], data.len()).unwrap(), data);
+            }
+        }
+    }
+}

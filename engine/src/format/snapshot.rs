@@ -1,0 +1,89 @@
+//! Snapshots: one backup run (format-spec/format.md, "Snapshots").
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::format::tree::ByteString;
+use crate::id::{BlobId, SnapshotId};
+
+/// What a backup run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotSummary {
+    /// Regular files not in the parent snapshot.
+    pub files_new: u64,
+    /// Regular files in the parent whose metadata changed (they were read again).
+    pub files_changed: u64,
+    /// Regular files unchanged since the parent (not read).
+    pub files_unchanged: u64,
+    /// Directories recorded.
+    pub dirs: u64,
+    /// Other entries recorded (symlinks, devices, fifos, sockets).
+    pub others: u64,
+    /// Bytes of file content read from the source.
+    pub bytes_read: u64,
+    /// Total size of the files in the snapshot.
+    pub total_bytes: u64,
+    /// Bytes added to the repository (sealed blobs, before pack headers).
+    pub bytes_added: u64,
+    /// New data blobs.
+    pub data_blobs_added: u64,
+    /// New tree blobs.
+    pub tree_blobs_added: u64,
+    /// Entries that could not be read and were left out.
+    pub errors: u64,
+    /// When the run started.
+    pub backup_start: DateTime<FixedOffset>,
+    /// When it ended.
+    pub backup_end: DateTime<FixedOffset>,
+    /// Wall-clock seconds.
+    pub duration_seconds: f64,
+}
+
+/// A snapshot file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Time of the snapshot, with the UTC offset of the host that made it.
+    pub time: DateTime<FixedOffset>,
+    /// Host name.
+    pub hostname: String,
+    /// User name.
+    pub username: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Absolute source paths, sorted.
+    pub paths: Vec<ByteString>,
+    /// Tags, sorted.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Root tree.
+    pub tree: BlobId,
+    /// The snapshot used for change detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<SnapshotId>,
+    /// Exclude patterns in force.
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    /// `floe <version>`.
+    pub program_version: String,
+    /// Statistics of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<SnapshotSummary>,
+}
+
+/// A snapshot together with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotEntry {
+    /// Its id.
+    pub id: SnapshotId,
+    /// Its content.
+    pub snapshot: Snapshot,
+}
+
+impl Snapshot {
+    /// True when `other` backs up the same host and paths (a candidate parent).
+    pub fn same_source(&self, host: &str, paths: &[ByteString]) -> bool {
+        self.hostname == host && self.paths == paths
+    }
+}

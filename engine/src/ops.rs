@@ -1,0 +1,12 @@
+//! The operations, one module each. Operations never import one another: what two of them share
+//! lives in a lower layer.
+
+pub mod backup;
+pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod find;
+pub mod forget;
+pub mod prune;
+pub mod repair;
+pub mod restore;

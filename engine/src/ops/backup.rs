@@ -1,0 +1,905 @@
+//! Backup: walk the sources, chunk and hash on the walking thread, compress, seal and pack on
+//! worker threads, write packs on a writer thread (ARCHITECTURE.md, "Backup pipeline").
+//!
+//! ```text
+//! walker ──(bounded: chunks)──> workers ×N ──(packers)──(bounded: packs)──> writer ──> backend
+//!   read, FastCDC, keyed BLAKE3,         zstd, XChaCha20-Poly1305              pack files, then
+//!   dedup, trees                         in place                              index files
+//! ```
+//!
+//! Hashing on the walker is cheap (BLAKE3 runs an order of magnitude faster than zstd) and gives
+//! each blob its id at once, so trees are built in walk order while the costly stages run in
+//! parallel on many chunks of the same file. Bounded queues give backpressure; chunk buffers are
+//! recycled through a pool. Ordering: packs are written before the index files naming them, and
+//! index files before the snapshot.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::exclude::PathMatcher;
+use crate::format::chunker::{ChunkReader, Chunker};
+use crate::format::crypto::NONCE_LEN;
+use crate::format::pack::{BlobSealer, BlobType, Packer, UnhashedPack};
+use crate::format::snapshot::{Snapshot, SnapshotSummary};
+use crate::format::tree::{ByteString, Node, NodeKind, Tree};
+use crate::id::{BlobId, SnapshotId};
+use crate::repo::index::{Index, IndexFile};
+use crate::repo::repository::{host_and_user, now_local, Repository};
+use crate::storage::DryRunBackend;
+
+/// Packs written between two index files during a long backup, so that a backup cut short
+/// leaves most of its work indexed and reusable.
+const PACKS_PER_INDEX_FILE: usize = 64;
+/// Pack writers at least: each write ends with an fsync, and two in flight keep the disk busy
+/// while the other waits for its flush. Object stores ask for more
+/// ([`crate::storage::Backend::connections`]).
+const MIN_WRITERS: usize = 2;
+/// Largest encoded tree (pack entry lengths stay below 2^31; format-spec "Pack header").
+const MAX_TREE_BLOB: usize = 1 << 30;
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Source paths (files or folders).
+    pub paths: Vec<PathBuf>,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's.
+    pub host: Option<String>,
+    /// Snapshot time instead of now.
+    pub time: Option<DateTime<FixedOffset>>,
+    /// Exclude patterns (see [`PathMatcher`]).
+    pub excludes: Vec<String>,
+    /// Do not descend into other file systems.
+    pub one_file_system: bool,
+    /// Do everything but write to the repository.
+    pub dry_run: bool,
+    /// Use this snapshot as the parent instead of the latest of the same host and paths.
+    pub parent: Option<SnapshotId>,
+    /// Read every file, ignoring any parent.
+    pub force: bool,
+    /// Worker threads (0: one per core).
+    pub threads: usize,
+    /// The health of the lock the caller holds: checked before index files and the snapshot
+    /// are saved.
+    pub lock: crate::repo::lock::LockHealth,
+}
+
+/// A source entry that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceError {
+    /// Its path.
+    pub path: PathBuf,
+    /// Why.
+    pub message: String,
+}
+
+/// The outcome of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// Id of the snapshot (as it was or would have been written).
+    pub snapshot_id: SnapshotId,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Entries left out because they could not be read.
+    pub errors: Vec<SourceError>,
+    /// True when nothing was written.
+    pub dry_run: bool,
+}
+
+/// A chunk on its way to a worker.
+struct Job {
+    blob_type: BlobType,
+    id: BlobId,
+    /// `NONCE_LEN` bytes of room, then the plaintext.
+    buf: Vec<u8>,
+}
+
+/// State shared by workers and the writer.
+struct Shared<'r> {
+    repo: &'r Repository,
+    data_packer: Mutex<Packer>,
+    tree_packer: Mutex<Packer>,
+    bytes_added: AtomicU64,
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    pool_tx: Sender<Vec<u8>>,
+    /// Buffers of written data packs, for the data packer to fill again.
+    pack_pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// Packs written and not yet named by an index file.
+    pending_index: Mutex<IndexFile>,
+    lock: crate::repo::lock::LockHealth,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: Error) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(e);
+    }
+
+    fn packer(&self, t: BlobType) -> &Mutex<Packer> {
+        match t {
+            BlobType::Data => &self.data_packer,
+            BlobType::Tree => &self.tree_packer,
+        }
+    }
+}
+
+fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<UnhashedPack>) {
+    let mut sealer = match BlobSealer::new(shared.repo.config().compression_level) {
+        Ok(s) => s,
+        Err(e) => return shared.fail(Error::io("start zstd", "compressor", e)),
+    };
+    let key = shared.repo.key();
+    for job in jobs {
+        let sealed = sealer.seal(key, job.blob_type, job.id, job.buf);
+        shared
+            .bytes_added
+            .fetch_add(sealed.bytes.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut p = shared
+                .packer(job.blob_type)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if p.is_empty() && job.blob_type == BlobType::Data {
+                if let Ok(buf) = shared.pack_pool.1.try_recv() {
+                    p.recycle(buf);
+                }
+            }
+            p.add(&sealed);
+            p.is_full().then(|| p.finish_unhashed(key))
+        };
+        let _ = shared.pool_tx.try_send(sealed.bytes);
+        if let Some(pack) = full {
+            if packs.send(pack).is_err() {
+                return; // the writer stopped after an error
+            }
+        }
+    }
+}
+
+fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
+    let repo = shared.repo;
+    for pack in packs {
+        if shared.failed.load(Ordering::SeqCst) {
+            continue; // drain so that senders never block
+        }
+        // Hashing here keeps it off the packer's lock and off the compressing threads.
+        let pack = pack.hash();
+        let size = pack.bytes.len() as u64;
+        let r = repo
+            .backend()
+            .write_owned(
+                pack.blob_type.pack_file_type(),
+                pack.id.as_bytes(),
+                pack.bytes,
+            )
+            .map_err(Error::from)
+            .and_then(|returned| {
+                // Only a pack that is durable joins the pending index.
+                let full = {
+                    let mut pending = shared
+                        .pending_index
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    pending.add_pack(pack.id, pack.blob_type, size, &pack.entries);
+                    (pending.packs.len() >= PACKS_PER_INDEX_FILE)
+                        .then(|| std::mem::take(&mut *pending))
+                };
+                if let Some(file) = full {
+                    shared.lock.check()?;
+                    repo.save_index(&file)?;
+                }
+                Ok(returned)
+            });
+        match r {
+            Err(e) => shared.fail(e),
+            Ok(Some(buf)) if pack.blob_type == BlobType::Data => {
+                let _ = shared.pack_pool.0.try_send(buf);
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Makes `path` absolute and lexically clean (no `.`, `..` or repeated separators), without
+/// following symlinks.
+fn clean_absolute(path: &Path) -> io::Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The virtual folders above the sources: `/home/ann/docs` becomes `home` → `ann` → `docs`.
+#[derive(Debug, Default)]
+struct VirtualDir {
+    children: BTreeMap<Vec<u8>, VirtualChild>,
+}
+
+#[derive(Debug)]
+enum VirtualChild {
+    Source,
+    Dir(VirtualDir),
+}
+
+impl VirtualDir {
+    fn insert(&mut self, components: &[OsString]) {
+        let (first, rest) = match components.split_first() {
+            Some(x) => x,
+            None => return,
+        };
+        let key = first.as_bytes().to_vec();
+        if rest.is_empty() {
+            // A source covers everything below it.
+            self.children.insert(key, VirtualChild::Source);
+            return;
+        }
+        match self
+            .children
+            .entry(key)
+            .or_insert_with(|| VirtualChild::Dir(VirtualDir::default()))
+        {
+            VirtualChild::Source => {}
+            VirtualChild::Dir(d) => d.insert(rest),
+        }
+    }
+}
+
+/// Cache of user and group names.
+#[derive(Default)]
+struct Names {
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+    }
+    fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
+            .clone()
+    }
+}
+
+fn timestamp(secs: i64, nanos: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, nanos.clamp(0, 999_999_999) as u32).unwrap_or_default()
+}
+
+/// The walker: everything that runs on the thread that reads the sources.
+struct Walker<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    chunker: Chunker,
+    jobs: Sender<Job>,
+    pool: Receiver<Vec<u8>>,
+    shared: &'a Shared<'a>,
+    excludes: PathMatcher,
+    one_file_system: bool,
+    /// Blobs submitted during this run (the index holds the rest).
+    seen: HashSet<BlobId>,
+    /// Content of files with several links, by (device, inode), so each is read once.
+    hardlinks: HashMap<(u64, u64), (u64, i64, Vec<BlobId>)>,
+    names: Names,
+    read_buf: Vec<u8>,
+    /// Largest data chunk.
+    max_chunk: usize,
+    summary: SnapshotSummary,
+    errors: Vec<SourceError>,
+}
+
+/// Stops the walk once a worker or the writer has failed.
+struct Aborted;
+
+impl<'a> Walker<'a> {
+    fn check(&self) -> std::result::Result<(), Aborted> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            Err(Aborted)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn submit(
+        &mut self,
+        blob_type: BlobType,
+        id: BlobId,
+        data: &[u8],
+    ) -> std::result::Result<(), Aborted> {
+        if self.index.contains(&id) || !self.seen.insert(id) {
+            return Ok(());
+        }
+        match blob_type {
+            BlobType::Data => self.summary.data_blobs_added += 1,
+            BlobType::Tree => self.summary.tree_blobs_added += 1,
+        }
+        let mut buf = self.pool.try_recv().unwrap_or_default();
+        buf.clear();
+        // Data buffers are sized for the largest chunk once, so that recycled buffers never
+        // grow again: a reallocation would copy and fault in fresh pages for every chunk.
+        let room = match blob_type {
+            BlobType::Data => data.len().max(self.max_chunk),
+            BlobType::Tree => data.len(),
+        };
+        buf.reserve(NONCE_LEN + room + crate::format::crypto::TAG_LEN);
+        buf.resize(NONCE_LEN, 0);
+        buf.extend_from_slice(data);
+        self.jobs
+            .send(Job { blob_type, id, buf })
+            .map_err(|_| Aborted)
+    }
+
+    fn error(&mut self, path: &Path, e: impl std::fmt::Display) {
+        self.summary.errors += 1;
+        self.errors.push(SourceError {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        });
+    }
+
+    fn base_node(&mut self, name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
+        Node {
+            name: ByteString(name.to_vec()),
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            user: self.names.user(meta.uid()),
+            group: self.names.group(meta.gid()),
+            mtime: timestamp(meta.mtime(), meta.mtime_nsec()),
+            ctime: timestamp(meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+            device_id: meta.dev(),
+            links: meta.nlink(),
+            size: 0,
+            content: None,
+            subtree: None,
+            link_target: None,
+            rdev: None,
+        }
+    }
+
+    /// Reads a file's content into blobs. Errors are the file's own (unreadable, vanished).
+    fn read_content(
+        &mut self,
+        path: &Path,
+    ) -> io::Result<std::result::Result<(Vec<BlobId>, u64), Aborted>> {
+        let file = File::open(path)?;
+        let buf = std::mem::take(&mut self.read_buf);
+        let mut reader = ChunkReader::with_buffer(file, self.chunker.clone(), buf);
+        let mut ids = Vec::new();
+        let result = loop {
+            match reader.next_chunk() {
+                Ok(Some(chunk)) => {
+                    let id = self.repo.key().blob_id(BlobType::Data, chunk);
+                    ids.push(id);
+                    // `submit` needs `self`; the chunk borrows the reader, not `self`.
+                    if self.submit(BlobType::Data, id, chunk).is_err() {
+                        break Ok(Err(Aborted));
+                    }
+                }
+                Ok(None) => break Ok(Ok((ids, reader.bytes_read()))),
+                Err(e) => break Err(e),
+            }
+        };
+        self.read_buf = reader.into_buffer();
+        result
+    }
+
+    fn file_node(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> std::result::Result<Option<Node>, Aborted> {
+        let mut node = self.base_node(name, meta, NodeKind::File);
+        let unchanged = parent.filter(|p| {
+            p.kind == NodeKind::File
+                && p.size == meta.size()
+                && p.mtime == node.mtime
+                && p.ctime == node.ctime
+                && p.inode == node.inode
+                && p.content.as_ref().is_some_and(|c| {
+                    c.iter()
+                        .all(|id| self.index.contains(id) || self.seen.contains(id))
+                })
+        });
+        if let Some(p) = unchanged {
+            self.summary.files_unchanged += 1;
+            self.summary.total_bytes += p.size;
+            node.size = p.size;
+            node.content = p.content.clone();
+            return Ok(Some(node));
+        }
+        let count = |s: &mut SnapshotSummary, size: u64| {
+            s.total_bytes += size;
+            if parent.is_some() {
+                s.files_changed += 1;
+            } else {
+                s.files_new += 1;
+            }
+        };
+        let link_key = (meta.dev(), meta.ino());
+        if meta.nlink() > 1 {
+            if let Some((size, mtime, content)) = self.hardlinks.get(&link_key) {
+                if *size == meta.size() && *mtime == meta.mtime() {
+                    count(&mut self.summary, *size);
+                    node.size = *size;
+                    node.content = Some(content.clone());
+                    return Ok(Some(node));
+                }
+            }
+        }
+        match self.read_content(path) {
+            Ok(Ok((content, read))) => {
+                count(&mut self.summary, read);
+                self.summary.bytes_read += read;
+                node.size = read;
+                if meta.nlink() > 1 {
+                    self.hardlinks
+                        .insert(link_key, (read, meta.mtime(), content.clone()));
+                }
+                node.content = Some(content);
+                Ok(Some(node))
+            }
+            Ok(Err(Aborted)) => Err(Aborted),
+            Err(e) => {
+                self.error(path, e);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Builds the node of one real entry (recursing into folders). `None` when it was left out.
+    fn entry_node(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        root_dev: Option<u64>,
+        parent: Option<&Node>,
+    ) -> std::result::Result<Option<Node>, Aborted> {
+        self.check()?;
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.error(path, e);
+                return Ok(None);
+            }
+        };
+        let ft = meta.file_type();
+        if ft.is_file() {
+            return self.file_node(path, name, &meta, parent);
+        }
+        if ft.is_dir() {
+            let mut node = self.base_node(name, &meta, NodeKind::Dir);
+            let root_dev = root_dev.unwrap_or(meta.dev());
+            let descend = !self.one_file_system || meta.dev() == root_dev;
+            let parent_tree = self.parent_subtree(parent);
+            let tree = if descend {
+                self.dir_tree(path, root_dev, parent_tree.as_ref())?
+            } else {
+                Tree::default()
+            };
+            self.summary.dirs += 1;
+            node.subtree = Some(self.save_tree(&tree)?);
+            return Ok(Some(node));
+        }
+        self.summary.others += 1;
+        let kind = if ft.is_symlink() {
+            NodeKind::Symlink
+        } else if ft.is_fifo() {
+            NodeKind::Fifo
+        } else if ft.is_char_device() {
+            NodeKind::Chardev
+        } else if ft.is_block_device() {
+            NodeKind::Blockdev
+        } else {
+            NodeKind::Socket
+        };
+        let mut node = self.base_node(name, &meta, kind);
+        match kind {
+            NodeKind::Symlink => match fs::read_link(path) {
+                Ok(t) => node.link_target = Some(ByteString::from_os(t.as_os_str())),
+                Err(e) => {
+                    self.error(path, e);
+                    return Ok(None);
+                }
+            },
+            NodeKind::Chardev | NodeKind::Blockdev => node.rdev = Some(meta.rdev()),
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn parent_subtree(&mut self, parent: Option<&Node>) -> Option<Tree> {
+        let id = parent.filter(|p| p.kind == NodeKind::Dir)?.subtree?;
+        // A parent tree that cannot be read only costs change detection.
+        self.repo.load_tree(self.index, &id).ok()
+    }
+
+    fn dir_tree(
+        &mut self,
+        path: &Path,
+        root_dev: u64,
+        parent: Option<&Tree>,
+    ) -> std::result::Result<Tree, Aborted> {
+        let entries = match fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.error(path, e);
+                return Ok(Tree::default());
+            }
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.error(path, e),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut tree = Tree::default();
+        for name in names {
+            let child = path.join(&name);
+            if self.excludes.matches(&child) {
+                continue;
+            }
+            let prev = parent.and_then(|t| t.get(name.as_bytes()));
+            if let Some(node) = self.entry_node(&child, name.as_bytes(), Some(root_dev), prev)? {
+                tree.nodes.push(node);
+            }
+        }
+        Ok(tree)
+    }
+
+    fn save_tree(&mut self, tree: &Tree) -> std::result::Result<BlobId, Aborted> {
+        let bytes = tree.encode();
+        if bytes.len() > MAX_TREE_BLOB {
+            self.shared.fail(Error::TooLarge {
+                what: "a folder's listing".into(),
+                size: bytes.len(),
+                limit: MAX_TREE_BLOB,
+            });
+            return Err(Aborted);
+        }
+        let id = self.repo.key().blob_id(BlobType::Tree, &bytes);
+        self.submit(BlobType::Tree, id, &bytes)?;
+        Ok(id)
+    }
+
+    fn virtual_tree(
+        &mut self,
+        at: &Path,
+        dir: &VirtualDir,
+        parent: Option<&Tree>,
+    ) -> std::result::Result<Tree, Aborted> {
+        let mut tree = Tree::default();
+        for (name, child) in &dir.children {
+            let path = at.join(std::ffi::OsStr::from_bytes(name));
+            let prev = parent.and_then(|t| t.get(name));
+            let node = match child {
+                VirtualChild::Source => self.entry_node(&path, name, None, prev)?,
+                VirtualChild::Dir(sub) => {
+                    let meta = match fs::metadata(&path) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.error(&path, e);
+                            continue;
+                        }
+                    };
+                    let mut node = self.base_node(name, &meta, NodeKind::Dir);
+                    let parent_tree = self.parent_subtree(prev);
+                    let t = self.virtual_tree(&path, sub, parent_tree.as_ref())?;
+                    node.subtree = Some(self.save_tree(&t)?);
+                    Some(node)
+                }
+            };
+            if let Some(n) = node {
+                tree.nodes.push(n);
+            }
+        }
+        Ok(tree)
+    }
+}
+
+/// Finds the parent for change detection: the latest snapshot of the same host and paths.
+fn find_parent(
+    repo: &Repository,
+    host: &str,
+    paths: &[ByteString],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    Ok(repo
+        .snapshots_present()?
+        .into_iter()
+        .rev()
+        .find(|s| s.snapshot.same_source(host, paths))
+        .map(|s| (s.id, s.snapshot)))
+}
+
+/// Runs a backup. `index` must be the repository's loaded index.
+pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
+    let started = Instant::now();
+    let start_time = now_local();
+    if opts.paths.is_empty() {
+        return Err(Error::InvalidOptions(
+            "nothing to back up: give at least one path".into(),
+        ));
+    }
+    let mut sources = Vec::new();
+    for p in &opts.paths {
+        let abs = clean_absolute(p).map_err(|e| Error::io("resolve", p, e))?;
+        fs::symlink_metadata(&abs).map_err(|e| Error::io("source", &abs, e))?;
+        sources.push(abs);
+    }
+    sources.sort();
+    sources.dedup();
+    let mut root = VirtualDir::default();
+    for s in &sources {
+        let comps: Vec<OsString> = s
+            .components()
+            .skip(1)
+            .map(|c| c.as_os_str().to_owned())
+            .collect();
+        if comps.is_empty() {
+            return Err(Error::InvalidOptions(
+                "backing up / itself is not supported: list its folders".into(),
+            ));
+        }
+        root.insert(&comps);
+    }
+    let paths: Vec<ByteString> = sources
+        .iter()
+        .map(|s| ByteString::from_os(s.as_os_str()))
+        .collect();
+    let (this_host, user, uid, gid) = host_and_user();
+    let host = opts.host.clone().unwrap_or(this_host);
+
+    let parent = if opts.force {
+        None
+    } else if let Some(id) = opts.parent {
+        let s = repo.find_snapshot(&id.to_hex())?;
+        Some((s.id, s.snapshot))
+    } else {
+        find_parent(repo, &host, &paths)?
+    };
+    let parent_root = match &parent {
+        Some((_, s)) => repo.load_tree(index, &s.tree).ok(),
+        None => None,
+    };
+
+    let dry;
+    let real;
+    let repo: &Repository = if opts.dry_run {
+        dry = repo.with_backend(Arc::new(DryRunBackend::new(repo.backend().clone())));
+        &dry
+    } else {
+        real = repo;
+        real
+    };
+
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        opts.threads
+    };
+    let writers = repo.backend().connections().max(MIN_WRITERS);
+    let cfg = repo.config();
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
+    let shared = Shared {
+        repo,
+        data_packer: Mutex::new(Packer::with_max_blob(
+            BlobType::Data,
+            cfg.data_pack_size,
+            cfg.chunker.max_size as usize + crate::format::crypto::OVERHEAD,
+        )),
+        tree_packer: Mutex::new(Packer::new(BlobType::Tree, cfg.tree_pack_size)),
+        bytes_added: AtomicU64::new(0),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+        pool_tx,
+        pack_pool: bounded(writers),
+        pending_index: Mutex::new(IndexFile::default()),
+        lock: opts.lock.clone(),
+    };
+    let excludes = PathMatcher::new(&opts.excludes)?;
+    let chunker = Chunker::new(cfg.chunker, repo.key().chunker_seed())?;
+
+    let (walk_result, mut summary, errors) = std::thread::scope(|scope| {
+        let (job_tx, job_rx) = bounded::<Job>(2 * threads);
+        // A rendezvous: a finished pack waits in its worker until a writer takes it, so packs in
+        // memory are at most one being filled, one per writer and one per worker.
+        let (pack_tx, pack_rx) = bounded::<UnhashedPack>(0);
+        let shared = &shared;
+        let writers: Vec<_> = (0..writers)
+            .map(|_| {
+                let rx = pack_rx.clone();
+                scope.spawn(move || writer(shared, rx))
+            })
+            .collect();
+        drop(pack_rx);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let rx = job_rx.clone();
+                let tx = pack_tx.clone();
+                scope.spawn(move || worker(shared, rx, tx))
+            })
+            .collect();
+        drop(job_rx);
+        let mut walker = Walker {
+            repo,
+            index,
+            chunker,
+            jobs: job_tx,
+            pool: pool_rx,
+            shared,
+            excludes,
+            one_file_system: opts.one_file_system,
+            seen: HashSet::new(),
+            hardlinks: HashMap::new(),
+            names: Names::default(),
+            read_buf: Vec::new(),
+            max_chunk: cfg.chunker.max_size as usize,
+            summary: SnapshotSummary {
+                backup_start: start_time,
+                backup_end: start_time,
+                ..SnapshotSummary::default()
+            },
+            errors: Vec::new(),
+        };
+        let walked = walker
+            .virtual_tree(Path::new("/"), &root, parent_root.as_ref())
+            .and_then(|t| walker.save_tree(&t).map(|id| (id, t)));
+        let Walker {
+            jobs,
+            summary,
+            errors,
+            ..
+        } = walker;
+        drop(jobs);
+        for w in workers {
+            if w.join().is_err() {
+                shared.fail(Error::WorkerPanicked("backup worker"));
+            }
+        }
+        // Flush the last, partly filled packs.
+        for t in [BlobType::Data, BlobType::Tree] {
+            let mut p = shared.packer(t).lock().unwrap_or_else(|p| p.into_inner());
+            if !p.is_empty() && !shared.failed.load(Ordering::SeqCst) {
+                let pack = p.finish_unhashed(repo.key());
+                drop(p);
+                let _ = pack_tx.send(pack);
+            }
+        }
+        drop(pack_tx);
+        for w in writers {
+            if w.join().is_err() {
+                shared.fail(Error::WorkerPanicked("pack writer"));
+            }
+        }
+        // The last index file, once every pack it names is durable.
+        let rest = std::mem::take(
+            &mut *shared
+                .pending_index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !shared.failed.load(Ordering::SeqCst) && !rest.packs.is_empty() {
+            if let Err(e) = shared.lock.check().and_then(|_| repo.save_index(&rest)) {
+                shared.fail(e);
+            }
+        }
+        (walked, summary, errors)
+    });
+    if let Some(e) = shared
+        .error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(e);
+    }
+    let (root_id, _) = walk_result.map_err(|Aborted| Error::Aborted("backup"))?;
+
+    let end = now_local();
+    summary.backup_end = end;
+    summary.duration_seconds = started.elapsed().as_secs_f64();
+    summary.bytes_added = shared.bytes_added.load(Ordering::Relaxed);
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let snapshot = Snapshot {
+        time: opts.time.unwrap_or(start_time),
+        hostname: host,
+        username: user,
+        uid,
+        gid,
+        paths,
+        tags,
+        tree: root_id,
+        parent: parent.map(|(id, _)| id),
+        excludes: opts.excludes.clone(),
+        program_version: format!("floe {}", env!("CARGO_PKG_VERSION")),
+        summary: Some(summary),
+    };
+    // Every pack and index file is durable by now: the snapshot comes last, and only while the
+    // lock still keeps prune away.
+    opts.lock.check()?;
+    let snapshot_id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupReport {
+        snapshot_id,
+        snapshot,
+        errors,
+        dry_run: opts.dry_run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_dirs_merge_and_nested_sources_collapse() {
+        let mut root = VirtualDir::default();
+        for p in ["/a/b/c", "/a/b", "/a/x"] {
+            let comps: Vec<OsString> = Path::new(p)
+                .components()
+                .skip(1)
+                .map(|c| c.as_os_str().to_owned())
+                .collect();
+            root.insert(&comps);
+        }
+        let VirtualChild::Dir(a) = &root.children[&b"a".to_vec()] else {
+            panic!("a should be virtual")
+        };
+        assert!(matches!(a.children[&b"b".to_vec()], VirtualChild::Source));
+        assert!(matches!(a.children[&b"x".to_vec()], VirtualChild::Source));
+    }
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(
+            clean_absolute(Path::new("/a/./b/../c//d")).unwrap(),
+            PathBuf::from("/a/c/d")
+        );
+    }
+}

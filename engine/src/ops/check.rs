@@ -1,0 +1,535 @@
+//! Integrity checks (format-spec/format.md, "Reading").
+//!
+//! The structure check reads keys, config, index files, snapshots, trees and the headers of tree
+//! packs, and lists storage; it never reads a data pack, so it runs while data packs sit in a
+//! cold storage class. `read_data` downloads packs, checks each pack id against the BLAKE3 of its
+//! bytes, its header against the index, and authenticates every blob and its keyed hash. Every
+//! problem names the pack or blob, and the snapshots and paths it damages.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::pack::{self, BlobOpener, BlobType};
+use crate::format::tree::NodeKind;
+use crate::id::{BlobId, PackId, SnapshotId};
+use crate::repo::index::{Index, IndexPack};
+use crate::repo::lock::list_locks;
+use crate::repo::repository::{host_and_user, now_local, split_superseded, Repository};
+use crate::storage::FileType;
+use crate::units::{parse_percent, parse_size, ParseError};
+
+/// Which packs `--read-data` covers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum ReadData {
+    /// None: structure only.
+    None,
+    /// Every pack.
+    All,
+    /// Slice `n` of `t` (1-based): packs whose id's first 8 bytes, modulo `t`, equal `n - 1`.
+    Slice(u32, u32),
+    /// A random share, in percent.
+    Percent(f64),
+    /// Random packs up to this many bytes.
+    Bytes(u64),
+}
+
+impl std::str::FromStr for ReadData {
+    type Err = ParseError;
+    fn from_str(s: &str) -> std::result::Result<Self, ParseError> {
+        if let Some((n, t)) = s.split_once('/') {
+            let bad = || ParseError::Subset(s.to_string());
+            let n: u32 = n.parse().map_err(|_| bad())?;
+            let t: u32 = t.parse().map_err(|_| bad())?;
+            if n == 0 || t == 0 || n > t {
+                return Err(ParseError::SubsetBounds(s.to_string()));
+            }
+            return Ok(ReadData::Slice(n, t));
+        }
+        if let Some(p) = s.strip_suffix('%') {
+            let v = parse_percent(p, s)?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(ParseError::PercentRange {
+                    input: s.to_string(),
+                    allowed: "must be above 0 and at most 100",
+                });
+            }
+            return Ok(ReadData::Percent(v));
+        }
+        parse_size(s).map(ReadData::Bytes)
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// `error` (damage) or `warning` (wasted space, stale locks).
+    pub severity: &'static str,
+    /// What is affected: `pack <id>`, `blob <id>`, `index file <id>`...
+    pub object: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A file or folder a damaged blob breaks.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DamagedPath {
+    /// The snapshot.
+    pub snapshot: String,
+    /// The path inside it.
+    pub path: PathBuf,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Every problem, errors first.
+    pub problems: Vec<Problem>,
+    /// Snapshot paths that need a damaged or missing blob.
+    pub damaged_paths: Vec<DamagedPath>,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs in the index.
+    pub packs: usize,
+    /// Blobs in the index.
+    pub blobs: usize,
+    /// Packs whose contents were read.
+    pub packs_read: usize,
+    /// Bytes read for `--read-data`.
+    pub bytes_read: u64,
+    /// Data packs selected for reading but left unread because they are archived.
+    pub data_not_read: usize,
+}
+
+impl CheckReport {
+    /// Number of errors (damage).
+    pub fn errors(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == "error")
+            .count()
+    }
+}
+
+struct Checker {
+    report: CheckReport,
+    /// Blobs found damaged or missing.
+    bad_blobs: HashSet<BlobId>,
+}
+
+impl Checker {
+    fn error(&mut self, object: String, message: impl Into<String>) {
+        self.report.problems.push(Problem {
+            severity: "error",
+            object,
+            message: message.into(),
+        });
+    }
+    fn warning(&mut self, object: String, message: impl Into<String>) {
+        self.report.problems.push(Problem {
+            severity: "warning",
+            object,
+            message: message.into(),
+        });
+    }
+}
+
+fn selected(id: &PackId, how: ReadData, size: u64, budget: &mut u64) -> bool {
+    let key = u64::from_le_bytes(id.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+    match how {
+        ReadData::None => false,
+        ReadData::All => true,
+        ReadData::Slice(n, t) => key % t as u64 == (n - 1) as u64,
+        ReadData::Percent(p) => rand::random::<f64>() * 100.0 < p,
+        ReadData::Bytes(_) => {
+            if *budget >= size {
+                *budget -= size;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// What to do with the data packs a check is about to read, some of which may be archived.
+pub enum ReadGate {
+    /// Read them, waiting at the gate for those still thawing (`None`: all are readable).
+    Go(Option<crate::cold::thaw::PackGate>),
+    /// Read no data pack: the report says so ([`CheckReport::data_not_read`]).
+    Stop,
+}
+
+/// Checks the repository; `read_data` selects packs whose contents are read and verified.
+/// `progress(done, total)` is called as packs are read (from several threads).
+pub fn check(
+    repo: &Repository,
+    read_data: ReadData,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<CheckReport> {
+    check_gated(repo, read_data, progress, &|_| Ok(ReadGate::Go(None)))
+}
+
+/// As [`check`]; before reading, `gate` is shown the data packs to be read and decides whether
+/// and how to go on (see [`crate::cold::thaw`]).
+pub fn check_gated(
+    repo: &Repository,
+    read_data: ReadData,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    gate: &dyn Fn(&BTreeSet<PackId>) -> Result<ReadGate>,
+) -> Result<CheckReport> {
+    let mut c = Checker {
+        report: CheckReport::default(),
+        bad_blobs: HashSet::new(),
+    };
+
+    // Key files: each must be named by its hash and parse.
+    for k in repo.backend().list(FileType::Key)? {
+        let name = hex::encode(k.id);
+        match repo.backend().read(FileType::Key, &k.id) {
+            Ok(bytes) if *blake3::hash(&bytes).as_bytes() != k.id => c.error(
+                format!("key file {name}"),
+                "content does not hash to its name",
+            ),
+            Ok(bytes) => {
+                if let Err(e) = serde_json::from_slice::<crate::format::key::KeyFile>(&bytes) {
+                    c.error(format!("key file {name}"), format!("does not decode: {e}"));
+                }
+            }
+            Err(e) => c.error(format!("key file {name}"), e.to_string()),
+        }
+    }
+
+    // Index files, one by one, so that one damaged file is reported, not fatal.
+    let mut files = Vec::new();
+    for f in repo.backend().list(FileType::Index)? {
+        match repo.load_file::<crate::repo::index::IndexFile>(FileType::Index, &f.id) {
+            Ok(file) => files.push((crate::id::IndexId::from_bytes(f.id), file)),
+            Err(e) => c.error(format!("index file {}", hex::encode(f.id)), e.to_string()),
+        }
+    }
+    let (live, _) = split_superseded(files);
+    let mut index = Index::new();
+    let mut packs: BTreeMap<PackId, IndexPack> = BTreeMap::new();
+    for (_, f) in &live {
+        index.add_file(&f);
+        for p in &f.packs {
+            packs.entry(p.id).or_insert_with(|| p.clone());
+        }
+    }
+    index.finish();
+    c.report.packs = packs.len();
+    c.report.blobs = index.len();
+
+    // Packs: present, of the recorded size; orphans are warnings.
+    let mut stored: HashMap<PackId, u64> = HashMap::new();
+    for bt in [BlobType::Data, BlobType::Tree] {
+        for e in repo.backend().list(bt.pack_file_type())? {
+            stored.insert(PackId::from_bytes(e.id), e.size);
+        }
+    }
+    let mut present: Vec<&IndexPack> = Vec::new();
+    for (id, p) in &packs {
+        match stored.get(id) {
+            None => {
+                c.error(
+                    format!("pack {id}"),
+                    format!("missing: the index names it with {} blob(s)", p.blobs.len()),
+                );
+                c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+            }
+            Some(&size) if size != p.size => {
+                c.error(
+                    format!("pack {id}"),
+                    format!("holds {size} bytes, the index says {}", p.size),
+                );
+                c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+            }
+            Some(_) => present.push(p),
+        }
+    }
+    let orphans = stored.keys().filter(|id| !packs.contains_key(id)).count();
+    if orphans > 0 {
+        c.warning("packs".into(), format!("{orphans} pack(s) are named by no index (left by an interrupted backup; prune removes them)"));
+    }
+
+    // Tree pack headers are read (tree packs stay hot); data packs only with read_data.
+    let mut budget = match read_data {
+        ReadData::Bytes(b) => b,
+        _ => 0,
+    };
+    let to_read: Vec<&IndexPack> = present
+        .iter()
+        .copied()
+        .filter(|p| selected(&p.id, read_data, p.size, &mut budget))
+        .collect();
+    let read_set: HashSet<PackId> = to_read.iter().map(|p| p.id).collect();
+    for p in present
+        .iter()
+        .filter(|p| BlobType::from(p.blob_type) == BlobType::Tree && !read_set.contains(&p.id))
+    {
+        if let Err(e) = check_header(repo, p) {
+            c.error(format!("pack {}", p.id), e.to_string());
+            c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+        }
+    }
+    let data_to_read: BTreeSet<PackId> = to_read
+        .iter()
+        .filter(|p| BlobType::from(p.blob_type) == BlobType::Data)
+        .map(|p| p.id)
+        .collect();
+    let mut to_read = to_read;
+    if !data_to_read.is_empty() {
+        match gate(&data_to_read)? {
+            ReadGate::Go(None) => {}
+            ReadGate::Go(Some(g)) => {
+                // Every pack is verified in one pass: wait until all have thawed.
+                let mut pending: Vec<PackId> = g.pending.iter().copied().collect();
+                while !pending.is_empty() {
+                    let now: HashSet<PackId> = g.waiter.wait_any(&pending)?.into_iter().collect();
+                    pending.retain(|p| !now.contains(p));
+                }
+            }
+            ReadGate::Stop => {
+                c.report.data_not_read = data_to_read.len();
+                to_read.retain(|p| BlobType::from(p.blob_type) == BlobType::Tree);
+            }
+        }
+    }
+    let (done, total) = (std::sync::atomic::AtomicUsize::new(0), to_read.len());
+    let results: Vec<(PackId, u64, PackVerdict)> = repo.in_io_pool(|| {
+        to_read
+            .par_iter()
+            .map(|p| {
+                let r = read_pack(repo, p);
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
+                (p.id, p.size, r)
+            })
+            .collect()
+    });
+    for (id, size, r) in results {
+        if r == Ok(false) {
+            c.report.data_not_read += 1;
+            c.warning(
+                format!("pack {id}"),
+                "archived and not readable: not verified".to_string(),
+            );
+            continue;
+        }
+        c.report.packs_read += 1;
+        c.report.bytes_read += size;
+        if let Err((msg, blobs)) = r {
+            c.error(format!("pack {id}"), msg);
+            c.bad_blobs.extend(blobs);
+        }
+    }
+
+    // Snapshots and their trees.
+    let mut used: HashSet<BlobId> = HashSet::new();
+    let mut snapshots = Vec::new();
+    for s in repo.backend().list(FileType::Snapshot)? {
+        let id = SnapshotId::from_bytes(s.id);
+        match repo.load_file::<crate::format::snapshot::Snapshot>(FileType::Snapshot, &s.id) {
+            Ok(snap) => snapshots.push((id, snap)),
+            Err(e) => c.error(format!("snapshot {id}"), e.to_string()),
+        }
+    }
+    c.report.snapshots = snapshots.len();
+    let mut damaged = Vec::new();
+    let mut seen_trees: HashSet<BlobId> = HashSet::new();
+    for (sid, snap) in &snapshots {
+        let mut stack = vec![(snap.tree, PathBuf::from("/"))];
+        while let Some((tree_id, at)) = stack.pop() {
+            used.insert(tree_id);
+            let first_visit = seen_trees.insert(tree_id);
+            let tree = if c.bad_blobs.contains(&tree_id) {
+                None
+            } else {
+                match repo.load_tree(&index, &tree_id) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        if first_visit {
+                            c.error(format!("tree blob {tree_id}"), e.to_string());
+                        }
+                        c.bad_blobs.insert(tree_id);
+                        None
+                    }
+                }
+            };
+            let Some(tree) = tree else {
+                damaged.push(DamagedPath {
+                    snapshot: sid.short(),
+                    path: at,
+                });
+                continue;
+            };
+            for node in &tree.nodes {
+                let path = at.join(node.name.as_os());
+                for b in node.content.iter().flatten() {
+                    used.insert(*b);
+                    if !index.contains(b) && c.bad_blobs.insert(*b) {
+                        c.error(format!("blob {b}"), "needed by a file but not in the index");
+                    }
+                }
+                if node
+                    .content
+                    .iter()
+                    .flatten()
+                    .any(|b| c.bad_blobs.contains(b))
+                {
+                    damaged.push(DamagedPath {
+                        snapshot: sid.short(),
+                        path: path.clone(),
+                    });
+                }
+                if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+                    if !index.contains(&sub) && c.bad_blobs.insert(sub) {
+                        c.error(
+                            format!("tree blob {sub}"),
+                            "needed by a folder but not in the index",
+                        );
+                    }
+                    if first_visit {
+                        stack.push((sub, path));
+                    }
+                }
+            }
+        }
+    }
+    damaged.sort();
+    damaged.dedup();
+    c.report.damaged_paths = damaged;
+    let unused = index
+        .len()
+        .saturating_sub(used.iter().filter(|b| index.contains(b)).count());
+    if unused > 0 {
+        c.warning(
+            "blobs".into(),
+            format!("{unused} indexed blob(s) are used by no snapshot (prune removes them)"),
+        );
+    }
+
+    // Locks.
+    let (host, ..) = host_and_user();
+    let now = now_local();
+    for (id, l) in list_locks(repo)? {
+        match l {
+            Ok(l) if l.is_stale(now, &host) => c.warning(
+                format!("lock {}", id.short()),
+                format!("stale: {}", l.describe()),
+            ),
+            Ok(_) => {}
+            // Released (or refreshed under a new name) between listing and reading.
+            Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {}
+            Err(e) => c.error(format!("lock {}", id.short()), e.to_string()),
+        }
+    }
+    c.report.problems.sort_by_key(|p| p.severity != "error");
+    Ok(c.report)
+}
+
+fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {
+    let bt = p.blob_type;
+    let ft = bt.pack_file_type();
+    let trailer = repo.read_pack_range(
+        bt,
+        &p.id,
+        p.size.saturating_sub(pack::TRAILER_LEN as u64),
+        pack::TRAILER_LEN as u64,
+    )?;
+    let hl = pack::header_length(&p.id, &trailer, p.size)? as u64;
+    let sealed = repo
+        .backend()
+        .read_range(
+            ft,
+            p.id.as_bytes(),
+            p.size - pack::TRAILER_LEN as u64 - hl,
+            hl,
+        )
+        .map_err(Error::from)?;
+    let header = pack::decode_header(repo.key(), &p.id, bt, sealed, p.size)?;
+    if header != p.entries() {
+        return Err(Error::corrupt(
+            crate::error::Object::Pack(p.id),
+            "pack header and index disagree",
+        ));
+    }
+    Ok(())
+}
+
+/// The result of reading a pack: `Ok(true)` read and sound, `Ok(false)` not readable because it
+/// is archived (not damage), on failure the message and the blobs affected.
+type PackVerdict = std::result::Result<bool, (String, Vec<BlobId>)>;
+
+/// Reads a whole pack: id, header, every blob.
+fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
+    let all = || p.blobs.iter().map(|b| b.id).collect::<Vec<_>>();
+    let bt = p.blob_type;
+    let bytes = match repo.backend().read(bt.pack_file_type(), p.id.as_bytes()) {
+        Ok(b) => b,
+        // Archived since the plan was made (a thawed copy expired): not read, not damaged.
+        Err(crate::error::BackendError::NeedsThaw { .. }) => return Ok(false),
+        Err(e) => return Err((e.to_string(), all())),
+    };
+    if PackId::hash_of(&bytes) != p.id {
+        // The bytes changed; find which blobs are still good.
+        let mut opener = BlobOpener::new();
+        let bad: Vec<BlobId> = p
+            .entries()
+            .iter()
+            .filter(|e| {
+                let range = e.offset as usize..e.offset as usize + e.length as usize;
+                match bytes.get(range) {
+                    Some(s) => opener.open(repo.key(), &p.id, e, &mut s.to_vec()).is_err(),
+                    None => true,
+                }
+            })
+            .map(|e| e.id)
+            .collect();
+        let msg = if bad.is_empty() {
+            "content does not hash to its id (the damage is outside the blobs)".to_string()
+        } else {
+            format!(
+                "content does not hash to its id; {} blob(s) fail to authenticate: {}",
+                bad.len(),
+                bad.iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return Err((msg, if bad.is_empty() { all() } else { bad }));
+    }
+    match pack::parse_pack(repo.key(), &p.id, bt, &bytes) {
+        Ok(h) if h == p.entries() => {}
+        Ok(_) => return Err(("pack header and index disagree".into(), all())),
+        Err(e) => return Err((e.to_string(), all())),
+    }
+    let mut opener = BlobOpener::new();
+    let mut bad = Vec::new();
+    for e in p.entries() {
+        let mut sealed = bytes[e.offset as usize..e.offset as usize + e.length as usize].to_vec();
+        if opener.open(repo.key(), &p.id, &e, &mut sealed).is_err() {
+            bad.push(e.id);
+        }
+    }
+    if bad.is_empty() {
+        Ok(true)
+    } else {
+        let names: Vec<String> = bad.iter().map(|b| b.to_string()).collect();
+        Err((
+            format!(
+                "{} blob(s) fail to authenticate: {}",
+                bad.len(),
+                names.join(", ")
+            ),
+            bad,
+        ))
+    }
+}

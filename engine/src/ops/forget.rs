@@ -1,0 +1,129 @@
+//! Forgetting snapshots: which to remove, then removing their files.
+//!
+//! A plan comes first, from ids ([`plan_by_ids`]) or from a retention policy
+//! ([`plan_by_policy`], a pure function of the snapshots, the policy and `now`); [`execute`]
+//! removes the snapshot files the plan names and nothing else. The data they alone referenced
+//! stays until `prune`.
+
+pub mod retention;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::error::{Error, Result};
+use crate::format::snapshot::SnapshotEntry;
+use crate::id::SnapshotId;
+use crate::repo::lock::LockHealth;
+use crate::repo::repository::Repository;
+use crate::storage::FileType;
+use retention::{apply_policy, group_snapshots, Decision, GroupBy, GroupKey, KeepPolicy};
+
+/// One group of snapshots and what the policy decided for each.
+#[derive(Debug, Clone)]
+pub struct ForgetGroup {
+    /// What the group's snapshots share.
+    pub key: GroupKey,
+    /// The group's snapshots.
+    pub snapshots: Vec<SnapshotEntry>,
+    /// One decision per snapshot, newest first.
+    pub decisions: Vec<Decision>,
+}
+
+impl ForgetGroup {
+    /// The snapshot a decision is about.
+    pub fn snapshot(&self, id: &SnapshotId) -> Option<&SnapshotEntry> {
+        self.snapshots.iter().find(|s| s.id == *id)
+    }
+}
+
+/// A snapshot named for removal, with its metadata when it was decoded.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// Its id.
+    pub id: SnapshotId,
+    /// When it was taken; `None` for a whole id removed without decoding its file.
+    pub time: Option<DateTime<FixedOffset>>,
+}
+
+/// What a forget would remove.
+#[derive(Debug, Clone, Default)]
+pub struct ForgetPlan {
+    /// The groups a policy was applied to (empty when snapshots were named by id).
+    pub groups: Vec<ForgetGroup>,
+    /// The snapshots named by id, in the order given (empty under a policy).
+    pub named: Vec<Named>,
+    /// Every snapshot to remove, once each.
+    pub remove: Vec<SnapshotId>,
+}
+
+/// Plans the removal of the snapshots `specs` name (whole ids or unique prefixes, or `latest`).
+/// A whole id that storage lists is taken without decoding the file, so that a damaged snapshot
+/// can be forgotten.
+pub fn plan_by_ids(repo: &Repository, specs: &[String]) -> Result<ForgetPlan> {
+    let listed: Vec<SnapshotId> = repo
+        .backend()
+        .list(FileType::Snapshot)?
+        .into_iter()
+        .map(|e| SnapshotId::from_bytes(e.id))
+        .collect();
+    let mut plan = ForgetPlan::default();
+    for spec in specs {
+        let whole = spec
+            .parse::<SnapshotId>()
+            .ok()
+            .filter(|id| listed.contains(id));
+        let named = match whole {
+            Some(id) => Named { id, time: None },
+            None => {
+                let s = repo.find_snapshot(spec)?;
+                Named {
+                    id: s.id,
+                    time: Some(s.snapshot.time),
+                }
+            }
+        };
+        if !plan.remove.contains(&named.id) {
+            plan.remove.push(named.id);
+            plan.named.push(named);
+        }
+    }
+    Ok(plan)
+}
+
+/// Plans a policy: groups `snapshots` by `group_by` and applies `policy` to each group at `now`.
+/// Every group is decided before anything is removed; a group the policy would empty is refused
+/// ([`Error::WouldRemoveAll`]) unless `allow_remove_all`.
+pub fn plan_by_policy(
+    snapshots: Vec<SnapshotEntry>,
+    policy: &KeepPolicy,
+    group_by: GroupBy,
+    now: DateTime<FixedOffset>,
+    allow_remove_all: bool,
+) -> Result<ForgetPlan> {
+    let mut plan = ForgetPlan::default();
+    for (key, group) in group_snapshots(snapshots, group_by) {
+        let decisions = apply_policy(&group, policy, now);
+        if !decisions.is_empty() && decisions.iter().all(|d| !d.keep) && !allow_remove_all {
+            return Err(Error::WouldRemoveAll {
+                group: key.to_string(),
+            });
+        }
+        plan.remove
+            .extend(decisions.iter().filter(|d| !d.keep).map(|d| d.id));
+        plan.groups.push(ForgetGroup {
+            key,
+            snapshots: group,
+            decisions,
+        });
+    }
+    Ok(plan)
+}
+
+/// Removes the snapshot files of `plan`, once the lock is known to be still held. Returns how many
+/// were removed.
+pub fn execute(repo: &Repository, plan: &ForgetPlan, lock: &LockHealth) -> Result<usize> {
+    lock.check()?;
+    for id in &plan.remove {
+        repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
+    }
+    Ok(plan.remove.len())
+}

@@ -1,0 +1,324 @@
+//! Repairs (format-spec/format.md, "Repair").
+//!
+//! `repair_index` rebuilds the index from the packs themselves, reading only each pack's tail
+//! (trailer and sealed header): new index files are written, the last one superseding every old
+//! index file, and only then are the old files deleted, so a crash leaves a usable index.
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::pack::{self, BlobType};
+use crate::id::PackId;
+use crate::repo::index::{IndexFile, IndexPack};
+use crate::repo::lock::LockHealth;
+use crate::repo::repository::Repository;
+use crate::storage::FileType;
+
+/// What `repair_index` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairIndexReport {
+    /// Packs described by the new index.
+    pub packs_indexed: usize,
+    /// Blobs described by the new index.
+    pub blobs_indexed: usize,
+    /// Packs left out because their header could not be read; each with the reason.
+    pub unreadable_packs: Vec<(String, String)>,
+    /// Index files written.
+    pub index_files_written: usize,
+    /// Old index files deleted.
+    pub index_files_deleted: usize,
+}
+
+fn read_header(repo: &Repository, bt: BlobType, id: &PackId, size: u64) -> Result<IndexPack> {
+    let tl = pack::TRAILER_LEN as u64;
+    if size < tl {
+        return Err(Error::corrupt(
+            crate::error::Object::Pack(*id),
+            "shorter than its trailer",
+        ));
+    }
+    let trailer = repo.read_pack_range(bt, id, size - tl, tl)?;
+    let hl = pack::header_length(id, &trailer, size)? as u64;
+    let sealed = repo.read_pack_range(bt, id, size - tl - hl, hl)?;
+    let entries = pack::decode_header(repo.key(), id, bt, sealed, size)?;
+    let mut f = IndexFile::default();
+    f.add_pack(*id, bt, size, &entries);
+    f.packs.pop().ok_or(Error::Encode {
+        what: "a pack record",
+        reason: "no pack was recorded".into(),
+    })
+}
+
+/// Rebuilds the index from the pack headers. `dry_run` reads and reports without writing.
+pub fn repair_index(
+    repo: &Repository,
+    dry_run: bool,
+    lock: &LockHealth,
+) -> Result<RepairIndexReport> {
+    let mut listed = Vec::new();
+    for bt in [BlobType::Data, BlobType::Tree] {
+        for e in repo.backend().list(bt.pack_file_type())? {
+            listed.push((bt, PackId::from_bytes(e.id), e.size));
+        }
+    }
+    let results: Vec<(PackId, Result<IndexPack>)> = repo.in_io_pool(|| {
+        listed
+            .par_iter()
+            .map(|(bt, id, size)| (*id, read_header(repo, *bt, id, *size)))
+            .collect()
+    });
+    let mut report = RepairIndexReport::default();
+    let mut packs = Vec::new();
+    for (id, r) in results {
+        match r {
+            Ok(p) => packs.push(p),
+            Err(e) => report.unreadable_packs.push((id.to_hex(), e.to_string())),
+        }
+    }
+    packs.sort_by_key(|p| p.id);
+    report.packs_indexed = packs.len();
+    report.blobs_indexed = packs.iter().map(|p| p.blobs.len()).sum();
+    if dry_run {
+        return Ok(report);
+    }
+    let old: Vec<crate::id::IndexId> = repo
+        .backend()
+        .list(FileType::Index)?
+        .into_iter()
+        .map(|e| crate::id::IndexId::from_bytes(e.id))
+        .collect();
+    lock.check()?;
+    report.index_files_written = repo.save_superseding_index(&packs, &old)?;
+    lock.check()?;
+    for id in &old {
+        repo.backend().remove(FileType::Index, id.as_bytes())?;
+        report.index_files_deleted += 1;
+    }
+    Ok(report)
+}
+
+/// A file changed by `repair_snapshots`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairedPath {
+    /// The snapshot (short id).
+    pub snapshot: String,
+    /// The path.
+    pub path: std::path::PathBuf,
+    /// What was done: `truncated to N bytes` or `emptied folder`.
+    pub action: String,
+}
+
+/// What `repair_snapshots` did or would do.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairSnapshotsReport {
+    /// Files and folders changed.
+    pub paths: Vec<RepairedPath>,
+    /// New snapshots written (id), one per damaged snapshot.
+    pub new_snapshots: Vec<String>,
+    /// Original snapshots removed (with `forget`).
+    pub removed: Vec<String>,
+}
+
+struct Repairer<'a> {
+    repo: &'a Repository,
+    index: &'a crate::repo::index::Index,
+    verify_data: bool,
+    bad: std::collections::HashSet<crate::id::BlobId>,
+    good: std::collections::HashSet<crate::id::BlobId>,
+    packer: crate::format::pack::Packer,
+    sealer: crate::format::pack::BlobSealer,
+    new_packs: IndexFile,
+    write: bool,
+}
+
+impl Repairer<'_> {
+    fn blob_ok(&mut self, id: &crate::id::BlobId) -> bool {
+        if self.bad.contains(id) {
+            return false;
+        }
+        if self.good.contains(id) {
+            return true;
+        }
+        let ok = self.index.contains(id)
+            && (!self.verify_data || self.repo.read_blob(self.index, id).is_ok());
+        if ok {
+            self.good.insert(*id);
+        } else {
+            self.bad.insert(*id);
+        }
+        ok
+    }
+
+    fn save_tree(&mut self, tree: &crate::format::tree::Tree) -> Result<crate::id::BlobId> {
+        let bytes = tree.encode();
+        let id = self.repo.key().blob_id(BlobType::Tree, &bytes);
+        if self.write && !self.index.contains(&id) && self.good.insert(id) {
+            let mut buf = vec![0u8; crate::format::crypto::NONCE_LEN];
+            buf.extend_from_slice(&bytes);
+            let sealed = self.sealer.seal(self.repo.key(), BlobType::Tree, id, buf);
+            self.packer.add(&sealed);
+            if self.packer.is_full() {
+                self.flush()?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.packer.is_empty() {
+            return Ok(());
+        }
+        let p = self.packer.finish(self.repo.key());
+        let size = p.bytes.len() as u64;
+        self.repo
+            .backend()
+            .write_owned(FileType::TreePack, p.id.as_bytes(), p.bytes)?;
+        self.new_packs.add_pack(p.id, p.blob_type, size, &p.entries);
+        Ok(())
+    }
+
+    /// Returns the repaired tree id, or `None` when nothing below changed.
+    fn tree(
+        &mut self,
+        id: &crate::id::BlobId,
+        at: &std::path::Path,
+        snap: &str,
+        out: &mut Vec<RepairedPath>,
+    ) -> Result<Option<crate::id::BlobId>> {
+        let mut tree = self.repo.load_tree(self.index, id)?;
+        let mut changed = false;
+        for node in &mut tree.nodes {
+            let path = at.join(node.name.as_os());
+            if let Some(content) = node.content.clone() {
+                if let Some(first_bad) = content.iter().position(|b| !self.blob_ok(b)) {
+                    let keep: Vec<_> = content[..first_bad].to_vec();
+                    let size: u64 = keep
+                        .iter()
+                        .filter_map(|b| self.index.get(b))
+                        .map(|l| l.entry.uncompressed_length as u64)
+                        .sum();
+                    node.content = Some(keep);
+                    node.size = size;
+                    out.push(RepairedPath {
+                        snapshot: snap.to_string(),
+                        path: path.clone(),
+                        action: format!(
+                            "truncated to {size} bytes (from the first damaged blob on)"
+                        ),
+                    });
+                    changed = true;
+                }
+            }
+            if let (crate::format::tree::NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+                let fixed = if self.index.contains(&sub) {
+                    match self.tree(&sub, &path, snap, out) {
+                        Ok(f) => f,
+                        Err(e) if e.is_corruption() => {
+                            self.bad.insert(sub);
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    self.bad.insert(sub);
+                    None
+                };
+                if self.bad.contains(&sub) {
+                    out.push(RepairedPath {
+                        snapshot: snap.to_string(),
+                        path: path.clone(),
+                        action: "emptied folder (its listing is damaged or missing)".into(),
+                    });
+                    node.subtree = Some(self.save_tree(&crate::format::tree::Tree::default())?);
+                    changed = true;
+                } else if let Some(f) = fixed {
+                    node.subtree = Some(f);
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            Ok(Some(self.save_tree(&tree)?))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Writes, for every snapshot that needs a missing or damaged blob, a new snapshot in which
+/// damaged files are truncated before their first bad blob and unreadable folders are empty
+/// (tagged `repaired`, with the original as parent). Nothing is written unless `write`;
+/// originals are removed only with `forget`. `verify_data` reads every data blob to find damage
+/// that the index does not show.
+pub fn repair_snapshots(
+    repo: &Repository,
+    write: bool,
+    forget: bool,
+    verify_data: bool,
+    lock: &LockHealth,
+) -> Result<RepairSnapshotsReport> {
+    let index = repo.load_index()?;
+    let mut r = Repairer {
+        repo,
+        index: &index,
+        verify_data,
+        bad: Default::default(),
+        good: Default::default(),
+        packer: crate::format::pack::Packer::new(BlobType::Tree, repo.config().tree_pack_size),
+        sealer: crate::format::pack::BlobSealer::new(repo.config().compression_level)
+            .map_err(|e| Error::io("start zstd", "compressor", e))?,
+        new_packs: IndexFile::default(),
+        write,
+    };
+    let mut report = RepairSnapshotsReport::default();
+    let mut fixed = Vec::new();
+    for s in repo.snapshots()? {
+        let short = s.id.short();
+        let mut paths = Vec::new();
+        let root = if !index.contains(&s.snapshot.tree) {
+            paths.push(RepairedPath {
+                snapshot: short.clone(),
+                path: "/".into(),
+                action: "emptied snapshot (its root listing is missing)".into(),
+            });
+            Some(r.save_tree(&crate::format::tree::Tree::default())?)
+        } else {
+            r.tree(
+                &s.snapshot.tree,
+                std::path::Path::new("/"),
+                &short,
+                &mut paths,
+            )?
+        };
+        if let Some(root) = root {
+            report.paths.extend(paths);
+            fixed.push((s, root));
+        }
+    }
+    if !write {
+        return Ok(report);
+    }
+    r.flush()?;
+    // Trees before the index that names them, the index before the snapshots that need it.
+    lock.check()?;
+    if !r.new_packs.packs.is_empty() {
+        repo.save_index(&r.new_packs)?;
+    }
+    for (s, root) in fixed {
+        let mut snap = s.snapshot.clone();
+        snap.tree = root;
+        snap.parent = Some(s.id);
+        if !snap.tags.iter().any(|t| t == "repaired") {
+            snap.tags.push("repaired".into());
+            snap.tags.sort();
+        }
+        let id = repo.save_snapshot(&snap)?;
+        report.new_snapshots.push(id.to_hex());
+        if forget {
+            repo.backend().remove(FileType::Snapshot, s.id.as_bytes())?;
+            report.removed.push(s.id.to_hex());
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,712 @@
+//! Restore: plan every file's blobs, read each pack once, decrypt and write in parallel, then set
+//! metadata bottom-up (ARCHITECTURE.md, "Restore").
+//!
+//! Files are created at their final size and zero blocks are not written, so sparse files stay
+//! sparse. A file whose blobs fail to read or authenticate is removed and reported: restore never
+//! leaves damaged bytes behind as if they were good.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::cold::thaw::PackGate;
+use crate::error::{Error, Result};
+use crate::exclude::PathMatcher;
+use crate::format::pack::{BlobOpener, PackEntry};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::id::{BlobId, PackId};
+use crate::repo::index::Index;
+use crate::repo::repository::Repository;
+use crate::repo::walk::resolve;
+
+/// Holes shorter than this are written as zeros.
+const SPARSE_BLOCK: usize = 64 * 1024;
+/// Blobs of one pack closer than this are fetched in one read.
+const MAX_READ_GAP: u64 = 256 * 1024;
+/// Files a restoring thread keeps open at once.
+const MAX_OPEN_FILES: usize = 32;
+/// Largest single read.
+const MAX_READ: u64 = 8 << 20;
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Destination folder (created if missing).
+    pub target: PathBuf,
+    /// Restore only entries matching (or inside an entry matching) one of these patterns.
+    pub includes: Vec<String>,
+    /// Leave out entries matching (or inside an entry matching) one of these patterns.
+    pub excludes: Vec<String>,
+    /// Replace existing files instead of refusing.
+    pub overwrite: bool,
+    /// Parallel pack readers (0: two per core).
+    pub threads: usize,
+    /// Data packs that are not readable yet (archived, thawing) and how to wait for them;
+    /// `None`: every pack is read at once.
+    pub gate: Option<PackGate>,
+}
+
+/// A file that could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreError {
+    /// Where it was to be written.
+    pub path: PathBuf,
+    /// Why it was not.
+    pub message: String,
+}
+
+/// The outcome of a restore.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    /// Regular files restored.
+    pub files: u64,
+    /// Folders restored.
+    pub dirs: u64,
+    /// Links, fifos and devices restored.
+    pub others: u64,
+    /// Entries recorded but not restored: sockets, and device nodes when not run as root.
+    pub skipped: u64,
+    /// Bytes of file content restored.
+    pub bytes: u64,
+    /// Failures (damaged or missing data, local write errors).
+    pub errors: Vec<RestoreError>,
+}
+
+struct PlannedFile {
+    path: PathBuf,
+    node: Node,
+    /// Restore as a hard link to this earlier file.
+    link_to: Option<usize>,
+}
+
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<PlannedFile>,
+    others: Vec<(PathBuf, Node)>,
+}
+
+struct Filter {
+    includes: PathMatcher,
+    excludes: PathMatcher,
+}
+
+impl Filter {
+    /// `Some(true)`: selected with everything below; `Some(false)`: look at children; `None`: skip.
+    fn select(&self, snap_path: &Path, inherited: bool) -> Option<bool> {
+        if self.excludes.matches(snap_path) {
+            return None;
+        }
+        Some(inherited || self.includes.is_empty() || self.includes.matches(snap_path))
+    }
+}
+
+fn is_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
+}
+
+/// What planning needs besides the tree at hand.
+struct Planner<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    filter: Filter,
+}
+
+fn plan_tree(
+    ctx: &Planner<'_>,
+    tree: &Tree,
+    dest: &Path,
+    snap_path: &Path,
+    inherited: bool,
+    plan: &mut Plan,
+) -> Result<bool> {
+    let filter = &ctx.filter;
+    let mut any = false;
+    for node in &tree.nodes {
+        let name = node.name.as_os();
+        let path = dest.join(name);
+        let sp = snap_path.join(name);
+        let Some(selected) = filter.select(&sp, inherited) else {
+            continue;
+        };
+        match node.kind {
+            NodeKind::Dir => {
+                let at = plan.dirs.len();
+                plan.dirs.push((path.clone(), node.clone()));
+                let sub = match node.subtree {
+                    Some(id) => ctx.repo.load_tree(ctx.index, &id)?,
+                    None => Tree::default(),
+                };
+                let inner = plan_tree(ctx, &sub, &path, &sp, selected, plan)?;
+                if selected || inner {
+                    any = true;
+                } else {
+                    plan.dirs.remove(at);
+                }
+            }
+            _ if !selected => {}
+            NodeKind::File => {
+                plan.files.push(PlannedFile {
+                    path,
+                    node: node.clone(),
+                    link_to: None,
+                });
+                any = true;
+            }
+            _ => {
+                plan.others.push((path, node.clone()));
+                any = true;
+            }
+        }
+    }
+    Ok(any)
+}
+
+/// One blob to fetch and where its plaintext goes.
+struct BlobJob {
+    entry: PackEntry,
+    targets: Vec<(usize, u64)>,
+}
+
+fn write_sparse(f: &File, offset: u64, data: &[u8]) -> io::Result<()> {
+    let mut pos = 0;
+    while pos < data.len() {
+        // Skip zero blocks, then write the run of blocks up to the next zero block.
+        let end = (pos + SPARSE_BLOCK).min(data.len());
+        if data[pos..end].iter().all(|&b| b == 0) {
+            pos = end;
+            continue;
+        }
+        let mut run_end = end;
+        while run_end < data.len() {
+            let next = (run_end + SPARSE_BLOCK).min(data.len());
+            if data[run_end..next].iter().all(|&b| b == 0) {
+                break;
+            }
+            run_end = next;
+        }
+        f.write_all_at(&data[pos..run_end], offset + pos as u64)?;
+        pos = run_end;
+    }
+    Ok(())
+}
+
+/// Opens a file for writing, creating it (0600 until its metadata is set) at its final length;
+/// unwritten ranges stay holes.
+fn open_at_size(path: &Path, size: u64) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        // Another thread may already have written blobs of this file.
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    f.set_len(size)?;
+    Ok(f)
+}
+
+fn set_owner(path: &Path, node: &Node) -> io::Result<()> {
+    if is_root() {
+        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+    }
+    Ok(())
+}
+
+/// Sets atime and mtime to the node's mtime, without following a symlink and without opening the
+/// entry (opening a fifo would block).
+fn set_times(path: &Path, node: &Node) -> io::Result<()> {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let t = TimeSpec::new(
+        node.mtime.timestamp(),
+        node.mtime.timestamp_subsec_nanos() as _,
+    );
+    utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
+}
+
+fn set_meta(path: &Path, node: &Node) -> io::Result<()> {
+    set_owner(path, node)?;
+    // After chown: chown clears setuid and setgid bits.
+    fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
+    set_times(path, node)
+}
+
+/// Removes whatever is at `path` (a file, link or empty folder) before it is replaced.
+fn clear(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A restore worked out from the snapshot's trees, not yet carried out: [`plan_restore`] makes
+/// it, [`restore_planned`] runs it, and in between a caller can see which packs it reads.
+pub struct RestorePlan(Plan);
+
+impl RestorePlan {
+    /// The data packs the restore reads.
+    pub fn needed_packs(&self, index: &Index) -> std::collections::BTreeSet<PackId> {
+        let mut out = std::collections::BTreeSet::new();
+        for f in self.0.files.iter().filter(|f| f.link_to.is_none()) {
+            for id in f.node.content.iter().flatten() {
+                if let Some(loc) = index.get(id) {
+                    out.insert(loc.pack);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Plans a restore of `subpath` (empty for everything) without reading any data pack. Fails as
+/// the restore would when it would overwrite files without `opts.overwrite`, so that nothing is
+/// thawed for a restore that cannot run.
+pub fn plan_restore(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan> {
+    let plan = build_plan(repo, index, snap, subpath, opts)?;
+    existing_targets(&plan, opts)?;
+    Ok(RestorePlan(plan))
+}
+
+/// The data packs a restore of `subpath` with these options reads (see [`plan_restore`]).
+pub fn needed_packs(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<std::collections::BTreeSet<PackId>> {
+    Ok(plan_restore(repo, index, snap, subpath, opts)?.needed_packs(index))
+}
+
+/// Restores `subpath` (empty for everything) of a snapshot into `opts.target`.
+pub fn restore(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let plan = build_plan(repo, index, snap, subpath, opts)?;
+    run_plan(repo, index, plan, opts)
+}
+
+/// Carries out a plan of [`plan_restore`] (the target is checked again: time may have passed).
+pub fn restore_planned(
+    repo: &Repository,
+    index: &Index,
+    plan: RestorePlan,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    run_plan(repo, index, plan.0, opts)
+}
+
+fn build_plan(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+    opts: &RestoreOptions,
+) -> Result<Plan> {
+    let ctx = Planner {
+        repo,
+        index,
+        filter: Filter {
+            includes: PathMatcher::new(&opts.includes)?,
+            excludes: PathMatcher::new(&opts.excludes)?,
+        },
+    };
+    let (node, tree) = resolve(repo, index, snap, subpath)?;
+    let snap_root = Path::new("/").join(subpath.trim_start_matches('/'));
+    let mut plan = Plan::default();
+    match (node, tree) {
+        (_, Some(tree)) => {
+            plan_tree(&ctx, &tree, &opts.target, &snap_root, false, &mut plan)?;
+        }
+        (Some(n), None) => {
+            // A single entry: it is restored into the target folder under its own name.
+            let one = Tree { nodes: vec![n] };
+            let parent = snap_root.parent().unwrap_or(Path::new("/")).to_path_buf();
+            plan_tree(&ctx, &one, &opts.target, &parent, false, &mut plan)?;
+        }
+        (None, None) => unreachable!("resolve returns a tree for the root"),
+    }
+
+    // Hard links: the first file of each (device, inode) carries the content.
+    let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
+    for i in 0..plan.files.len() {
+        let n = &plan.files[i].node;
+        if n.links > 1 {
+            match first_of.get(&(n.device_id, n.inode)) {
+                Some(&j) => plan.files[i].link_to = Some(j),
+                None => {
+                    first_of.insert((n.device_id, n.inode), i);
+                }
+            }
+        }
+    }
+
+    Ok(plan)
+}
+
+/// Paths of the plan that exist in the target; an error unless `opts.overwrite`.
+fn existing_targets<'p>(plan: &'p Plan, opts: &RestoreOptions) -> Result<Vec<&'p PathBuf>> {
+    // A target folder that does not exist yet holds nothing.
+    let fresh_target = fs::symlink_metadata(&opts.target).is_err();
+    let existing: Vec<&PathBuf> =
+        plan.files
+            .iter()
+            .map(|f| &f.path)
+            .chain(plan.others.iter().map(|(p, _)| p))
+            .filter(|p| !fresh_target && fs::symlink_metadata(p).is_ok())
+            .chain(
+                // Something that is not a folder where the snapshot has one would be replaced too.
+                plan.dirs.iter().map(|(p, _)| p).filter(|p| {
+                    !fresh_target && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir())
+                }),
+            )
+            .collect();
+    if !existing.is_empty() && !opts.overwrite {
+        return Err(Error::TargetExists {
+            count: existing.len(),
+            first: existing[0].clone(),
+        });
+    }
+    Ok(existing)
+}
+
+fn run_plan(
+    repo: &Repository,
+    index: &Index,
+    plan: Plan,
+    opts: &RestoreOptions,
+) -> Result<RestoreSummary> {
+    let existing = existing_targets(&plan, opts)?;
+
+    let mut summary = RestoreSummary::default();
+    let mkdir = |p: &Path| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p)
+            .map_err(|e| Error::io("create folder", p, e))
+    };
+    mkdir(&opts.target)?;
+    for (p, _) in &plan.dirs {
+        if fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+            clear(p).map_err(|e| Error::io("replace", p, e))?;
+        }
+        mkdir(p)?;
+    }
+
+    // Empty files are created now; the others when their first blob is written, so that each
+    // file is opened once per pack that holds its data, never once more just to create it.
+    let existing: HashSet<&PathBuf> = existing.into_iter().collect();
+    let failures: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
+    let fail = |i: usize, msg: String| {
+        failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(i)
+            .or_insert(msg);
+    };
+    let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
+    for (i, f) in plan.files.iter().enumerate() {
+        if f.link_to.is_some() {
+            continue;
+        }
+        if existing.contains(&f.path) {
+            if let Err(e) = clear(&f.path) {
+                fail(i, format!("replace: {e}"));
+                continue;
+            }
+        }
+        if f.node.content.as_ref().is_none_or(|c| c.is_empty()) {
+            if let Err(e) = open_at_size(&f.path, f.node.size) {
+                fail(i, format!("create: {e}"));
+            }
+            continue;
+        }
+        let mut offset = 0u64;
+        for id in f.node.content.iter().flatten() {
+            let Some(loc) = index.get(id) else {
+                fail(i, Error::MissingBlob(*id).to_string());
+                break;
+            };
+            by_pack
+                .entry(loc.pack)
+                .or_default()
+                .entry(*id)
+                .or_insert_with(|| BlobJob {
+                    entry: loc.entry,
+                    targets: Vec::new(),
+                })
+                .targets
+                .push((i, offset));
+            offset += loc.entry.uncompressed_length as u64;
+        }
+        if offset != f.node.size {
+            // The tree and the index disagree: the file would be cut short or padded with zeros.
+            fail(
+                i,
+                format!(
+                    "its blobs hold {offset} bytes but the snapshot records {}",
+                    f.node.size
+                ),
+            );
+        }
+    }
+
+    let threads = if opts.threads == 0 {
+        (2 * std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2))
+        .max(repo.backend().connections())
+    } else {
+        opts.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Resource {
+            what: "thread pool",
+            reason: e.to_string(),
+        })?;
+    let packs: Vec<(PackId, Vec<BlobJob>)> = by_pack
+        .into_iter()
+        .map(|(p, blobs)| {
+            let mut v: Vec<BlobJob> = blobs.into_values().collect();
+            v.sort_by_key(|b| b.entry.offset);
+            (p, v)
+        })
+        .collect();
+    let files = &plan.files;
+    // Readable packs go to the readers at once; gated ones as the waiter reports them thawed.
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<&(PackId, Vec<BlobJob>)>();
+    let mut gated: Vec<&(PackId, Vec<BlobJob>)> = Vec::new();
+    for p in &packs {
+        match &opts.gate {
+            Some(g) if g.pending.contains(&p.0) => gated.push(p),
+            _ => {
+                let _ = ready_tx.send(p);
+            }
+        }
+    }
+    let feed = move || {
+        let tx = ready_tx;
+        let Some(gate) = &opts.gate else { return };
+        while !gated.is_empty() {
+            let ids: Vec<PackId> = gated.iter().map(|p| p.0).collect();
+            match gate.waiter.wait_any(&ids) {
+                Ok(now) => {
+                    let now: HashSet<PackId> = now.into_iter().collect();
+                    gated.retain(|p| {
+                        if now.contains(&p.0) {
+                            let _ = tx.send(*p);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+                Err(e) => {
+                    for (_, blobs) in &gated {
+                        for b in blobs {
+                            for (i, _) in &b.targets {
+                                fail(*i, e.to_string());
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(feed);
+        pool.install(|| {
+            let init = || (Vec::new(), BlobOpener::new());
+            ready_rx
+                .iter()
+                .par_bridge()
+                .for_each_init(init, |(data, opener), (pack_id, blobs)| {
+                    let mut handles: HashMap<usize, File> = HashMap::new();
+                    let mut start = 0;
+                    while start < blobs.len() {
+                        // Coalesce neighbours into one read.
+                        let first = blobs[start].entry.offset as u64;
+                        let mut end = start + 1;
+                        let mut last_end = first + blobs[start].entry.length as u64;
+                        while end < blobs.len() {
+                            let e = &blobs[end].entry;
+                            let e_end = e.offset as u64 + e.length as u64;
+                            if (e.offset as u64) > last_end + MAX_READ_GAP
+                                || e_end - first > MAX_READ
+                            {
+                                break;
+                            }
+                            last_end = last_end.max(e_end);
+                            end += 1;
+                        }
+                        let group = &blobs[start..end];
+                        start = end;
+                        let bt = group[0].entry.blob_type;
+                        if let Err(e) =
+                            repo.read_pack_range_into(bt, pack_id, first, last_end - first, data)
+                        {
+                            for b in group {
+                                for (i, _) in &b.targets {
+                                    fail(*i, e.to_string());
+                                }
+                            }
+                            continue;
+                        }
+                        for b in group {
+                            let lo = (b.entry.offset as u64 - first) as usize;
+                            let sealed = &mut data[lo..lo + b.entry.length as usize];
+                            let plain = match opener.open(repo.key(), pack_id, &b.entry, sealed) {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    for (i, _) in &b.targets {
+                                        fail(*i, e.to_string());
+                                    }
+                                    continue;
+                                }
+                            };
+                            for (i, off) in &b.targets {
+                                let f = &files[*i];
+                                if handles.len() >= MAX_OPEN_FILES && !handles.contains_key(i) {
+                                    // A pack may hold blobs of thousands of small files: keep the
+                                    // number of open descriptors bounded.
+                                    handles.clear();
+                                }
+                                let h = match handles.entry(*i) {
+                                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                                    std::collections::hash_map::Entry::Vacant(v) => {
+                                        match open_at_size(&f.path, f.node.size) {
+                                            Ok(h) => v.insert(h),
+                                            Err(e) => {
+                                                fail(*i, format!("open: {e}"));
+                                                continue;
+                                            }
+                                        }
+                                    }
+                                };
+                                if let Err(e) = write_sparse(h, *off, plain) {
+                                    fail(*i, format!("write: {e}"));
+                                }
+                            }
+                        }
+                    }
+                })
+        });
+    });
+
+    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (i, f) in plan.files.iter().enumerate() {
+        if let Some(j) = f.link_to {
+            if let Some(msg) = failures.get(&j).cloned() {
+                failures.insert(i, format!("hard link to a file that failed: {msg}"));
+                continue;
+            }
+            if let Err(e) = clear(&f.path).and_then(|_| fs::hard_link(&plan.files[j].path, &f.path))
+            {
+                failures.insert(i, format!("hard link: {e}"));
+            }
+        }
+    }
+    for (i, f) in plan.files.iter().enumerate() {
+        if failures.contains_key(&i) {
+            // Never leave a damaged file behind looking whole.
+            if f.link_to.is_none() {
+                let _ = fs::remove_file(&f.path);
+            }
+            continue;
+        }
+        if f.link_to.is_none() {
+            if let Err(e) = set_meta(&f.path, &f.node) {
+                failures.insert(i, format!("metadata: {e}"));
+                continue;
+            }
+        }
+        summary.files += 1;
+        summary.bytes += f.node.size;
+    }
+    for (i, msg) in failures {
+        summary.errors.push(RestoreError {
+            path: plan.files[i].path.clone(),
+            message: msg,
+        });
+    }
+
+    for (path, node) in &plan.others {
+        let r = restore_other(path, node);
+        match r {
+            Ok(true) => summary.others += 1,
+            Ok(false) => summary.skipped += 1,
+            Err(e) => summary.errors.push(RestoreError {
+                path: path.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    // Folders last, deepest first, so that setting a child's mtime does not change its parent's.
+    for (path, node) in plan.dirs.iter().rev() {
+        match set_meta(path, node) {
+            Ok(()) => summary.dirs += 1,
+            Err(e) => summary.errors.push(RestoreError {
+                path: path.clone(),
+                message: format!("metadata: {e}"),
+            }),
+        }
+    }
+    Ok(summary)
+}
+
+/// Restores a symlink, fifo or device. `Ok(false)` when the kind is skipped (sockets, or devices
+/// when not root).
+fn restore_other(path: &Path, node: &Node) -> io::Result<bool> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    clear(path)?;
+    let mode = Mode::from_bits_truncate(node.mode as nix::libc::mode_t);
+    match node.kind {
+        NodeKind::Symlink => {
+            let target = node
+                .link_target
+                .as_ref()
+                .ok_or_else(|| io::Error::other("symlink without target"))?;
+            std::os::unix::fs::symlink(target.as_os(), path)?;
+            set_owner(path, node)?;
+            set_times(path, node)?;
+            return Ok(true);
+        }
+        NodeKind::Fifo => nix::unistd::mkfifo(path, mode).map_err(io::Error::from)?,
+        NodeKind::Chardev | NodeKind::Blockdev if is_root() => {
+            let kind = if node.kind == NodeKind::Chardev {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            mknod(path, kind, mode, node.rdev.unwrap_or(0) as nix::libc::dev_t)
+                .map_err(io::Error::from)?
+        }
+        _ => return Ok(false),
+    }
+    set_meta(path, node)?;
+    Ok(true)
+}

@@ -1,0 +1,6 @@
+//! The repository: a backend opened with a key, the in-memory index, locks and snapshot selection.
+
+pub mod index;
+pub mod lock;
+pub mod repository;
+pub mod walk;

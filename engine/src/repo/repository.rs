@@ -1,0 +1,618 @@
+//! A repository: a backend, the master key and the config, with typed reads and writes of every
+//! kind of file (format-spec/format.md, "Files" and "Ordering rules").
+
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{BackendError, Error, Object, Result};
+use crate::format::chunker::ChunkerParams;
+use crate::format::compress;
+pub use crate::format::config::{Config, FORMAT_VERSION};
+use crate::format::crypto::MasterKey;
+use crate::format::key::{KdfParams, KeyFile};
+use crate::format::pack::{self, BlobType, MAX_PACK_TARGET};
+use crate::format::sealed::{decode_file, encode_file};
+use crate::format::snapshot::{Snapshot, SnapshotEntry};
+use crate::format::tree::Tree;
+use crate::id::{BlobId, IndexId, KeyId, PackId, RawId, RepoId, SnapshotId};
+use crate::repo::index::{Index, IndexFile};
+use crate::storage::{Backend, FileType, CONFIG_ID};
+
+/// Blobs an index file written by prune or repair describes at most: about 40 MB of JSON, far
+/// below the limit a reader accepts for one file.
+pub const BLOBS_PER_INDEX_FILE: usize = 250_000;
+
+/// Settings for a new repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Target size of data packs.
+    pub data_pack_size: u32,
+    /// Target size of tree packs.
+    pub tree_pack_size: u32,
+    /// Argon2id costs of the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            chunker: ChunkerParams::default(),
+            compression_level: compress::DEFAULT_LEVEL,
+            data_pack_size: 16 << 20,
+            tree_pack_size: 4 << 20,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// Host and user names of the running process.
+pub fn host_and_user() -> (String, String, u32, u32) {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| uid.to_string());
+    (host, user, uid.as_raw(), gid.as_raw())
+}
+
+/// The current local time with its UTC offset.
+pub fn now_local() -> DateTime<FixedOffset> {
+    chrono::Local::now().fixed_offset()
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    key_id: KeyId,
+    config: Config,
+    /// Whole tree packs, on remote storage (see [`TreePackCache`]).
+    tree_packs: TreePackCache,
+}
+
+/// Most bytes of whole tree packs kept in memory for remote storage.
+const TREE_CACHE_BYTES: usize = 32 << 20;
+
+/// On remote storage, a request costs far more than its bytes: walking a snapshot tree by one
+/// range read per folder took 100 ms a folder through a 3-node Garage cluster. Tree packs are
+/// small and stay hot, so the first tree read from a pack fetches the whole pack and later
+/// ones are served from memory (least recently used packs are dropped past
+/// [`TREE_CACHE_BYTES`]). Local storage reads ranges as before.
+#[derive(Default)]
+struct TreePackCache {
+    packs: std::sync::Mutex<std::collections::VecDeque<(PackId, Arc<Vec<u8>>)>>,
+}
+
+impl TreePackCache {
+    fn get(&self, id: &PackId) -> Option<Arc<Vec<u8>>> {
+        let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+        let at = packs.iter().position(|(p, _)| p == id)?;
+        let hit = packs.remove(at)?;
+        let bytes = hit.1.clone();
+        packs.push_front(hit);
+        Some(bytes)
+    }
+
+    fn put(&self, id: PackId, bytes: Arc<Vec<u8>>) {
+        let mut packs = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+        packs.retain(|(p, _)| *p != id);
+        packs.push_front((id, bytes));
+        // The newest pack always stays; older ones go once the total is over the limit.
+        let mut total = 0;
+        let mut newest = true;
+        packs.retain(|(_, b)| {
+            total += b.len();
+            std::mem::replace(&mut newest, false) || total <= TREE_CACHE_BYTES
+        });
+    }
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn config_exists(backend: &dyn Backend) -> Result<bool> {
+    match backend.list(FileType::Config) {
+        Ok(l) => Ok(!l.is_empty()),
+        Err(BackendError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Repository {
+    /// True when the storage holds a repository (its config exists).
+    pub fn exists(backend: &dyn Backend) -> Result<bool> {
+        config_exists(backend)
+    }
+
+    /// Creates a repository in empty storage and returns it open.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Self> {
+        opts.chunker.validate()?;
+        if !(1..=MAX_PACK_TARGET).contains(&opts.data_pack_size)
+            || !(1..=MAX_PACK_TARGET).contains(&opts.tree_pack_size)
+        {
+            return Err(Error::InvalidOptions(format!(
+                "pack sizes must be between 1 and {MAX_PACK_TARGET} bytes"
+            )));
+        }
+        if !(zstd::compression_level_range()).contains(&opts.compression_level) {
+            return Err(Error::InvalidOptions(format!(
+                "invalid zstd level {}",
+                opts.compression_level
+            )));
+        }
+        if config_exists(backend.as_ref())? || !backend.list(FileType::Key)?.is_empty() {
+            return Err(Error::RepositoryExists {
+                location: backend.location(),
+            });
+        }
+        backend.create()?;
+        let key = MasterKey::generate();
+        let (host, user, _, _) = host_and_user();
+        let key_file = KeyFile::create(&key, password, opts.kdf, now_local(), host, user)?;
+        let key_bytes = serde_json::to_vec_pretty(&key_file).map_err(|e| Error::Encode {
+            what: "a key file",
+            reason: e.to_string(),
+        })?;
+        let key_id = KeyId::hash_of(&key_bytes);
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: RepoId::from_bytes(rand::random()),
+            chunker: opts.chunker,
+            compression_level: opts.compression_level,
+            data_pack_size: opts.data_pack_size,
+            tree_pack_size: opts.tree_pack_size,
+        };
+        let repo = Self {
+            backend,
+            key,
+            key_id,
+            config,
+            tree_packs: TreePackCache::default(),
+        };
+        // The key first, then the config: a repository is complete once its config exists.
+        repo.backend
+            .write(FileType::Key, key_id.as_bytes(), &key_bytes)?;
+        let sealed = repo.seal_file(FileType::Config, &repo.config)?;
+        repo.backend.write(FileType::Config, &CONFIG_ID, &sealed)?;
+        Ok(repo)
+    }
+
+    /// Opens an existing repository with a password.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        if !config_exists(backend.as_ref())? {
+            return Err(Error::RepositoryNotFound {
+                location: backend.location(),
+            });
+        }
+        let keys = backend.list(FileType::Key)?;
+        let mut found = None;
+        // A damaged key file must not lock users out while another one opens: remember the first
+        // problem and report it only if no key file opens.
+        let mut damaged: Option<Error> = None;
+        for k in &keys {
+            let object = || Object::File {
+                file_type: FileType::Key,
+                name: hex::encode(k.id),
+            };
+            let bytes = backend.read(FileType::Key, &k.id)?;
+            let parsed = if *blake3::hash(&bytes).as_bytes() != k.id {
+                Err(Error::corrupt(
+                    object(),
+                    "content does not hash to its name",
+                ))
+            } else {
+                serde_json::from_slice::<KeyFile>(&bytes)
+                    .map_err(|e| Error::corrupt(object(), e.to_string()))
+                    .and_then(|kf| {
+                        kf.open(password)
+                            .map_err(|e| Error::corrupt(object(), e.to_string()))
+                    })
+            };
+            match parsed {
+                Ok(Some(master)) => {
+                    found = Some((master, KeyId::from_bytes(k.id)));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    damaged.get_or_insert(e);
+                }
+            }
+        }
+        let (key, key_id) = match (found, damaged) {
+            (Some(f), _) => f,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(Error::WrongPassword { keys: keys.len() }),
+        };
+        let sealed = backend.read(FileType::Config, &CONFIG_ID)?;
+        let config: Config = decode_file(&key, FileType::Config, &CONFIG_ID, sealed)?;
+        if config.version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        config.chunker.validate()?;
+        if !(1..=MAX_PACK_TARGET).contains(&config.data_pack_size)
+            || !(1..=MAX_PACK_TARGET).contains(&config.tree_pack_size)
+        {
+            return Err(Error::corrupt(
+                Object::File {
+                    file_type: FileType::Config,
+                    name: "config".into(),
+                },
+                "pack sizes out of range",
+            ));
+        }
+        Ok(Self {
+            backend,
+            key,
+            key_id,
+            config,
+            tree_packs: TreePackCache::default(),
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The key file this session opened.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Returns a handle to the same repository on another backend (a dry-run wrapper, say).
+    pub fn with_backend(&self, backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            key: self.key.clone(),
+            key_id: self.key_id,
+            config: self.config.clone(),
+            tree_packs: TreePackCache::default(),
+        }
+    }
+
+    /// Encodes a file: JSON, one zstd frame, sealed with the file type as AAD.
+    pub fn seal_file<T: Serialize>(&self, file_type: FileType, value: &T) -> Result<Vec<u8>> {
+        encode_file(&self.key, self.config.compression_level, file_type, value)
+    }
+
+    /// Stores a file under the hash of its sealed bytes and returns that id.
+    pub fn save_file<T: Serialize>(&self, file_type: FileType, value: &T) -> Result<RawId> {
+        let sealed = self.seal_file(file_type, value)?;
+        let id = *blake3::hash(&sealed).as_bytes();
+        self.backend.write(file_type, &id, &sealed)?;
+        Ok(id)
+    }
+
+    /// Loads and decodes a file, checking that its bytes hash to its name.
+    pub fn load_file<T: DeserializeOwned>(&self, file_type: FileType, id: &RawId) -> Result<T> {
+        let sealed = self.backend.read(file_type, id)?;
+        if *blake3::hash(&sealed).as_bytes() != *id {
+            return Err(Error::corrupt(
+                Object::File {
+                    file_type,
+                    name: hex::encode(id),
+                },
+                "content does not hash to its name",
+            ));
+        }
+        decode_file(&self.key, file_type, id, sealed)
+    }
+
+    /// Loads every index file into one in-memory index.
+    pub fn load_index(&self) -> Result<Index> {
+        let (loaded, _) = split_superseded(self.load_index_files()?);
+        let mut index = Index::new();
+        for (_, f) in &loaded {
+            index.add_file(&f);
+        }
+        index.finish();
+        Ok(index)
+    }
+
+    /// Every index file as stored, superseded ones included (see [`split_superseded`]).
+    pub fn load_index_files(&self) -> Result<Vec<(IndexId, IndexFile)>> {
+        let files = self.backend.list(FileType::Index)?;
+        self.in_io_pool(|| {
+            files
+                .par_iter()
+                .map(|f| {
+                    Ok((
+                        IndexId::from_bytes(f.id),
+                        self.load_file::<IndexFile>(FileType::Index, &f.id)?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `f` on a thread pool with as many threads as the storage serves requests at once
+    /// (at least one per core), for parallel iterators whose work is mostly waiting on reads.
+    pub fn in_io_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = self.backend.connections().max(cores);
+        if threads <= rayon::current_num_threads() {
+            return f();
+        }
+        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+            Ok(pool) => pool.install(f),
+            Err(_) => f(),
+        }
+    }
+
+    /// Writes an index file.
+    pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        Ok(IndexId::from_bytes(self.save_file(FileType::Index, file)?))
+    }
+
+    /// Writes index files describing `packs` (at most [`BLOBS_PER_INDEX_FILE`] blobs each), the
+    /// last of them superseding `old`: the new index takes effect only once it is complete
+    /// (format-spec/format.md, "Deleting"). Returns how many files were written.
+    pub fn save_superseding_index(
+        &self,
+        packs: &[crate::repo::index::IndexPack],
+        old: &[IndexId],
+    ) -> Result<usize> {
+        let mut chunks: Vec<&[crate::repo::index::IndexPack]> = Vec::new();
+        let (mut start, mut blobs) = (0, 0);
+        for (i, p) in packs.iter().enumerate() {
+            if blobs > 0 && blobs + p.blobs.len() > BLOBS_PER_INDEX_FILE {
+                chunks.push(&packs[start..i]);
+                start = i;
+                blobs = 0;
+            }
+            blobs += p.blobs.len();
+        }
+        let last = &packs[start..];
+        for chunk in &chunks {
+            self.save_index(&IndexFile {
+                packs: chunk.to_vec(),
+                supersedes: Vec::new(),
+            })?;
+        }
+        self.save_index(&IndexFile {
+            packs: last.to_vec(),
+            supersedes: old.to_vec(),
+        })?;
+        Ok(chunks.len() + 1)
+    }
+
+    /// Writes a snapshot file.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        Ok(SnapshotId::from_bytes(
+            self.save_file(FileType::Snapshot, snap)?,
+        ))
+    }
+
+    /// Every snapshot, oldest first. A snapshot listed but not found when read is an error:
+    /// forget, prune and repair, which hold the exclusive lock, decide from this list, and a
+    /// snapshot they did not see would lose its data.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        self.load_snapshots(false)
+    }
+
+    /// As [`Repository::snapshots`], leaving out a snapshot listed but gone when read: it was
+    /// forgotten meanwhile (commands that only read snapshots take no lock), or the storage
+    /// still lists it after its deletion. For commands that only read.
+    pub fn snapshots_present(&self) -> Result<Vec<SnapshotEntry>> {
+        self.load_snapshots(true)
+    }
+
+    fn load_snapshots(&self, skip_vanished: bool) -> Result<Vec<SnapshotEntry>> {
+        let files = self.backend.list(FileType::Snapshot)?;
+        let mut out: Vec<SnapshotEntry> = self.in_io_pool(|| {
+            files
+                .par_iter()
+                .filter_map(|f| match self.load_file(FileType::Snapshot, &f.id) {
+                    Ok(snapshot) => Some(Ok(SnapshotEntry {
+                        id: SnapshotId::from_bytes(f.id),
+                        snapshot,
+                    })),
+                    Err(Error::Backend(BackendError::NotFound { .. })) if skip_vanished => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<_>>()
+        })?;
+        out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest` or by a unique hex prefix of its id.
+    pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
+        pick_snapshot(&self.snapshots_present()?, spec)
+    }
+
+    /// Reads `length` bytes at `offset` of a pack. A missing or short pack is corruption of that
+    /// pack, not an I/O error.
+    pub fn read_pack_range(
+        &self,
+        blob_type: BlobType,
+        pack: &PackId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_pack_range_into(blob_type, pack, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// As [`Repository::read_pack_range`], into `buf` (its allocation reused).
+    pub fn read_pack_range_into(
+        &self,
+        blob_type: BlobType,
+        pack: &PackId,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.backend
+            .read_range_into(
+                blob_type.pack_file_type(),
+                pack.as_bytes(),
+                offset,
+                length,
+                buf,
+            )
+            .map_err(|err| pack_read_error(pack, err))
+    }
+
+    /// Reads, authenticates and decompresses one blob.
+    pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or(Error::MissingBlob(*id))?;
+        let e = loc.entry;
+        // Whole packs only when several fit in the cache (tree packs are 4 MiB by default).
+        let whole = e.blob_type == BlobType::Tree
+            && self.backend.is_remote()
+            && self.config.tree_pack_size as usize <= TREE_CACHE_BYTES / 4;
+        let sealed = if whole {
+            let pack = match self.tree_packs.get(&loc.pack) {
+                Some(p) => p,
+                None => {
+                    let bytes = Arc::new(
+                        self.backend
+                            .read(FileType::TreePack, loc.pack.as_bytes())
+                            .map_err(|err| pack_read_error(&loc.pack, err))?,
+                    );
+                    self.tree_packs.put(loc.pack, bytes.clone());
+                    bytes
+                }
+            };
+            let (start, end) = (e.offset as usize, e.offset as usize + e.length as usize);
+            pack.get(start..end)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        Object::Pack(loc.pack),
+                        format!(
+                            "the index puts a blob at {start}..{end} of a pack of {} bytes",
+                            pack.len()
+                        ),
+                    )
+                })?
+                .to_vec()
+        } else {
+            self.read_pack_range(e.blob_type, &loc.pack, e.offset as u64, e.length as u64)?
+        };
+        pack::open_blob(&self.key, &loc.pack, &e, sealed)
+    }
+
+    /// Loads and decodes a tree blob.
+    pub fn load_tree(&self, index: &Index, id: &BlobId) -> Result<Tree> {
+        let loc = index.get(id).ok_or(Error::MissingBlob(*id))?;
+        if loc.entry.blob_type != BlobType::Tree {
+            return Err(Error::corrupt(
+                Object::BlobId(*id),
+                "a tree reference names a data blob",
+            ));
+        }
+        let bytes = self.read_blob(index, id)?;
+        Tree::decode(&bytes).map_err(|e| {
+            Error::corrupt(
+                Object::Blob {
+                    pack: loc.pack,
+                    blob: *id,
+                },
+                format!("tree does not decode: {e}"),
+            )
+        })
+    }
+}
+
+/// Picks the snapshot `spec` names among `all` (oldest first): `latest`, or a unique hex prefix
+/// of its id.
+pub fn pick_snapshot(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry> {
+    if spec == "latest" {
+        return all.last().cloned().ok_or_else(|| {
+            Error::SnapshotNotFound("there is no snapshot (to take as latest)".into())
+        });
+    }
+    let spec_l = spec.to_ascii_lowercase();
+    if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::SnapshotNotFound(format!(
+            "{spec:?} is not a snapshot id (hex digits) or \"latest\""
+        )));
+    }
+    let mut matches: Vec<_> = all
+        .iter()
+        .filter(|s| s.id.to_hex().starts_with(&spec_l))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.remove(0).clone()),
+        0 => Err(Error::SnapshotNotFound(format!(
+            "no snapshot matches {spec:?}"
+        ))),
+        n => Err(Error::SnapshotNotFound(format!(
+            "{n} snapshots match {spec:?}: give more digits"
+        ))),
+    }
+}
+
+/// A pack the index names that storage cannot give in full is damage, not an I/O error.
+fn pack_read_error(pack: &PackId, err: BackendError) -> Error {
+    match err {
+        BackendError::ShortRead { .. } => Error::corrupt(Object::Pack(*pack), err.to_string()),
+        BackendError::NotFound { .. } => Error::corrupt(Object::Pack(*pack), "pack is missing"),
+        other => other.into(),
+    }
+}
+
+/// A repository on `backend` with the cheapest Argon2id costs, for tests.
+#[cfg(test)]
+pub(crate) fn test_repository(backend: Arc<dyn Backend>) -> Repository {
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
+    Repository::init(backend, b"pw", &opts).expect("init a test repository")
+}
+
+/// An index file with its id.
+pub type NamedIndexFile = (IndexId, IndexFile);
+
+/// Splits index files into live ones and those another file supersedes.
+pub fn split_superseded(
+    files: Vec<(IndexId, IndexFile)>,
+) -> (Vec<NamedIndexFile>, Vec<NamedIndexFile>) {
+    let dead: std::collections::HashSet<IndexId> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    files.into_iter().partition(|(id, _)| !dead.contains(id))
+}

@@ -1,0 +1,41 @@
+//! Walking a snapshot's trees: resolving a path inside a snapshot.
+
+use crate::error::{Error, Object, Result};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repo::index::Index;
+use crate::repo::repository::Repository;
+
+/// Resolves `subpath` inside a snapshot: the node found (`None` for the root, when `subpath` is
+/// empty or `/`) and, when it is a folder (or the root), its tree. A path that continues below a
+/// file is not found.
+pub fn resolve(
+    repo: &Repository,
+    index: &Index,
+    snap: &Snapshot,
+    subpath: &str,
+) -> Result<(Option<Node>, Option<Tree>)> {
+    let mut tree = repo.load_tree(index, &snap.tree)?;
+    let comps: Vec<&str> = subpath
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let mut node: Option<Node> = None;
+    for (i, c) in comps.iter().enumerate() {
+        let n = tree
+            .get(c.as_bytes())
+            .cloned()
+            .ok_or_else(|| Error::PathNotFound(subpath.to_string()))?;
+        if n.kind == NodeKind::Dir {
+            let id = n
+                .subtree
+                .ok_or_else(|| Error::corrupt(Object::BlobId(snap.tree), "folder without tree"))?;
+            tree = repo.load_tree(index, &id)?;
+        } else if i + 1 != comps.len() {
+            return Err(Error::PathNotFound(subpath.to_string()));
+        }
+        node = Some(n);
+    }
+    let is_dir = node.as_ref().is_none_or(|n| n.kind == NodeKind::Dir);
+    Ok((node, is_dir.then_some(tree)))
+}

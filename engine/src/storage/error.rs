@@ -1,0 +1,61 @@
+//! What can go wrong with storage: objects that are missing, unreachable, refused, archived or
+//! shorter than asked for.
+
+use std::io;
+
+/// Errors of the backend layer: storage that cannot be reached, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The object does not exist.
+    #[error("{location}: not found")]
+    NotFound {
+        /// Where it was looked for.
+        location: String,
+    },
+    /// An I/O error while accessing the object.
+    #[error("{op} {location}")]
+    Io {
+        /// What was being done (read, write, list, remove).
+        op: &'static str,
+        /// Which object or folder.
+        location: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// An object store refused a request, or could not be reached after every retry.
+    #[error("{op} {location}: {code}{}{}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(), if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Remote {
+        /// What was being done (read, write, list, remove, create).
+        op: &'static str,
+        /// The bucket and key (`s3://bucket/key`).
+        location: String,
+        /// The store's error code (`AccessDenied`, `NoSuchBucket`, `SlowDown`), or what failed
+        /// on the way (`timeout`, `connection failed`).
+        code: String,
+        /// The store's message, or the cause.
+        message: String,
+        /// The HTTP status, when a response arrived.
+        status: Option<u16>,
+    },
+    /// The object is in an archive storage class and must be restored (thawed) before reading.
+    #[error("{location} is in storage class {storage_class} and must be restored from the archive before it can be read")]
+    NeedsThaw {
+        /// The object.
+        location: String,
+        /// Its storage class.
+        storage_class: String,
+    },
+    /// A read returned fewer bytes than asked for (the object is shorter than the index says).
+    #[error("{location}: short read, wanted {wanted} bytes at offset {offset}, got {got}")]
+    ShortRead {
+        /// The object.
+        location: String,
+        /// Offset of the read.
+        offset: u64,
+        /// Bytes asked for.
+        wanted: u64,
+        /// Bytes available.
+        got: u64,
+    },
+}

@@ -1,0 +1,296 @@
+//! A repository in a local directory (format-spec/format.md, "Local layout").
+//!
+//! Every write goes to a temporary file in the destination folder, is fsynced, renamed into place,
+//! and the folder is fsynced, so a crash leaves either the old state or the new one. Files are
+//! created 0600 and folders 0700.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use super::{parse_name, Backend, FileType, ObjectEntry};
+use crate::id::RawId;
+use crate::storage::BackendError;
+
+/// Mode of every file written.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every folder created.
+pub const DIR_MODE: u32 = 0o700;
+
+/// A repository rooted at a local path.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend at `root` (not created until [`Backend::create`]).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, t: FileType, id: &RawId) -> PathBuf {
+        self.root.join(t.object_path(id))
+    }
+
+    fn err(op: &'static str, path: &Path, source: io::Error) -> BackendError {
+        if source.kind() == io::ErrorKind::NotFound {
+            BackendError::NotFound {
+                location: path.display().to_string(),
+            }
+        } else {
+            BackendError::Io {
+                op,
+                location: path.display().to_string(),
+                source,
+            }
+        }
+    }
+
+    fn mkdir(path: &Path) -> io::Result<()> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
+    }
+
+    fn list_dir(dir: &Path, out: &mut Vec<ObjectEntry>) -> Result<(), BackendError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Self::err("list", dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Self::err("list", dir, e))?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(parse_name) else {
+                continue;
+            };
+            let meta = entry
+                .metadata()
+                .map_err(|e| Self::err("stat", &entry.path(), e))?;
+            if meta.is_file() {
+                out.push(ObjectEntry {
+                    id,
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                    storage_class: None,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `data` to `path` atomically and durably: temporary file, fsync, rename, fsync of the
+/// folder.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("path has no parent folder"))?;
+    let mut suffix = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<(), BackendError> {
+        for t in FileType::ALL {
+            if t != FileType::Config {
+                let dir = self.root.join(t.dir_name());
+                Self::mkdir(&dir).map_err(|e| Self::err("create", &dir, e))?;
+            }
+        }
+        File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Self::err("sync", &self.root, e))
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<ObjectEntry>, BackendError> {
+        let mut out = Vec::new();
+        let dir = self.root.join(t.dir_name());
+        match t {
+            FileType::Config => {
+                if let Ok(m) = fs::metadata(&dir) {
+                    out.push(ObjectEntry {
+                        id: super::CONFIG_ID,
+                        size: m.len(),
+                        modified: m.modified().ok(),
+                        storage_class: None,
+                    });
+                }
+            }
+            t if t.is_pack() => {
+                let subs = match fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(Self::err("list", &dir, e)),
+                };
+                for sub in subs {
+                    let sub = sub.map_err(|e| Self::err("list", &dir, e))?;
+                    if sub.file_name().len() == 2 {
+                        Self::list_dir(&sub.path(), &mut out)?;
+                    }
+                }
+            }
+            _ => Self::list_dir(&dir, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    fn read(&self, t: FileType, id: &RawId) -> Result<Vec<u8>, BackendError> {
+        let p = self.path(t, id);
+        fs::read(&p).map_err(|e| Self::err("read", &p, e))
+    }
+
+    fn stat(&self, t: FileType, id: &RawId) -> Result<super::ObjectState, BackendError> {
+        let p = self.path(t, id);
+        let m = fs::metadata(&p).map_err(|e| Self::err("stat", &p, e))?;
+        Ok(super::ObjectState {
+            size: m.len(),
+            storage_class: None,
+            thaw: super::ThawState::Readable,
+        })
+    }
+
+    fn read_range(
+        &self,
+        t: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError> {
+        let mut buf = Vec::new();
+        self.read_range_into(t, id, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        let p = self.path(t, id);
+        let f = File::open(&p).map_err(|e| Self::err("open", &p, e))?;
+        let len = usize::try_from(length)
+            .map_err(|_| Self::err("read", &p, io::Error::other("range too large")))?;
+        buf.clear();
+        buf.resize(len, 0);
+        let mut done = 0;
+        while done < len {
+            match f.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => {
+                    return Err(BackendError::ShortRead {
+                        location: p.display().to_string(),
+                        offset,
+                        wanted: length,
+                        got: done as u64,
+                    })
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Self::err("read", &p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, t: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError> {
+        let p = self.path(t, id);
+        let result = match write_atomic(&p, data) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The pack sub-folder is made on first use; its parent is synced so that the new
+                // folder, and the pack in it, survive a crash.
+                let dir = p.parent().unwrap_or(&self.root);
+                Self::mkdir(dir)
+                    .and_then(|_| File::open(dir.parent().unwrap_or(&self.root))?.sync_all())
+                    .and_then(|_| write_atomic(&p, data))
+            }
+            r => r,
+        };
+        result.map_err(|e| Self::err("write", &p, e))
+    }
+
+    fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
+        let p = self.path(t, id);
+        fs::remove_file(&p).map_err(|e| Self::err("remove", &p, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn files_are_0600_and_folders_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("r"));
+        b.create().unwrap();
+        b.write(FileType::DataPack, &[0x5a; 32], b"pack").unwrap();
+        let f = dir
+            .path()
+            .join("r")
+            .join(FileType::DataPack.object_path(&[0x5a; 32]));
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(f.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::metadata(dir.path().join("r/keys"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
+    fn temporary_files_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.create().unwrap();
+        fs::write(dir.path().join("snapshots/.tmp-0011"), b"partial").unwrap();
+        assert!(b.list(FileType::Snapshot).unwrap().is_empty());
+    }
+}
