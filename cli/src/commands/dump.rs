@@ -44,11 +44,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         crate::thaw::Next::Go(gate) => {
             // A dump writes in order: it starts once every pack it needs is readable.
             if let Some(gate) = gate {
-                let mut pending: Vec<_> = gate.pending.into_iter().collect();
-                while !pending.is_empty() {
-                    let ready = gate.waiter.wait_any(&pending)?;
-                    pending.retain(|p| !ready.contains(p));
-                }
+                gate.wait_all()?;
             }
         }
         crate::thaw::Next::Stop(code) => return Ok(code),

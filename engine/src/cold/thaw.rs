@@ -327,6 +327,19 @@ pub struct PackGate {
     pub waiter: std::sync::Arc<Waiter>,
 }
 
+impl PackGate {
+    /// Blocks until every pending pack is readable, for callers that read in one pass (check,
+    /// dump).
+    pub fn wait_all(&self) -> Result<()> {
+        let mut pending: Vec<PackId> = self.pending.iter().copied().collect();
+        while !pending.is_empty() {
+            let ready: HashSet<PackId> = self.waiter.wait_any(&pending)?.into_iter().collect();
+            pending.retain(|p| !ready.contains(p));
+        }
+        Ok(())
+    }
+}
+
 /// Progress of a wait: packs readable so far out of those that were pending.
 pub type ThawProgress = dyn Fn(usize, usize) + Send + Sync;
 

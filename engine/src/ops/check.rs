@@ -6,7 +6,7 @@
 //! bytes, its header against the index, and authenticates every blob and its keyed hash. Every
 //! problem names the pack or blob, and the snapshots and paths it damages.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -14,11 +14,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobOpener, BlobType};
-use crate::format::tree::NodeKind;
-use crate::id::{BlobId, PackId, SnapshotId};
-use crate::repo::index::{Index, IndexPack};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::repo::index::{Index, IndexFile, IndexPack, LoadedIndex};
 use crate::repo::lock::list_locks;
-use crate::repo::repository::{host_and_user, now_local, split_superseded, Repository};
+use crate::repo::repository::{host_and_user, now_local, Repository};
 use crate::storage::FileType;
 use crate::units::{parse_percent, parse_size, ParseError};
 
@@ -63,11 +64,30 @@ impl std::str::FromStr for ReadData {
     }
 }
 
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Damage: data a snapshot needs is missing or does not verify.
+    Error,
+    /// Wasted space or a stale lock: nothing is lost.
+    Warning,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
 /// One problem found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    /// `error` (damage) or `warning` (wasted space, stale locks).
-    pub severity: &'static str,
+    /// Damage, or wasted space and stale locks.
+    pub severity: Severity,
     /// What is affected: `pack <id>`, `blob <id>`, `index file <id>`...
     pub object: String,
     /// What is wrong.
@@ -109,7 +129,7 @@ impl CheckReport {
     pub fn errors(&self) -> usize {
         self.problems
             .iter()
-            .filter(|p| p.severity == "error")
+            .filter(|p| p.severity == Severity::Error)
             .count()
     }
 }
@@ -123,14 +143,14 @@ struct Checker {
 impl Checker {
     fn error(&mut self, object: String, message: impl Into<String>) {
         self.report.problems.push(Problem {
-            severity: "error",
+            severity: Severity::Error,
             object,
             message: message.into(),
         });
     }
     fn warning(&mut self, object: String, message: impl Into<String>) {
         self.report.problems.push(Problem {
-            severity: "warning",
+            severity: Severity::Warning,
             object,
             message: message.into(),
         });
@@ -185,185 +205,238 @@ pub fn check_gated(
         report: CheckReport::default(),
         bad_blobs: HashSet::new(),
     };
-
-    // Key files: each must be named by its hash and parse.
-    for k in repo.backend().list(FileType::Key)? {
-        let name = hex::encode(k.id);
-        match repo.backend().read(FileType::Key, &k.id) {
-            Ok(bytes) if *blake3::hash(&bytes).as_bytes() != k.id => c.error(
-                format!("key file {name}"),
-                "content does not hash to its name",
-            ),
-            Ok(bytes) => {
-                if let Err(e) = serde_json::from_slice::<crate::format::key::KeyFile>(&bytes) {
-                    c.error(format!("key file {name}"), format!("does not decode: {e}"));
-                }
-            }
-            Err(e) => c.error(format!("key file {name}"), e.to_string()),
-        }
-    }
-
-    // Index files, one by one, so that one damaged file is reported, not fatal.
-    let mut files = Vec::new();
-    for f in repo.backend().list(FileType::Index)? {
-        match repo.load_file::<crate::repo::index::IndexFile>(FileType::Index, &f.id) {
-            Ok(file) => files.push((crate::id::IndexId::from_bytes(f.id), file)),
-            Err(e) => c.error(format!("index file {}", hex::encode(f.id)), e.to_string()),
-        }
-    }
-    let (live, _) = split_superseded(files);
-    let mut index = Index::new();
-    let mut packs: BTreeMap<PackId, IndexPack> = BTreeMap::new();
-    for (_, f) in &live {
-        index.add_file(&f);
-        for p in &f.packs {
-            packs.entry(p.id).or_insert_with(|| p.clone());
-        }
-    }
-    index.finish();
+    c.check_keys(repo)?;
+    let loaded = c.load_index(repo)?;
+    let packs: BTreeMap<PackId, IndexPack> = loaded.packs().into_iter().collect();
     c.report.packs = packs.len();
-    c.report.blobs = index.len();
+    c.report.blobs = loaded.index.len();
+    let present = c.check_packs(repo, &packs)?;
+    c.read_packs(repo, &present, read_data, progress, gate)?;
+    let snapshots = c.load_snapshots(repo)?;
+    c.check_trees(repo, &loaded.index, &snapshots);
+    c.check_locks(repo)?;
+    c.report
+        .problems
+        .sort_by_key(|p| p.severity != Severity::Error);
+    Ok(c.report)
+}
 
-    // Packs: present, of the recorded size; orphans are warnings.
-    let mut stored: HashMap<PackId, u64> = HashMap::new();
-    for bt in [BlobType::Data, BlobType::Tree] {
-        for e in repo.backend().list(bt.pack_file_type())? {
-            stored.insert(PackId::from_bytes(e.id), e.size);
-        }
-    }
-    let mut present: Vec<&IndexPack> = Vec::new();
-    for (id, p) in &packs {
-        match stored.get(id) {
-            None => {
-                c.error(
-                    format!("pack {id}"),
-                    format!("missing: the index names it with {} blob(s)", p.blobs.len()),
-                );
-                c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
-            }
-            Some(&size) if size != p.size => {
-                c.error(
-                    format!("pack {id}"),
-                    format!("holds {size} bytes, the index says {}", p.size),
-                );
-                c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
-            }
-            Some(_) => present.push(p),
-        }
-    }
-    let orphans = stored.keys().filter(|id| !packs.contains_key(id)).count();
-    if orphans > 0 {
-        c.warning("packs".into(), format!("{orphans} pack(s) are named by no index (left by an interrupted backup; prune removes them)"));
-    }
-
-    // Tree pack headers are read (tree packs stay hot); data packs only with read_data.
-    let mut budget = match read_data {
-        ReadData::Bytes(b) => b,
-        _ => 0,
-    };
-    let to_read: Vec<&IndexPack> = present
-        .iter()
-        .copied()
-        .filter(|p| selected(&p.id, read_data, p.size, &mut budget))
-        .collect();
-    let read_set: HashSet<PackId> = to_read.iter().map(|p| p.id).collect();
-    for p in present
-        .iter()
-        .filter(|p| BlobType::from(p.blob_type) == BlobType::Tree && !read_set.contains(&p.id))
-    {
-        if let Err(e) = check_header(repo, p) {
-            c.error(format!("pack {}", p.id), e.to_string());
-            c.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
-        }
-    }
-    let data_to_read: BTreeSet<PackId> = to_read
-        .iter()
-        .filter(|p| BlobType::from(p.blob_type) == BlobType::Data)
-        .map(|p| p.id)
-        .collect();
-    let mut to_read = to_read;
-    if !data_to_read.is_empty() {
-        match gate(&data_to_read)? {
-            ReadGate::Go(None) => {}
-            ReadGate::Go(Some(g)) => {
-                // Every pack is verified in one pass: wait until all have thawed.
-                let mut pending: Vec<PackId> = g.pending.iter().copied().collect();
-                while !pending.is_empty() {
-                    let now: HashSet<PackId> = g.waiter.wait_any(&pending)?.into_iter().collect();
-                    pending.retain(|p| !now.contains(p));
-                }
-            }
-            ReadGate::Stop => {
-                c.report.data_not_read = data_to_read.len();
-                to_read.retain(|p| BlobType::from(p.blob_type) == BlobType::Tree);
-            }
-        }
-    }
-    let (done, total) = (std::sync::atomic::AtomicUsize::new(0), to_read.len());
-    let results: Vec<(PackId, u64, PackVerdict)> = repo.in_io_pool(|| {
-        to_read
-            .par_iter()
-            .map(|p| {
-                let r = read_pack(repo, p);
-                progress(
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                    total,
-                );
-                (p.id, p.size, r)
-            })
-            .collect()
-    });
-    for (id, size, r) in results {
-        if r == Ok(false) {
-            c.report.data_not_read += 1;
-            c.warning(
-                format!("pack {id}"),
-                "archived and not readable: not verified".to_string(),
-            );
-            continue;
-        }
-        c.report.packs_read += 1;
-        c.report.bytes_read += size;
-        if let Err((msg, blobs)) = r {
-            c.error(format!("pack {id}"), msg);
-            c.bad_blobs.extend(blobs);
-        }
-    }
-
-    // Snapshots and their trees.
-    let mut used: HashSet<BlobId> = HashSet::new();
-    let mut snapshots = Vec::new();
-    for s in repo.backend().list(FileType::Snapshot)? {
-        let id = SnapshotId::from_bytes(s.id);
-        match repo.load_file::<crate::format::snapshot::Snapshot>(FileType::Snapshot, &s.id) {
-            Ok(snap) => snapshots.push((id, snap)),
-            Err(e) => c.error(format!("snapshot {id}"), e.to_string()),
-        }
-    }
-    c.report.snapshots = snapshots.len();
-    let mut damaged = Vec::new();
-    let mut seen_trees: HashSet<BlobId> = HashSet::new();
-    for (sid, snap) in &snapshots {
-        let mut stack = vec![(snap.tree, PathBuf::from("/"))];
-        while let Some((tree_id, at)) = stack.pop() {
-            used.insert(tree_id);
-            let first_visit = seen_trees.insert(tree_id);
-            let tree = if c.bad_blobs.contains(&tree_id) {
-                None
-            } else {
-                match repo.load_tree(&index, &tree_id) {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        if first_visit {
-                            c.error(format!("tree blob {tree_id}"), e.to_string());
-                        }
-                        c.bad_blobs.insert(tree_id);
-                        None
+impl Checker {
+    /// Key files: each must be named by its hash and parse.
+    fn check_keys(&mut self, repo: &Repository) -> Result<()> {
+        for k in repo.backend().list(FileType::Key)? {
+            let name = hex::encode(k.id);
+            match repo.backend().read(FileType::Key, &k.id) {
+                Ok(bytes) if *blake3::hash(&bytes).as_bytes() != k.id => self.error(
+                    format!("key file {name}"),
+                    "content does not hash to its name",
+                ),
+                Ok(bytes) => {
+                    if let Err(e) = serde_json::from_slice::<crate::format::key::KeyFile>(&bytes) {
+                        self.error(format!("key file {name}"), format!("does not decode: {e}"));
                     }
                 }
-            };
-            let Some(tree) = tree else {
-                damaged.push(DamagedPath {
+                Err(e) => self.error(format!("key file {name}"), e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Index files, one by one, so that one damaged file is reported, not fatal.
+    fn load_index(&mut self, repo: &Repository) -> Result<LoadedIndex> {
+        let mut files = Vec::new();
+        for f in repo.backend().list(FileType::Index)? {
+            match repo.load_file::<IndexFile>(FileType::Index, &f.id) {
+                Ok(file) => files.push((IndexId::from_bytes(f.id), file)),
+                Err(e) => self.error(format!("index file {}", hex::encode(f.id)), e.to_string()),
+            }
+        }
+        Ok(LoadedIndex::from_files(files))
+    }
+
+    /// Packs: present, of the recorded size; orphans are warnings. Returns the present ones.
+    fn check_packs<'p>(
+        &mut self,
+        repo: &Repository,
+        packs: &'p BTreeMap<PackId, IndexPack>,
+    ) -> Result<Vec<&'p IndexPack>> {
+        let stored = repo.list_packs()?;
+        let mut present = Vec::new();
+        for (id, p) in packs {
+            match stored.get(id).map(|s| s.size) {
+                None => {
+                    self.error(
+                        format!("pack {id}"),
+                        format!("missing: the index names it with {} blob(s)", p.blobs.len()),
+                    );
+                    self.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+                }
+                Some(size) if size != p.size => {
+                    self.error(
+                        format!("pack {id}"),
+                        format!("holds {size} bytes, the index says {}", p.size),
+                    );
+                    self.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+                }
+                Some(_) => present.push(p),
+            }
+        }
+        let orphans = stored.keys().filter(|id| !packs.contains_key(id)).count();
+        if orphans > 0 {
+            self.warning("packs".into(), format!("{orphans} pack(s) are named by no index (left by an interrupted backup; prune removes them)"));
+        }
+        Ok(present)
+    }
+
+    /// Tree pack headers are read (tree packs stay hot); data packs only with `read_data`, once
+    /// the gate lets them be read.
+    fn read_packs(
+        &mut self,
+        repo: &Repository,
+        present: &[&IndexPack],
+        read_data: ReadData,
+        progress: &(dyn Fn(usize, usize) + Sync),
+        gate: &dyn Fn(&BTreeSet<PackId>) -> Result<ReadGate>,
+    ) -> Result<()> {
+        let mut budget = match read_data {
+            ReadData::Bytes(b) => b,
+            _ => 0,
+        };
+        let mut to_read: Vec<&IndexPack> = present
+            .iter()
+            .copied()
+            .filter(|p| selected(&p.id, read_data, p.size, &mut budget))
+            .collect();
+        let read_set: HashSet<PackId> = to_read.iter().map(|p| p.id).collect();
+        for p in present
+            .iter()
+            .filter(|p| p.blob_type == BlobType::Tree && !read_set.contains(&p.id))
+        {
+            if let Err(e) = check_header(repo, p) {
+                self.error(format!("pack {}", p.id), e.to_string());
+                self.bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+            }
+        }
+        let data_to_read: BTreeSet<PackId> = to_read
+            .iter()
+            .filter(|p| p.blob_type == BlobType::Data)
+            .map(|p| p.id)
+            .collect();
+        if !data_to_read.is_empty() {
+            match gate(&data_to_read)? {
+                ReadGate::Go(None) => {}
+                // Every pack is verified in one pass: wait until all have thawed.
+                ReadGate::Go(Some(g)) => g.wait_all()?,
+                ReadGate::Stop => {
+                    self.report.data_not_read = data_to_read.len();
+                    to_read.retain(|p| p.blob_type == BlobType::Tree);
+                }
+            }
+        }
+        self.verify_packs(repo, &to_read, progress);
+        Ok(())
+    }
+
+    /// Reads and verifies `to_read` in parallel.
+    fn verify_packs(
+        &mut self,
+        repo: &Repository,
+        to_read: &[&IndexPack],
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) {
+        let (done, total) = (std::sync::atomic::AtomicUsize::new(0), to_read.len());
+        let results: Vec<(PackId, u64, PackVerdict)> = repo.in_io_pool(|| {
+            to_read
+                .par_iter()
+                .map(|p| {
+                    let r = read_pack(repo, p);
+                    progress(
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                        total,
+                    );
+                    (p.id, p.size, r)
+                })
+                .collect()
+        });
+        for (id, size, r) in results {
+            if r == Ok(false) {
+                self.report.data_not_read += 1;
+                self.warning(
+                    format!("pack {id}"),
+                    "archived and not readable: not verified".to_string(),
+                );
+                continue;
+            }
+            self.report.packs_read += 1;
+            self.report.bytes_read += size;
+            if let Err((msg, blobs)) = r {
+                self.error(format!("pack {id}"), msg);
+                self.bad_blobs.extend(blobs);
+            }
+        }
+    }
+
+    /// Every snapshot file that decodes; the others are errors.
+    fn load_snapshots(&mut self, repo: &Repository) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut snapshots = Vec::new();
+        for s in repo.backend().list(FileType::Snapshot)? {
+            let id = SnapshotId::from_bytes(s.id);
+            match repo.load_file::<Snapshot>(FileType::Snapshot, &s.id) {
+                Ok(snap) => snapshots.push((id, snap)),
+                Err(e) => self.error(format!("snapshot {id}"), e.to_string()),
+            }
+        }
+        self.report.snapshots = snapshots.len();
+        Ok(snapshots)
+    }
+
+    /// Walks every snapshot's trees: each tree readable, each needed blob indexed; the paths that
+    /// need a damaged blob are reported, and indexed blobs no snapshot uses are a warning.
+    fn check_trees(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        snapshots: &[(SnapshotId, Snapshot)],
+    ) {
+        let mut walk = TreeWalk {
+            used: HashSet::new(),
+            seen_trees: HashSet::new(),
+            damaged: Vec::new(),
+        };
+        for (sid, snap) in snapshots {
+            self.walk_snapshot(repo, index, sid, snap, &mut walk);
+        }
+        let mut damaged = walk.damaged;
+        damaged.sort();
+        damaged.dedup();
+        self.report.damaged_paths = damaged;
+        let used = walk.used;
+        let unused = index
+            .len()
+            .saturating_sub(used.iter().filter(|b| index.contains(b)).count());
+        if unused > 0 {
+            self.warning(
+                "blobs".into(),
+                format!("{unused} indexed blob(s) are used by no snapshot (prune removes them)"),
+            );
+        }
+    }
+
+    /// One snapshot's trees, depth first; a tree already walked is not walked again.
+    fn walk_snapshot(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        sid: &SnapshotId,
+        snap: &Snapshot,
+        walk: &mut TreeWalk,
+    ) {
+        let mut stack = vec![(snap.tree, PathBuf::from("/"))];
+        while let Some((tree_id, at)) = stack.pop() {
+            walk.used.insert(tree_id);
+            let first_visit = walk.seen_trees.insert(tree_id);
+            let Some(tree) = self.load_tree(repo, index, &tree_id, first_visit) else {
+                walk.damaged.push(DamagedPath {
                     snapshot: sid.short(),
                     path: at,
                 });
@@ -371,67 +444,93 @@ pub fn check_gated(
             };
             for node in &tree.nodes {
                 let path = at.join(node.name.as_os());
-                for b in node.content.iter().flatten() {
-                    used.insert(*b);
-                    if !index.contains(b) && c.bad_blobs.insert(*b) {
-                        c.error(format!("blob {b}"), "needed by a file but not in the index");
-                    }
-                }
-                if node
-                    .content
-                    .iter()
-                    .flatten()
-                    .any(|b| c.bad_blobs.contains(b))
-                {
-                    damaged.push(DamagedPath {
+                if self.check_node(index, node, &mut walk.used) {
+                    walk.damaged.push(DamagedPath {
                         snapshot: sid.short(),
                         path: path.clone(),
                     });
                 }
-                if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
-                    if !index.contains(&sub) && c.bad_blobs.insert(sub) {
-                        c.error(
-                            format!("tree blob {sub}"),
-                            "needed by a folder but not in the index",
-                        );
-                    }
-                    if first_visit {
-                        stack.push((sub, path));
-                    }
+                if let (NodeKind::Dir, Some(sub), true) = (node.kind, node.subtree, first_visit) {
+                    stack.push((sub, path));
                 }
             }
         }
     }
-    damaged.sort();
-    damaged.dedup();
-    c.report.damaged_paths = damaged;
-    let unused = index
-        .len()
-        .saturating_sub(used.iter().filter(|b| index.contains(b)).count());
-    if unused > 0 {
-        c.warning(
-            "blobs".into(),
-            format!("{unused} indexed blob(s) are used by no snapshot (prune removes them)"),
-        );
-    }
 
-    // Locks.
-    let (host, ..) = host_and_user();
-    let now = now_local();
-    for (id, l) in list_locks(repo)? {
-        match l {
-            Ok(l) if l.is_stale(now, &host) => c.warning(
-                format!("lock {}", id.short()),
-                format!("stale: {}", l.describe()),
-            ),
-            Ok(_) => {}
-            // Released (or refreshed under a new name) between listing and reading.
-            Err(Error::Backend(crate::error::BackendError::NotFound { .. })) => {}
-            Err(e) => c.error(format!("lock {}", id.short()), e.to_string()),
+    /// A tree, or `None` when it is damaged (reported on the first visit only).
+    fn load_tree(
+        &mut self,
+        repo: &Repository,
+        index: &Index,
+        tree_id: &BlobId,
+        first_visit: bool,
+    ) -> Option<Tree> {
+        if self.bad_blobs.contains(tree_id) {
+            return None;
+        }
+        match repo.load_tree(index, tree_id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if first_visit {
+                    self.error(format!("tree blob {tree_id}"), e.to_string());
+                }
+                self.bad_blobs.insert(*tree_id);
+                None
+            }
         }
     }
-    c.report.problems.sort_by_key(|p| p.severity != "error");
-    Ok(c.report)
+
+    /// Marks a node's blobs used and reports those not indexed; true when its content needs a
+    /// damaged or missing blob.
+    fn check_node(&mut self, index: &Index, node: &Node, used: &mut HashSet<BlobId>) -> bool {
+        for b in node.content.iter().flatten() {
+            used.insert(*b);
+            if !index.contains(b) && self.bad_blobs.insert(*b) {
+                self.error(format!("blob {b}"), "needed by a file but not in the index");
+            }
+        }
+        if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+            if !index.contains(&sub) && self.bad_blobs.insert(sub) {
+                self.error(
+                    format!("tree blob {sub}"),
+                    "needed by a folder but not in the index",
+                );
+            }
+        }
+        node.content
+            .iter()
+            .flatten()
+            .any(|b| self.bad_blobs.contains(b))
+    }
+
+    /// Locks: stale ones are warnings, unreadable ones errors.
+    fn check_locks(&mut self, repo: &Repository) -> Result<()> {
+        let (host, ..) = host_and_user();
+        let now = now_local();
+        for (id, l) in list_locks(repo)? {
+            match l {
+                Ok(l) if l.is_stale(now, &host) => self.warning(
+                    format!("lock {}", id.short()),
+                    format!("stale: {}", l.describe()),
+                ),
+                Ok(_) => {}
+                // Released (or refreshed under a new name) between listing and reading.
+                Err(Error::Backend(crate::storage::BackendError::NotFound { .. })) => {}
+                Err(e) => self.error(format!("lock {}", id.short()), e.to_string()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the walk of every snapshot's trees gathers.
+struct TreeWalk {
+    /// Blobs some snapshot uses.
+    used: HashSet<BlobId>,
+    /// Trees already walked.
+    seen_trees: HashSet<BlobId>,
+    /// Paths that need a damaged or missing blob.
+    damaged: Vec<DamagedPath>,
 }
 
 fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {

@@ -28,7 +28,7 @@ use crate::format::pack::{BlobOpener, BlobType, PackEntry, Packer, SealedBlob};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::index::{Index, IndexFile, IndexPack};
-use crate::repo::repository::Repository;
+use crate::repo::repository::{Repository, StoredPack};
 use crate::storage::{FileType, StorageClass};
 use crate::units::{parse_percent, parse_size, ParseError};
 
@@ -225,89 +225,36 @@ fn mark_used(
     Ok(used)
 }
 
-/// Plans a prune. Reads index files, snapshots and trees only.
-pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
-    let all_files = repo.load_index_files()?;
-    let index_files: Vec<IndexId> = all_files.iter().map(|(id, _)| *id).collect();
-    let (files, superseded) = crate::repo::repository::split_superseded(all_files);
-    let mut index = Index::new();
-    for (_, f) in &files {
-        index.add_file(&f);
-    }
-    index.finish();
-    let used = mark_used(repo, &index, &opts.ignore_snapshots)?;
+/// What the decisions about packs read: the options, and which blobs are needed.
+struct Decider<'a> {
+    opts: &'a PruneOptions,
+    index: &'a Index,
+    used: &'a [bool],
+}
 
-    // Every pack the index names, once.
-    let mut packs: HashMap<PackId, IndexPack> = HashMap::new();
-    for (_, f) in &files {
-        for p in &f.packs {
-            packs.entry(p.id).or_insert_with(|| p.clone());
-        }
+impl Decider<'_> {
+    /// True when the copy of blob `b` in pack `p` is the one kept, and some snapshot needs it.
+    fn is_used(&self, p: &PackId, b: &BlobId) -> bool {
+        self.index.position(b).is_some_and(|pos| {
+            self.used[pos] && self.index.get(b).is_some_and(|loc| loc.pack == *p)
+        })
     }
-    type Stored = (u64, Option<SystemTime>, BlobType, Option<StorageClass>);
-    let mut stored: HashMap<PackId, Stored> = HashMap::new();
-    for bt in [BlobType::Data, BlobType::Tree] {
-        for e in repo.backend().list(bt.pack_file_type())? {
-            stored.insert(
-                PackId::from_bytes(e.id),
-                (e.size, e.modified, bt, e.storage_class),
-            );
-        }
-    }
-    // Of a blob stored twice, keep the copy that is stored and readable without a thaw: the
-    // other becomes unused in its pack (positions, and so `used`, do not change).
-    index.prefer(|p| {
-        stored
-            .get(p)
-            .is_some_and(|(.., class)| !class.as_ref().is_some_and(StorageClass::may_be_archived))
-    });
-    let is_used = |p: &PackId, b: &BlobId| -> bool {
-        index
-            .position(b)
-            .is_some_and(|pos| used[pos] && index.get(b).is_some_and(|loc| loc.pack == *p))
-    };
 
-    let mut plan = PrunePlan {
-        delete: Vec::new(),
-        repack: Vec::new(),
-        orphans: Vec::new(),
-        young_orphans: 0,
-        keep: 0,
-        superseded_files: superseded.len(),
-        cold_not_repacked: 0,
-        min_duration_kept: 0,
-        min_duration_kept_bytes: 0,
-        early_deletion_avoided_usd: 0.0,
-        early_deletion_charged_usd: 0.0,
-        by_class: BTreeMap::new(),
-        used_blobs: used.iter().filter(|u| **u).count() as u64,
-        unused_blobs: used.iter().filter(|u| !**u).count() as u64,
-        bytes_before: stored.values().map(|(s, ..)| s).sum(),
-        bytes_freed: 0,
-        bytes_to_read: 0,
-        bytes_to_write: 0,
-        unused_bytes_after: 0,
-        memory_bytes_per_blob: if index.is_empty() {
-            0.0
-        } else {
-            (index.heap_bytes() + used.capacity()) as f64 / index.len() as f64
-        },
-        packs: HashMap::new(),
-        repack_blobs: HashMap::new(),
-        index_files,
-    };
-
-    let now = opts.now;
-    // The early-deletion charge of removing a pack now, when its class has a minimum storage
-    // duration it has not reached (an unknown age counts as new).
-    let early_charge = |class: &Option<StorageClass>, size: u64, modified: Option<SystemTime>| {
+    /// The early-deletion charge of removing a pack now, when its class has a minimum storage
+    /// duration it has not reached (an unknown age counts as new).
+    fn early_charge(
+        &self,
+        class: &Option<StorageClass>,
+        size: u64,
+        modified: Option<SystemTime>,
+    ) -> Option<f64> {
         let class = class.as_ref()?;
         let mut age = modified
-            .and_then(|m| now.duration_since(m).ok())
+            .and_then(|m| self.opts.now.duration_since(m).ok())
             .unwrap_or_default();
         // Moved in by a rule: its time in the class began at the transition. A pack younger
         // than the transition day was written in the class directly.
-        if let Some(days) = opts.class_entry_days.get(class.name()) {
+        if let Some(days) = self.opts.class_entry_days.get(class.name()) {
             let entered = Duration::from_secs(u64::from(*days) * 24 * 3600);
             if age >= entered {
                 age -= entered;
@@ -315,26 +262,141 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
         (age < crate::cold::tiers::min_storage_duration(class))
             .then(|| crate::cold::tiers::early_deletion_charge(class, size, age))
+    }
+}
+
+/// What classifying the packs leaves for the later steps.
+#[derive(Default)]
+struct Tally {
+    /// Partly used packs in instant classes, which may be repacked.
+    candidates: Vec<PackSummary>,
+    /// Unused bytes in the candidates.
+    unused_total: u64,
+    /// Packs kept only for their minimum storage duration.
+    min_kept: HashSet<PackId>,
+    /// Early-deletion charges of candidates (with `ignore_min_duration`), due if repacked.
+    repack_charges: HashMap<PackId, f64>,
+}
+
+/// Plans a prune. Reads index files, snapshots and trees only, and one listing of each pack
+/// folder.
+pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    let loaded = repo.load_index_split()?;
+    let packs = loaded.packs();
+    let mut index = loaded.index;
+    let used = mark_used(repo, &index, &opts.ignore_snapshots)?;
+    let stored = repo.list_packs()?;
+    // Of a blob stored twice, keep the copy that is stored and readable without a thaw: the
+    // other becomes unused in its pack (positions, and so `used`, do not change).
+    index.prefer(|p| {
+        stored.get(p).is_some_and(|s| {
+            !s.storage_class
+                .as_ref()
+                .is_some_and(StorageClass::may_be_archived)
+        })
+    });
+    let mut plan = PrunePlan::new(&index, &used, &stored, loaded.superseded.len(), loaded.ids);
+    let decider = Decider {
+        opts,
+        index: &index,
+        used: &used,
     };
-    let mut candidates = Vec::new();
-    let mut unused_total = 0u64;
-    let mut min_kept: HashSet<PackId> = HashSet::new();
-    // Early-deletion charges of repack candidates (with ignore_min_duration), due if repacked.
-    let mut repack_charges: HashMap<PackId, f64> = HashMap::new();
-    for (id, p) in &packs {
-        let Some((size, modified, _, class)) = stored.get(id) else {
+    let mut tally = Tally::default();
+    classify_indexed(&decider, &packs, &stored, &mut plan, &mut tally)?;
+    let obsolete: HashSet<PackId> = loaded
+        .superseded
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect();
+    classify_orphans(&decider, &packs, &stored, &obsolete, &mut plan, &mut tally);
+    select_repacks(opts, &mut plan, &mut tally);
+    tally_by_class(&mut plan, &stored, &tally.min_kept);
+    plan.delete.sort_by_key(|p| p.id);
+    plan.orphans.sort_by_key(|p| p.id);
+    for r in &plan.repack {
+        if let Some(p) = packs.get(&r.id) {
+            let keep = p
+                .entries()
+                .into_iter()
+                .filter(|e| decider.is_used(&r.id, &e.id))
+                .collect();
+            plan.repack_blobs.insert(r.id, keep);
+        }
+    }
+    plan.packs = packs;
+    Ok(plan)
+}
+
+impl PrunePlan {
+    /// A plan that does nothing yet, with the figures known before any pack is classified.
+    fn new(
+        index: &Index,
+        used: &[bool],
+        stored: &HashMap<PackId, StoredPack>,
+        superseded_files: usize,
+        index_files: Vec<IndexId>,
+    ) -> Self {
+        PrunePlan {
+            delete: Vec::new(),
+            repack: Vec::new(),
+            orphans: Vec::new(),
+            young_orphans: 0,
+            keep: 0,
+            superseded_files,
+            cold_not_repacked: 0,
+            min_duration_kept: 0,
+            min_duration_kept_bytes: 0,
+            early_deletion_avoided_usd: 0.0,
+            early_deletion_charged_usd: 0.0,
+            by_class: BTreeMap::new(),
+            used_blobs: used.iter().filter(|u| **u).count() as u64,
+            unused_blobs: used.iter().filter(|u| !**u).count() as u64,
+            bytes_before: stored.values().map(|s| s.size).sum(),
+            bytes_freed: 0,
+            bytes_to_read: 0,
+            bytes_to_write: 0,
+            unused_bytes_after: 0,
+            memory_bytes_per_blob: if index.is_empty() {
+                0.0
+            } else {
+                (index.heap_bytes() + used.len()) as f64 / index.len() as f64
+            },
+            packs: HashMap::new(),
+            repack_blobs: HashMap::new(),
+            index_files,
+        }
+    }
+}
+
+/// Decides each pack the index names: delete (unused), keep (fully used, cold, or within its
+/// minimum storage duration), or leave as a repack candidate.
+fn classify_indexed(
+    d: &Decider,
+    packs: &HashMap<PackId, IndexPack>,
+    stored: &HashMap<PackId, StoredPack>,
+    plan: &mut PrunePlan,
+    tally: &mut Tally,
+) -> Result<()> {
+    for (id, p) in packs {
+        let Some(StoredPack {
+            size,
+            modified,
+            storage_class: class,
+            ..
+        }) = stored.get(id)
+        else {
             return Err(Error::corrupt(
                 Object::Pack(*id),
                 "the index names this pack but storage does not hold it; the repository is damaged, and prune refuses to run on it",
             ));
         };
+        let size = *size;
         let used_bytes: u64 = p
             .blobs
             .iter()
-            .filter(|b| is_used(id, &b.id))
+            .filter(|b| d.is_used(id, &b.id))
             .map(|b| b.length as u64)
             .sum();
-        let size = *size;
         if used_bytes > size {
             return Err(Error::corrupt(
                 Object::Pack(*id),
@@ -345,23 +407,23 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
         let summary = PackSummary {
             id: *id,
-            blob_type: BlobType::from(p.blob_type).name(),
+            blob_type: p.blob_type.name(),
             size,
             used_bytes,
             storage_class: class.as_ref().map(|c| c.name().to_string()),
         };
-        let charge = early_charge(class, size, *modified);
-        let partly_used = used_bytes > 0 && !p.blobs.iter().all(|b| is_used(id, &b.id));
+        let charge = d.early_charge(class, size, *modified);
+        let partly_used = used_bytes > 0 && !p.blobs.iter().all(|b| d.is_used(id, &b.id));
         // Intelligent-Tiering may have moved the pack to an archive tier, and a class this build
         // does not know may need a thaw: neither is read to repack.
         let cold = class.as_ref().is_some_and(StorageClass::may_be_archived);
         // A partly used cold pack is never repacked (below); an unused one, or a partly used one
         // in an instant class, waits for its minimum storage duration.
         let removable = used_bytes == 0 || (partly_used && !cold);
-        if removable && charge.is_some() && !opts.ignore_min_duration {
+        if removable && charge.is_some() && !d.opts.ignore_min_duration {
             // Deleting it now would be billed as if it stayed its minimum duration anyway.
             plan.keep += 1;
-            min_kept.insert(*id);
+            tally.min_kept.insert(*id);
             plan.min_duration_kept += 1;
             plan.min_duration_kept_bytes += size;
             // Only a deletion is certain; a repack would depend on --max-unused. Its unused
@@ -381,31 +443,45 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             plan.keep += 1;
             plan.cold_not_repacked += 1;
         } else {
-            unused_total += size - used_bytes;
+            tally.unused_total += size - used_bytes;
             if let Some(c) = charge {
-                repack_charges.insert(*id, c);
+                tally.repack_charges.insert(*id, c);
             }
-            candidates.push(summary);
+            tally.candidates.push(summary);
         }
     }
-    // Packs named only by superseded index files were condemned by a prune that did not finish:
-    // they go now, whatever their age.
-    let obsolete: HashSet<PackId> = superseded
-        .iter()
-        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
-        .collect();
-    for (id, (size, modified, bt, class)) in &stored {
+    Ok(())
+}
+
+/// Decides the stored packs no live index file names. Those named only by superseded index
+/// files were condemned by a prune that did not finish: they go now, whatever their age; others
+/// once older than the grace period.
+fn classify_orphans(
+    d: &Decider,
+    packs: &HashMap<PackId, IndexPack>,
+    stored: &HashMap<PackId, StoredPack>,
+    obsolete: &HashSet<PackId>,
+    plan: &mut PrunePlan,
+    tally: &mut Tally,
+) {
+    for (id, s) in stored {
+        let StoredPack {
+            size,
+            modified,
+            blob_type: bt,
+            storage_class: class,
+        } = s;
         let (size, modified, bt) = (*size, *modified, *bt);
         if packs.contains_key(id) {
             continue;
         }
         let old = obsolete.contains(id)
             || modified
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age >= opts.orphan_grace);
-        let charge = early_charge(class, size, modified);
-        if old && charge.is_some() && !opts.ignore_min_duration {
-            min_kept.insert(*id);
+                .and_then(|m| d.opts.now.duration_since(m).ok())
+                .is_some_and(|age| age >= d.opts.orphan_grace);
+        let charge = d.early_charge(class, size, modified);
+        if old && charge.is_some() && !d.opts.ignore_min_duration {
+            tally.min_kept.insert(*id);
             plan.min_duration_kept += 1;
             plan.min_duration_kept_bytes += size;
             plan.early_deletion_avoided_usd += charge.unwrap_or(0.0);
@@ -423,14 +499,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             plan.young_orphans += 1;
         }
     }
+}
 
-    // Repack the most wasteful packs first until the unused share is within the limit.
+/// Repacks the most wasteful candidates first until the unused share is within the limit.
+fn select_repacks(opts: &PruneOptions, plan: &mut PrunePlan, tally: &mut Tally) {
     let repo_size = plan.bytes_before - plan.bytes_freed;
     let limit = match opts.max_unused {
         MaxUnused::Percent(p) => (repo_size as f64 * p / 100.0) as u64,
         MaxUnused::Bytes(b) => b,
         MaxUnused::Unlimited => u64::MAX,
     };
+    let mut candidates = std::mem::take(&mut tally.candidates);
     candidates.sort_by(|a, b| {
         let wa = (a.size - a.used_bytes) as f64 / a.size.max(1) as f64;
         let wb = (b.size - b.used_bytes) as f64 / b.size.max(1) as f64;
@@ -440,19 +519,27 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         let fits = opts
             .max_repack
             .is_none_or(|m| plan.bytes_to_read + c.size <= m);
-        if unused_total > limit && fits {
-            unused_total -= c.size - c.used_bytes;
+        if tally.unused_total > limit && fits {
+            tally.unused_total -= c.size - c.used_bytes;
             plan.bytes_to_read += c.size;
             plan.bytes_to_write += c.used_bytes;
             plan.bytes_freed += c.size - c.used_bytes;
-            plan.early_deletion_charged_usd += repack_charges.get(&c.id).copied().unwrap_or(0.0);
+            plan.early_deletion_charged_usd +=
+                tally.repack_charges.get(&c.id).copied().unwrap_or(0.0);
             plan.repack.push(c);
         } else {
             plan.keep += 1;
         }
     }
-    plan.unused_bytes_after = unused_total;
-    // Per class: deleted and repacked from the lists, kept as the rest of what is stored.
+    plan.unused_bytes_after = tally.unused_total;
+}
+
+/// Per class: deleted and repacked from the lists, kept as the rest of what is stored.
+fn tally_by_class(
+    plan: &mut PrunePlan,
+    stored: &HashMap<PackId, StoredPack>,
+    min_kept: &HashSet<PackId>,
+) {
     let class_of = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".to_string());
     let mut changed: HashSet<PackId> = HashSet::new();
     for p in plan.delete.iter().chain(&plan.orphans) {
@@ -467,7 +554,8 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         e.repack.1 += p.size;
         changed.insert(p.id);
     }
-    for (id, (size, _, _, class)) in &stored {
+    for (id, s) in stored {
+        let (size, class) = (s.size, &s.storage_class);
         if changed.contains(id) {
             continue;
         }
@@ -481,20 +569,6 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             e.kept_for_min_duration += 1;
         }
     }
-    plan.delete.sort_by_key(|p| p.id);
-    plan.orphans.sort_by_key(|p| p.id);
-    for r in &plan.repack {
-        if let Some(p) = packs.get(&r.id) {
-            let keep = p
-                .entries()
-                .into_iter()
-                .filter(|e| is_used(&r.id, &e.id))
-                .collect();
-            plan.repack_blobs.insert(r.id, keep);
-        }
-    }
-    plan.packs = packs;
-    Ok(plan)
 }
 
 /// What an executed prune did.

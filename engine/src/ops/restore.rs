@@ -389,6 +389,36 @@ fn existing_targets<'p>(plan: &'p Plan, opts: &RestoreOptions) -> Result<Vec<&'p
     Ok(existing)
 }
 
+/// Failures of a restore, by file number; the first failure of a file is kept.
+#[derive(Default)]
+struct Failures(Mutex<BTreeMap<usize, String>>);
+
+impl Failures {
+    fn fail(&self, i: usize, msg: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(i)
+            .or_insert(msg);
+    }
+
+    /// Fails every file that one of `blobs` goes to.
+    fn fail_blobs(&self, blobs: &[BlobJob], msg: &str) {
+        for b in blobs {
+            for (i, _) in &b.targets {
+                self.fail(*i, msg.to_string());
+            }
+        }
+    }
+
+    fn into_inner(self) -> BTreeMap<usize, String> {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The blobs to read from one pack, sorted by offset.
+type PackJob = (PackId, Vec<BlobJob>);
+
 fn run_plan(
     repo: &Repository,
     index: &Index,
@@ -396,8 +426,27 @@ fn run_plan(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
     let existing = existing_targets(&plan, opts)?;
-
+    make_folders(&plan, opts)?;
+    let failures = Failures::default();
+    let existing: HashSet<&PathBuf> = existing.into_iter().collect();
+    let packs = group_by_pack(&plan, index, &existing, &failures);
+    let pool = reader_pool(repo, opts)?;
+    read_packs(
+        repo,
+        &plan.files,
+        &packs,
+        opts.gate.as_ref(),
+        &pool,
+        &failures,
+    );
     let mut summary = RestoreSummary::default();
+    finish_files(&plan, failures.into_inner(), &mut summary);
+    finish_others_and_folders(&plan, &mut summary);
+    Ok(summary)
+}
+
+/// Creates the target and every planned folder; something else in a folder's place goes first.
+fn make_folders(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
     let mkdir = |p: &Path| {
         fs::DirBuilder::new()
             .recursive(true)
@@ -412,18 +461,19 @@ fn run_plan(
         }
         mkdir(p)?;
     }
+    Ok(())
+}
 
-    // Empty files are created now; the others when their first blob is written, so that each
-    // file is opened once per pack that holds its data, never once more just to create it.
-    let existing: HashSet<&PathBuf> = existing.into_iter().collect();
-    let failures: Mutex<BTreeMap<usize, String>> = Mutex::new(BTreeMap::new());
-    let fail = |i: usize, msg: String| {
-        failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(i)
-            .or_insert(msg);
-    };
+/// Files every blob of every planned file under its pack, with the places its plaintext goes
+/// to; a blob used several times is read once. Empty files are created now; the others when
+/// their first blob is written, so that each file is opened once per pack that holds its data,
+/// never once more just to create it. Existing files in the way are removed first.
+fn group_by_pack(
+    plan: &Plan,
+    index: &Index,
+    existing: &HashSet<&PathBuf>,
+    failures: &Failures,
+) -> Vec<PackJob> {
     let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
     for (i, f) in plan.files.iter().enumerate() {
         if f.link_to.is_some() {
@@ -431,20 +481,20 @@ fn run_plan(
         }
         if existing.contains(&f.path) {
             if let Err(e) = clear(&f.path) {
-                fail(i, format!("replace: {e}"));
+                failures.fail(i, format!("replace: {e}"));
                 continue;
             }
         }
         if f.node.content.as_ref().is_none_or(|c| c.is_empty()) {
             if let Err(e) = open_at_size(&f.path, f.node.size) {
-                fail(i, format!("create: {e}"));
+                failures.fail(i, format!("create: {e}"));
             }
             continue;
         }
         let mut offset = 0u64;
         for id in f.node.content.iter().flatten() {
             let Some(loc) = index.get(id) else {
-                fail(i, Error::MissingBlob(*id).to_string());
+                failures.fail(i, Error::MissingBlob(*id).to_string());
                 break;
             };
             by_pack
@@ -461,7 +511,7 @@ fn run_plan(
         }
         if offset != f.node.size {
             // The tree and the index disagree: the file would be cut short or padded with zeros.
-            fail(
+            failures.fail(
                 i,
                 format!(
                     "its blobs hold {offset} bytes but the snapshot records {}",
@@ -470,7 +520,18 @@ fn run_plan(
             );
         }
     }
+    by_pack
+        .into_iter()
+        .map(|(p, blobs)| {
+            let mut v: Vec<BlobJob> = blobs.into_values().collect();
+            v.sort_by_key(|b| b.entry.offset);
+            (p, v)
+        })
+        .collect()
+}
 
+/// The readers: two per CPU, and at least as many as the backend has connections.
+fn reader_pool(repo: &Repository, opts: &RestoreOptions) -> Result<rayon::ThreadPool> {
     let threads = if opts.threads == 0 {
         (2 * std::thread::available_parallelism()
             .map(|n| n.get())
@@ -479,144 +540,190 @@ fn run_plan(
     } else {
         opts.threads
     };
-    let pool = rayon::ThreadPoolBuilder::new()
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| Error::Resource {
             what: "thread pool",
             reason: e.to_string(),
-        })?;
-    let packs: Vec<(PackId, Vec<BlobJob>)> = by_pack
-        .into_iter()
-        .map(|(p, blobs)| {
-            let mut v: Vec<BlobJob> = blobs.into_values().collect();
-            v.sort_by_key(|b| b.entry.offset);
-            (p, v)
         })
-        .collect();
-    let files = &plan.files;
-    // Readable packs go to the readers at once; gated ones as the waiter reports them thawed.
-    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<&(PackId, Vec<BlobJob>)>();
-    let mut gated: Vec<&(PackId, Vec<BlobJob>)> = Vec::new();
-    for p in &packs {
-        match &opts.gate {
+}
+
+/// Reads every pack and writes its blobs into the files. Readable packs go to the readers at
+/// once; packs behind the gate as the waiter reports them thawed.
+fn read_packs(
+    repo: &Repository,
+    files: &[PlannedFile],
+    packs: &[PackJob],
+    gate: Option<&PackGate>,
+    pool: &rayon::ThreadPool,
+    failures: &Failures,
+) {
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<&PackJob>();
+    let mut gated: Vec<&PackJob> = Vec::new();
+    for p in packs {
+        match gate {
             Some(g) if g.pending.contains(&p.0) => gated.push(p),
             _ => {
                 let _ = ready_tx.send(p);
             }
         }
     }
-    let feed = move || {
-        let tx = ready_tx;
-        let Some(gate) = &opts.gate else { return };
-        while !gated.is_empty() {
-            let ids: Vec<PackId> = gated.iter().map(|p| p.0).collect();
-            match gate.waiter.wait_any(&ids) {
-                Ok(now) => {
-                    let now: HashSet<PackId> = now.into_iter().collect();
-                    gated.retain(|p| {
-                        if now.contains(&p.0) {
-                            let _ = tx.send(*p);
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                }
-                Err(e) => {
-                    for (_, blobs) in &gated {
-                        for b in blobs {
-                            for (i, _) in &b.targets {
-                                fail(*i, e.to_string());
-                            }
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-    };
     std::thread::scope(|scope| {
-        scope.spawn(feed);
+        scope.spawn(move || {
+            if let Some(gate) = gate {
+                feed_thawed(gate, gated, &ready_tx, failures);
+            }
+            drop(ready_tx);
+        });
         pool.install(|| {
             let init = || (Vec::new(), BlobOpener::new());
             ready_rx
                 .iter()
                 .par_bridge()
                 .for_each_init(init, |(data, opener), (pack_id, blobs)| {
-                    let mut handles: HashMap<usize, File> = HashMap::new();
-                    let mut start = 0;
-                    while start < blobs.len() {
-                        // Coalesce neighbours into one read.
-                        let first = blobs[start].entry.offset as u64;
-                        let mut end = start + 1;
-                        let mut last_end = first + blobs[start].entry.length as u64;
-                        while end < blobs.len() {
-                            let e = &blobs[end].entry;
-                            let e_end = e.offset as u64 + e.length as u64;
-                            if (e.offset as u64) > last_end + MAX_READ_GAP
-                                || e_end - first > MAX_READ
-                            {
-                                break;
-                            }
-                            last_end = last_end.max(e_end);
-                            end += 1;
-                        }
-                        let group = &blobs[start..end];
-                        start = end;
-                        let bt = group[0].entry.blob_type;
-                        if let Err(e) =
-                            repo.read_pack_range_into(bt, pack_id, first, last_end - first, data)
-                        {
-                            for b in group {
-                                for (i, _) in &b.targets {
-                                    fail(*i, e.to_string());
-                                }
-                            }
-                            continue;
-                        }
-                        for b in group {
-                            let lo = (b.entry.offset as u64 - first) as usize;
-                            let sealed = &mut data[lo..lo + b.entry.length as usize];
-                            let plain = match opener.open(repo.key(), pack_id, &b.entry, sealed) {
-                                Ok(p) => p,
-                                Err(e) => {
-                                    for (i, _) in &b.targets {
-                                        fail(*i, e.to_string());
-                                    }
-                                    continue;
-                                }
-                            };
-                            for (i, off) in &b.targets {
-                                let f = &files[*i];
-                                if handles.len() >= MAX_OPEN_FILES && !handles.contains_key(i) {
-                                    // A pack may hold blobs of thousands of small files: keep the
-                                    // number of open descriptors bounded.
-                                    handles.clear();
-                                }
-                                let h = match handles.entry(*i) {
-                                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                                    std::collections::hash_map::Entry::Vacant(v) => {
-                                        match open_at_size(&f.path, f.node.size) {
-                                            Ok(h) => v.insert(h),
-                                            Err(e) => {
-                                                fail(*i, format!("open: {e}"));
-                                                continue;
-                                            }
-                                        }
-                                    }
-                                };
-                                if let Err(e) = write_sparse(h, *off, plain) {
-                                    fail(*i, format!("write: {e}"));
-                                }
-                            }
-                        }
-                    }
+                    let mut writer = FileWriter::new(files, failures);
+                    restore_pack(repo, pack_id, blobs, data, opener, &mut writer);
                 })
         });
     });
+}
 
-    let mut failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+/// Hands the gated packs to the readers as they thaw; fails their files when waiting fails.
+fn feed_thawed<'p>(
+    gate: &PackGate,
+    mut gated: Vec<&'p PackJob>,
+    tx: &crossbeam_channel::Sender<&'p PackJob>,
+    failures: &Failures,
+) {
+    while !gated.is_empty() {
+        let ids: Vec<PackId> = gated.iter().map(|p| p.0).collect();
+        match gate.waiter.wait_any(&ids) {
+            Ok(now) => {
+                let now: HashSet<PackId> = now.into_iter().collect();
+                gated.retain(|p| {
+                    if now.contains(&p.0) {
+                        let _ = tx.send(*p);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            Err(e) => {
+                for (_, blobs) in &gated {
+                    failures.fail_blobs(blobs, &e.to_string());
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The blobs of one pack: neighbours are read together, each blob is opened and written at its
+/// places.
+fn restore_pack(
+    repo: &Repository,
+    pack_id: &PackId,
+    blobs: &[BlobJob],
+    data: &mut Vec<u8>,
+    opener: &mut BlobOpener,
+    writer: &mut FileWriter,
+) {
+    let mut start = 0;
+    while start < blobs.len() {
+        let end = coalesce(blobs, start);
+        let group = &blobs[start..end];
+        start = end;
+        let first = group[0].entry.offset as u64;
+        let last_end = group
+            .iter()
+            .map(|b| b.entry.offset as u64 + b.entry.length as u64)
+            .max()
+            .unwrap_or(first);
+        let bt = group[0].entry.blob_type;
+        if let Err(e) = repo.read_pack_range_into(bt, pack_id, first, last_end - first, data) {
+            writer.failures.fail_blobs(group, &e.to_string());
+            continue;
+        }
+        for b in group {
+            let lo = (b.entry.offset as u64 - first) as usize;
+            let sealed = &mut data[lo..lo + b.entry.length as usize];
+            match opener.open(repo.key(), pack_id, &b.entry, sealed) {
+                Ok(plain) => writer.write(&b.targets, plain),
+                Err(e) => writer
+                    .failures
+                    .fail_blobs(std::slice::from_ref(b), &e.to_string()),
+            }
+        }
+    }
+}
+
+/// The end of the run of blobs from `start` that one range read covers: neighbours less than
+/// `MAX_READ_GAP` apart, up to `MAX_READ` bytes in all.
+fn coalesce(blobs: &[BlobJob], start: usize) -> usize {
+    let first = blobs[start].entry.offset as u64;
+    let mut end = start + 1;
+    let mut last_end = first + blobs[start].entry.length as u64;
+    while end < blobs.len() {
+        let e = &blobs[end].entry;
+        let e_end = e.offset as u64 + e.length as u64;
+        if (e.offset as u64) > last_end + MAX_READ_GAP || e_end - first > MAX_READ {
+            break;
+        }
+        last_end = last_end.max(e_end);
+        end += 1;
+    }
+    end
+}
+
+/// Writes plaintext into the planned files, keeping a bounded number of them open.
+struct FileWriter<'a> {
+    files: &'a [PlannedFile],
+    failures: &'a Failures,
+    handles: HashMap<usize, File>,
+}
+
+impl<'a> FileWriter<'a> {
+    fn new(files: &'a [PlannedFile], failures: &'a Failures) -> Self {
+        Self {
+            files,
+            failures,
+            handles: HashMap::new(),
+        }
+    }
+
+    /// Writes `plain` at each (file, offset) of `targets`.
+    fn write(&mut self, targets: &[(usize, u64)], plain: &[u8]) {
+        for (i, off) in targets {
+            let f = &self.files[*i];
+            if self.handles.len() >= MAX_OPEN_FILES && !self.handles.contains_key(i) {
+                // A pack may hold blobs of thousands of small files: keep the number of open
+                // descriptors bounded.
+                self.handles.clear();
+            }
+            let h = match self.handles.entry(*i) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    match open_at_size(&f.path, f.node.size) {
+                        Ok(h) => v.insert(h),
+                        Err(e) => {
+                            self.failures.fail(*i, format!("open: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = write_sparse(h, *off, plain) {
+                self.failures.fail(*i, format!("write: {e}"));
+            }
+        }
+    }
+}
+
+/// Hard links, then metadata of the files that were written whole; a file with any failure is
+/// removed, never left in place looking complete.
+fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mut RestoreSummary) {
     for (i, f) in plan.files.iter().enumerate() {
         if let Some(j) = f.link_to {
             if let Some(msg) = failures.get(&j).cloned() {
@@ -631,7 +738,6 @@ fn run_plan(
     }
     for (i, f) in plan.files.iter().enumerate() {
         if failures.contains_key(&i) {
-            // Never leave a damaged file behind looking whole.
             if f.link_to.is_none() {
                 let _ = fs::remove_file(&f.path);
             }
@@ -652,10 +758,13 @@ fn run_plan(
             message: msg,
         });
     }
+}
 
+/// Links, fifos and devices, then folder metadata, deepest first, so that setting a child's
+/// mtime does not change its parent's.
+fn finish_others_and_folders(plan: &Plan, summary: &mut RestoreSummary) {
     for (path, node) in &plan.others {
-        let r = restore_other(path, node);
-        match r {
+        match restore_other(path, node) {
             Ok(true) => summary.others += 1,
             Ok(false) => summary.skipped += 1,
             Err(e) => summary.errors.push(RestoreError {
@@ -664,8 +773,6 @@ fn run_plan(
             }),
         }
     }
-
-    // Folders last, deepest first, so that setting a child's mtime does not change its parent's.
     for (path, node) in plan.dirs.iter().rev() {
         match set_meta(path, node) {
             Ok(()) => summary.dirs += 1,
@@ -675,7 +782,6 @@ fn run_plan(
             }),
         }
     }
-    Ok(summary)
 }
 
 /// Restores a symlink, fifo or device. `Ok(false)` when the kind is skipped (sockets, or devices

@@ -9,11 +9,11 @@
 //! practical event, and readers check every blob's full keyed hash against the id they asked
 //! for, so even then the wrong blob would be reported as damaged, never returned.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use crate::format::index_file::{IndexFile, IndexPack};
 use crate::format::pack::{BlobType, PackEntry};
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, IndexId, PackId};
 
 /// Flag in `Entry::length_flags` marking a compressed blob.
 const COMPRESSED_FLAG: u32 = 1 << 31;
@@ -235,6 +235,58 @@ impl Index {
         (self.entries.capacity() + self.alternates.capacity()) * std::mem::size_of::<Entry>()
             + self.packs.capacity() * std::mem::size_of::<(PackId, BlobType)>()
             + self.pack_numbers.capacity() * (std::mem::size_of::<(PackId, u32)>() + 1)
+    }
+}
+
+/// An index file with its id.
+pub type NamedIndexFile = (IndexId, IndexFile);
+
+/// The repository's index files, split into those in force and those another file supersedes,
+/// with the in-memory index of the former: the one place that loads, splits and merges them.
+pub struct LoadedIndex {
+    /// Every index file's id, superseded ones included.
+    pub ids: Vec<IndexId>,
+    /// The files in force.
+    pub live: Vec<NamedIndexFile>,
+    /// The files another one supersedes: readers ignore them, and the packs only they name are
+    /// obsolete.
+    pub superseded: Vec<NamedIndexFile>,
+    /// The index of the files in force, finished.
+    pub index: Index,
+}
+
+impl LoadedIndex {
+    /// Splits `files` and indexes the live ones.
+    pub fn from_files(files: Vec<NamedIndexFile>) -> Self {
+        let ids = files.iter().map(|(id, _)| *id).collect();
+        let dead: HashSet<IndexId> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let (live, superseded): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|(id, _)| !dead.contains(id));
+        let mut index = Index::new();
+        for (_, f) in &live {
+            index.add_file(f);
+        }
+        index.finish();
+        Self {
+            ids,
+            live,
+            superseded,
+            index,
+        }
+    }
+
+    /// Every pack the files in force name, once.
+    pub fn packs(&self) -> HashMap<PackId, IndexPack> {
+        let mut packs = HashMap::new();
+        for (_, f) in &self.live {
+            for p in &f.packs {
+                packs.entry(p.id).or_insert_with(|| p.clone());
+            }
+        }
+        packs
     }
 }
 

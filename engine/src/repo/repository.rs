@@ -1,6 +1,7 @@
 //! A repository: a backend, the master key and the config, with typed reads and writes of every
 //! kind of file (format-spec/format.md, "Files" and "Ordering rules").
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -19,7 +20,7 @@ use crate::format::sealed::{decode_file, encode_file};
 use crate::format::snapshot::{Snapshot, SnapshotEntry};
 use crate::format::tree::Tree;
 use crate::id::{BlobId, IndexId, KeyId, PackId, RawId, RepoId, SnapshotId};
-use crate::repo::index::{Index, IndexFile};
+use crate::repo::index::{Index, IndexFile, LoadedIndex};
 use crate::storage::{Backend, FileType, CONFIG_ID};
 
 /// Blobs an index file written by prune or repair describes at most: about 40 MB of JSON, far
@@ -335,16 +336,32 @@ impl Repository {
 
     /// Loads every index file into one in-memory index.
     pub fn load_index(&self) -> Result<Index> {
-        let (loaded, _) = split_superseded(self.load_index_files()?);
-        let mut index = Index::new();
-        for (_, f) in &loaded {
-            index.add_file(&f);
-        }
-        index.finish();
-        Ok(index)
+        Ok(self.load_index_split()?.index)
     }
 
-    /// Every index file as stored, superseded ones included (see [`split_superseded`]).
+    /// Loads every index file, splits off the superseded ones and indexes the rest.
+    pub fn load_index_split(&self) -> Result<LoadedIndex> {
+        Ok(LoadedIndex::from_files(self.load_index_files()?))
+    }
+
+    /// Lists both pack folders: every stored pack once, as the listing describes it.
+    pub fn list_packs(&self) -> Result<HashMap<PackId, StoredPack>> {
+        let mut stored = HashMap::new();
+        for blob_type in [BlobType::Data, BlobType::Tree] {
+            for e in self.backend.list(blob_type.pack_file_type())? {
+                let pack = StoredPack {
+                    blob_type,
+                    size: e.size,
+                    modified: e.modified,
+                    storage_class: e.storage_class,
+                };
+                stored.insert(PackId::from_bytes(e.id), pack);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Every index file as stored, superseded ones included (see [`LoadedIndex`]).
     pub fn load_index_files(&self) -> Result<Vec<(IndexId, IndexFile)>> {
         let files = self.backend.list(FileType::Index)?;
         self.in_io_pool(|| {
@@ -580,6 +597,19 @@ pub fn pick_snapshot(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry>
     }
 }
 
+/// A stored pack as a listing of its folder describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPack {
+    /// The blob type its folder holds.
+    pub blob_type: BlobType,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written, if the storage tells.
+    pub modified: Option<std::time::SystemTime>,
+    /// Its storage class, if the storage tells.
+    pub storage_class: Option<crate::storage::StorageClass>,
+}
+
 /// A pack the index names that storage cannot give in full is damage, not an I/O error.
 fn pack_read_error(pack: &PackId, err: BackendError) -> Error {
     match err {
@@ -601,18 +631,4 @@ pub(crate) fn test_repository(backend: Arc<dyn Backend>) -> Repository {
         ..InitOptions::default()
     };
     Repository::init(backend, b"pw", &opts).expect("init a test repository")
-}
-
-/// An index file with its id.
-pub type NamedIndexFile = (IndexId, IndexFile);
-
-/// Splits index files into live ones and those another file supersedes.
-pub fn split_superseded(
-    files: Vec<(IndexId, IndexFile)>,
-) -> (Vec<NamedIndexFile>, Vec<NamedIndexFile>) {
-    let dead: std::collections::HashSet<IndexId> = files
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
-    files.into_iter().partition(|(id, _)| !dead.contains(id))
 }
