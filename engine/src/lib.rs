@@ -74,6 +74,7 @@ pub use storage::{
 };
 pub use units::{parse_size, ParseError};
 
+pub use format::blob::BlobType;
 pub use format::chunker::ChunkerParams;
 pub use format::config::{Config, FORMAT_VERSION};
 pub use format::key::KdfParams;

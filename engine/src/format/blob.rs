@@ -43,3 +43,9 @@ impl BlobType {
         }
     }
 }
+
+impl std::fmt::Display for BlobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

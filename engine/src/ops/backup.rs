@@ -654,10 +654,9 @@ fn find_parent(
         .map(|s| (s.id, s.snapshot)))
 }
 
-/// Runs a backup. `index` must be the repository's loaded index.
-pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
-    let started = Instant::now();
-    let start_time = now_local();
+/// Sources made absolute and lexically clean, sorted, and the tree of virtual folders that
+/// leads to them (`/home/ann/docs` gives `home` → `ann` → `docs`).
+fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir)> {
     if opts.paths.is_empty() {
         return Err(Error::InvalidOptions(
             "nothing to back up: give at least one path".into(),
@@ -685,47 +684,45 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         }
         root.insert(&comps);
     }
-    let paths: Vec<ByteString> = sources
-        .iter()
-        .map(|s| ByteString::from_os(s.as_os_str()))
-        .collect();
-    let (this_host, user, uid, gid) = host_and_user();
-    let host = opts.host.clone().unwrap_or(this_host);
+    Ok((sources, root))
+}
 
+/// A parent snapshot with its id.
+type ParentSnapshot = (SnapshotId, Snapshot);
+
+/// The parent snapshot (`--parent`, none with `--force`, otherwise the latest with the same
+/// host and paths) and its root tree, when it loads.
+fn choose_parent(
+    repo: &Repository,
+    index: &Index,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[ByteString],
+) -> Result<(Option<ParentSnapshot>, Option<Tree>)> {
     let parent = if opts.force {
         None
     } else if let Some(id) = opts.parent {
         let s = repo.find_snapshot(&id.to_hex())?;
         Some((s.id, s.snapshot))
     } else {
-        find_parent(repo, &host, &paths)?
+        find_parent(repo, host, paths)?
     };
-    let parent_root = match &parent {
+    let root = match &parent {
         Some((_, s)) => repo.load_tree(index, &s.tree).ok(),
         None => None,
     };
+    Ok((parent, root))
+}
 
-    let dry;
-    let real;
-    let repo: &Repository = if opts.dry_run {
-        dry = repo.with_backend(Arc::new(DryRunBackend::new(repo.backend().clone())));
-        &dry
-    } else {
-        real = repo;
-        real
-    };
-
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        opts.threads
-    };
-    let writers = repo.backend().connections().max(MIN_WRITERS);
+/// The state the pipeline's threads share, with empty packers.
+fn new_shared<'r>(
+    repo: &'r Repository,
+    opts: &BackupOptions,
+    writers: usize,
+    pool_tx: Sender<Vec<u8>>,
+) -> Shared<'r> {
     let cfg = repo.config();
-    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
-    let shared = Shared {
+    Shared {
         repo,
         data_packer: Mutex::new(Packer::with_max_blob(
             BlobType::Data,
@@ -740,96 +737,50 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         pack_pool: bounded(writers),
         pending_index: Mutex::new(IndexFile::default()),
         lock: opts.lock.clone(),
-    };
-    let excludes = PathMatcher::new(&opts.excludes)?;
-    let chunker = Chunker::new(cfg.chunker, repo.key().chunker_seed())?;
+    }
+}
 
-    let (walk_result, mut summary, errors) = std::thread::scope(|scope| {
-        let (job_tx, job_rx) = bounded::<Job>(2 * threads);
-        // A rendezvous: a finished pack waits in its worker until a writer takes it, so packs in
-        // memory are at most one being filled, one per writer and one per worker.
-        let (pack_tx, pack_rx) = bounded::<UnhashedPack>(0);
-        let shared = &shared;
-        let writers: Vec<_> = (0..writers)
-            .map(|_| {
-                let rx = pack_rx.clone();
-                scope.spawn(move || writer(shared, rx))
-            })
-            .collect();
-        drop(pack_rx);
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let rx = job_rx.clone();
-                let tx = pack_tx.clone();
-                scope.spawn(move || worker(shared, rx, tx))
-            })
-            .collect();
-        drop(job_rx);
-        let mut walker = Walker {
-            repo,
-            index,
-            chunker,
-            jobs: job_tx,
-            pool: pool_rx,
-            shared,
-            excludes,
-            one_file_system: opts.one_file_system,
-            seen: HashSet::new(),
-            hardlinks: HashMap::new(),
-            names: Names::default(),
-            read_buf: Vec::new(),
-            max_chunk: cfg.chunker.max_size as usize,
-            summary: SnapshotSummary {
-                backup_start: start_time,
-                backup_end: start_time,
-                ..SnapshotSummary::default()
-            },
-            errors: Vec::new(),
-        };
-        let walked = walker
-            .virtual_tree(Path::new("/"), &root, parent_root.as_ref())
-            .and_then(|t| walker.save_tree(&t).map(|id| (id, t)));
-        let Walker {
-            jobs,
-            summary,
-            errors,
-            ..
-        } = walker;
-        drop(jobs);
-        for w in workers {
-            if w.join().is_err() {
-                shared.fail(Error::WorkerPanicked("backup worker"));
-            }
-        }
-        // Flush the last, partly filled packs.
-        for t in [BlobType::Data, BlobType::Tree] {
-            let mut p = shared.packer(t).lock().unwrap_or_else(|p| p.into_inner());
-            if !p.is_empty() && !shared.failed.load(Ordering::SeqCst) {
-                let pack = p.finish_unhashed(repo.key());
-                drop(p);
-                let _ = pack_tx.send(pack);
-            }
-        }
-        drop(pack_tx);
-        for w in writers {
-            if w.join().is_err() {
-                shared.fail(Error::WorkerPanicked("pack writer"));
-            }
-        }
-        // The last index file, once every pack it names is durable.
-        let rest = std::mem::take(
-            &mut *shared
-                .pending_index
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        if !shared.failed.load(Ordering::SeqCst) && !rest.packs.is_empty() {
-            if let Err(e) = shared.lock.check().and_then(|_| repo.save_index(&rest)) {
-                shared.fail(e);
-            }
-        }
-        (walked, summary, errors)
-    });
+/// Runs a backup. `index` must be the repository's loaded index. The walker reads on the calling
+/// thread, workers seal and writers store packs beside it, and the snapshot is written once
+/// everything it names is durable.
+pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
+    let started = Instant::now();
+    let start_time = now_local();
+    let (sources, root) = prepare_sources(opts)?;
+    let paths: Vec<ByteString> = sources
+        .iter()
+        .map(|s| ByteString::from_os(s.as_os_str()))
+        .collect();
+    let (this_host, user, uid, gid) = host_and_user();
+    let host = opts.host.clone().unwrap_or(this_host);
+    let (parent, parent_root) = choose_parent(repo, index, opts, &host, &paths)?;
+
+    let dry;
+    let repo: &Repository = if opts.dry_run {
+        dry = repo.with_backend(Arc::new(DryRunBackend::new(repo.backend().clone())));
+        &dry
+    } else {
+        repo
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        opts.threads
+    };
+    let writers = repo.backend().connections().max(MIN_WRITERS);
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
+    let shared = new_shared(repo, opts, writers, pool_tx);
+    let (job_tx, job_rx) = bounded::<Job>(2 * threads);
+    let walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
+    let pipeline = Pipeline {
+        threads,
+        writers,
+        shared: &shared,
+    };
+    let (walk_result, mut summary, errors) =
+        pipeline.run(walker, job_rx, &root, parent_root.as_ref());
     if let Some(e) = shared
         .error
         .lock()
@@ -840,8 +791,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
     }
     let (root_id, _) = walk_result.map_err(|Aborted| Error::Aborted("backup"))?;
 
-    let end = now_local();
-    summary.backup_end = end;
+    summary.backup_end = now_local();
     summary.duration_seconds = started.elapsed().as_secs_f64();
     summary.bytes_added = shared.bytes_added.load(Ordering::Relaxed);
     let mut tags = opts.tags.clone();
@@ -871,6 +821,147 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         errors,
         dry_run: opts.dry_run,
     })
+}
+
+/// What the walk returns: the root tree (or the abort), the run's figures and the entries left
+/// out.
+type Walked = (
+    std::result::Result<(BlobId, Tree), Aborted>,
+    SnapshotSummary,
+    Vec<SourceError>,
+);
+
+/// The threads of a backup and what they share.
+struct Pipeline<'s, 'r> {
+    threads: usize,
+    writers: usize,
+    shared: &'s Shared<'r>,
+}
+
+impl Pipeline<'_, '_> {
+    /// Runs the walker on the calling thread, with the workers and writers beside it, until the
+    /// walk is over and every pack and the last index file are written.
+    fn run(
+        &self,
+        mut walker: Walker,
+        job_rx: Receiver<Job>,
+        root: &VirtualDir,
+        parent_root: Option<&Tree>,
+    ) -> Walked {
+        let shared = self.shared;
+        std::thread::scope(|scope| {
+            // A rendezvous: a finished pack waits in its worker until a writer takes it, so packs
+            // in memory are at most one being filled, one per writer and one per worker.
+            let (pack_tx, pack_rx) = bounded::<UnhashedPack>(0);
+            let writers: Vec<_> = (0..self.writers)
+                .map(|_| {
+                    let rx = pack_rx.clone();
+                    scope.spawn(move || writer(shared, rx))
+                })
+                .collect();
+            drop(pack_rx);
+            let workers: Vec<_> = (0..self.threads)
+                .map(|_| {
+                    let rx = job_rx.clone();
+                    let tx = pack_tx.clone();
+                    scope.spawn(move || worker(shared, rx, tx))
+                })
+                .collect();
+            drop(job_rx);
+            let walked = walker
+                .virtual_tree(Path::new("/"), root, parent_root)
+                .and_then(|t| walker.save_tree(&t).map(|id| (id, t)));
+            let Walker {
+                jobs,
+                summary,
+                errors,
+                ..
+            } = walker;
+            drop(jobs);
+            for w in workers {
+                if w.join().is_err() {
+                    shared.fail(Error::WorkerPanicked("backup worker"));
+                }
+            }
+            self.flush(pack_tx);
+            for w in writers {
+                if w.join().is_err() {
+                    shared.fail(Error::WorkerPanicked("pack writer"));
+                }
+            }
+            self.write_last_index();
+            (walked, summary, errors)
+        })
+    }
+
+    /// Hands the last, partly filled packs to the writers, then closes their channel.
+    fn flush(&self, pack_tx: Sender<UnhashedPack>) {
+        let shared = self.shared;
+        for t in [BlobType::Data, BlobType::Tree] {
+            let mut p = shared.packer(t).lock().unwrap_or_else(|p| p.into_inner());
+            if !p.is_empty() && !shared.failed.load(Ordering::SeqCst) {
+                let pack = p.finish_unhashed(shared.repo.key());
+                drop(p);
+                let _ = pack_tx.send(pack);
+            }
+        }
+    }
+
+    /// The last index file, once every pack it names is durable.
+    fn write_last_index(&self) {
+        let shared = self.shared;
+        let rest = std::mem::take(
+            &mut *shared
+                .pending_index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !shared.failed.load(Ordering::SeqCst) && !rest.packs.is_empty() {
+            if let Err(e) = shared
+                .lock
+                .check()
+                .and_then(|_| shared.repo.save_index(&rest))
+            {
+                shared.fail(e);
+            }
+        }
+    }
+}
+
+impl<'a> Walker<'a> {
+    /// A walker that sends its jobs to `jobs` and takes buffers back from `pool`.
+    fn new(
+        repo: &'a Repository,
+        index: &'a Index,
+        opts: &BackupOptions,
+        shared: &'a Shared<'a>,
+        jobs: Sender<Job>,
+        pool: Receiver<Vec<u8>>,
+        start_time: DateTime<FixedOffset>,
+    ) -> Result<Self> {
+        let cfg = repo.config();
+        Ok(Walker {
+            repo,
+            index,
+            chunker: Chunker::new(cfg.chunker, repo.key().chunker_seed())?,
+            jobs,
+            pool,
+            shared,
+            excludes: PathMatcher::new(&opts.excludes)?,
+            one_file_system: opts.one_file_system,
+            seen: HashSet::new(),
+            hardlinks: HashMap::new(),
+            names: Names::default(),
+            read_buf: Vec::new(),
+            max_chunk: cfg.chunker.max_size as usize,
+            summary: SnapshotSummary {
+                backup_start: start_time,
+                backup_end: start_time,
+                ..SnapshotSummary::default()
+            },
+            errors: Vec::new(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -104,8 +104,8 @@ impl Default for PruneOptions {
 pub struct PackSummary {
     /// The pack.
     pub id: PackId,
-    /// `data` or `tree`.
-    pub blob_type: &'static str,
+    /// Data or tree (`data`, `tree` in JSON).
+    pub blob_type: BlobType,
     /// Stored size.
     pub size: u64,
     /// Bytes of blobs some snapshot needs.
@@ -407,7 +407,7 @@ fn classify_indexed(
         }
         let summary = PackSummary {
             id: *id,
-            blob_type: p.blob_type.name(),
+            blob_type: p.blob_type,
             size,
             used_bytes,
             storage_class: class.as_ref().map(|c| c.name().to_string()),
@@ -490,7 +490,7 @@ fn classify_orphans(
             plan.bytes_freed += size;
             plan.orphans.push(PackSummary {
                 id: *id,
-                blob_type: bt.name(),
+                blob_type: bt,
                 size,
                 used_bytes: 0,
                 storage_class: class.as_ref().map(|c| c.name().to_string()),
@@ -584,24 +584,9 @@ pub struct PruneReport {
     pub index_files_deleted: u64,
 }
 
-/// Carries out a plan in the crash-safe order described in the module documentation.
-pub fn execute(
-    repo: &Repository,
-    plan: &PrunePlan,
-    lock: &crate::repo::lock::LockHealth,
-) -> Result<PruneReport> {
-    let mut report = PruneReport::default();
-    if plan.is_empty() {
-        return Ok(report);
-    }
-    let gone: HashSet<PackId> = plan
-        .delete
-        .iter()
-        .chain(&plan.repack)
-        .map(|p| p.id)
-        .collect();
-
-    // 1. New packs with the needed blobs of the packs to repack.
+/// Copies the needed blobs of the packs to repack into new packs, each verified before it is
+/// copied, and writes them. Returns the new packs as the index will record them.
+fn repack(repo: &Repository, plan: &PrunePlan, report: &mut PruneReport) -> Result<Vec<IndexPack>> {
     let cfg = repo.config();
     let mut new_packs: Vec<IndexPack> = Vec::new();
     let mut packers = [
@@ -666,6 +651,28 @@ pub fn execute(
             report.packs_written += 1;
         }
     }
+    Ok(new_packs)
+}
+
+/// Carries out a plan in the crash-safe order described in the module documentation.
+pub fn execute(
+    repo: &Repository,
+    plan: &PrunePlan,
+    lock: &crate::repo::lock::LockHealth,
+) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    if plan.is_empty() {
+        return Ok(report);
+    }
+    let gone: HashSet<PackId> = plan
+        .delete
+        .iter()
+        .chain(&plan.repack)
+        .map(|p| p.id)
+        .collect();
+
+    // 1. New packs with the needed blobs of the packs to repack.
+    let new_packs = repack(repo, plan, &mut report)?;
     failpoint::hit("prune-after-repack");
     lock.check()?;
 
@@ -690,12 +697,8 @@ pub fn execute(
         .chain(&plan.orphans)
         .enumerate()
     {
-        let t = if p.blob_type == "tree" {
-            FileType::TreePack
-        } else {
-            FileType::DataPack
-        };
-        repo.backend().remove(t, p.id.as_bytes())?;
+        repo.backend()
+            .remove(p.blob_type.pack_file_type(), p.id.as_bytes())?;
         report.packs_deleted += 1;
         if i == 0 {
             failpoint::hit("prune-during-pack-removal");
@@ -834,7 +837,7 @@ mod tests {
         let deleted: HashSet<RawId> = plan
             .delete
             .iter()
-            .filter(|p| p.blob_type == "data")
+            .filter(|p| p.blob_type == BlobType::Data)
             .map(|p| *p.id.as_bytes())
             .collect();
         assert_eq!(deleted, cold, "{plan:?}");
@@ -921,7 +924,11 @@ mod tests {
         let day = Duration::from_secs(24 * 3600);
         let data_deleted = |opts: PruneOptions| {
             let p = plan(&repo, &opts).unwrap();
-            let n = p.delete.iter().filter(|d| d.blob_type == "data").count();
+            let n = p
+                .delete
+                .iter()
+                .filter(|d| d.blob_type == BlobType::Data)
+                .count();
             (n, p.min_duration_kept, p.early_deletion_avoided_usd > 0.0)
         };
         // Uploaded just now into DEEP_ARCHIVE (180 days): kept, and the charge avoided is told.
@@ -952,7 +959,7 @@ mod tests {
             forced
                 .delete
                 .iter()
-                .filter(|d| d.blob_type == "data")
+                .filter(|d| d.blob_type == BlobType::Data)
                 .count(),
             1
         );

@@ -503,12 +503,33 @@ pub fn apply_policy(
             evaluated.push(i);
         }
     }
-    let time = |i: usize| order[i].snapshot.time;
-
     for &i in evaluated.iter().take(policy.last as usize) {
         decisions[i].reasons.push(KeepReason::Last);
     }
+    keep_counted(policy, &order, &evaluated, &mut decisions);
+    keep_within(policy, &order, &evaluated, &mut decisions);
+    for &i in &evaluated {
+        for item in &policy.tags {
+            if has_tags(&order[i].snapshot, item) {
+                decisions[i].reasons.push(KeepReason::Tag(item.clone()));
+            }
+        }
+    }
 
+    for d in &mut decisions {
+        d.keep = !d.reasons.is_empty();
+    }
+    decisions
+}
+
+/// The counted period rules (`hourly` … `yearly` N), with the fill-up rule.
+fn keep_counted(
+    policy: &KeepPolicy,
+    order: &[&SnapshotEntry],
+    evaluated: &[usize],
+    decisions: &mut [Decision],
+) {
+    let time = |i: usize| order[i].snapshot.time;
     let counted = [
         (
             Period::Hour,
@@ -547,7 +568,7 @@ pub fn apply_policy(
         }
         let count = count as usize;
         let mut seen = HashSet::new();
-        for &i in &evaluated {
+        for &i in evaluated {
             if seen.len() >= count {
                 break;
             }
@@ -563,7 +584,17 @@ pub fn apply_policy(
             }
         }
     }
+}
 
+/// `within` D and the `within_hourly` … `within_yearly` D rules, counted back from the newest
+/// evaluated snapshot.
+fn keep_within(
+    policy: &KeepPolicy,
+    order: &[&SnapshotEntry],
+    evaluated: &[usize],
+    decisions: &mut [Decision],
+) {
+    let time = |i: usize| order[i].snapshot.time;
     if let Some(&newest) = evaluated.first() {
         let newest = time(newest);
         if let Some(d) = active(&policy.within) {
@@ -596,19 +627,6 @@ pub fn apply_policy(
             }
         }
     }
-
-    for &i in &evaluated {
-        for item in &policy.tags {
-            if has_tags(&order[i].snapshot, item) {
-                decisions[i].reasons.push(KeepReason::Tag(item.clone()));
-            }
-        }
-    }
-
-    for d in &mut decisions {
-        d.keep = !d.reasons.is_empty();
-    }
-    decisions
 }
 
 /// Which snapshot fields split snapshots into groups that a policy is applied to separately.
