@@ -28,6 +28,7 @@ LAYERS = {
     "cold": 5,
     "ops": 6,
     "lib": 7,
+    "testing": 8,
 }
 
 

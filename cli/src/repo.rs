@@ -34,7 +34,7 @@ pub fn s3_backend(g: &GlobalArgs) -> anyhow::Result<S3Backend> {
 }
 
 fn s3_at(g: &GlobalArgs, loc: &str) -> anyhow::Result<S3Backend> {
-    let mut o = S3Options::parse_url(loc).map_err(anyhow::Error::msg)?;
+    let mut o = S3Options::parse_url(loc)?;
     o.region = g.s3.s3_region.clone();
     o.profile = g.s3.s3_profile.clone();
     o.path_style = g.s3.s3_path_style;

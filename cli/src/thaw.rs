@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use floe_engine::{PackGate, PackId, Repository, ThawTier};
-use floe_engine::{PollOptions, ThawPlan, Waiter, PRICES_AS_OF};
+use floe_engine::{PollOptions, Prices, ThawPlan, ThawSummary, Waiter};
 
 use crate::output;
 
@@ -29,6 +29,22 @@ pub struct ThawArgs {
     /// First pause between two polls of thawing packs (doubles up to 15m)
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::repo::parse_wait, hide = true)]
     pub thaw_poll: std::time::Duration,
+    /// JSON file of prices replacing the built-in ones in the thaw cost (same shape as
+    /// `stats --tiers --json`'s "prices")
+    #[arg(long = "prices", value_name = "FILE")]
+    pub prices: Option<std::path::PathBuf>,
+}
+
+/// The built-in price table, or with the entries of `file` replacing its own.
+pub fn load_prices(file: Option<&std::path::Path>) -> anyhow::Result<Prices> {
+    match file {
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?;
+            Ok(Prices::with_overrides(&bytes)?)
+        }
+        None => Ok(Prices::default()),
+    }
 }
 
 fn parse_tier(s: &str) -> Result<ThawTier, String> {
@@ -59,49 +75,9 @@ pub fn prepare(
     if plan.all_readable() {
         return Ok(Next::Go(None));
     }
-    let s = plan.summary(a.thaw_tier);
-    let classes: Vec<String> = s
-        .by_class
-        .iter()
-        .map(|(c, (n, b))| format!("{n} in {c} ({})", output::bytes(*b)))
-        .collect();
-    eprintln!(
-        "{} of the {} data pack(s) {what} needs are archived: {}{}",
-        s.archived_packs + s.in_progress_packs,
-        plan.packs.len(),
-        if classes.is_empty() {
-            "none waiting for a request".to_string()
-        } else {
-            format!("{} not thawed", classes.join(", "))
-        },
-        if s.in_progress_packs > 0 {
-            format!(
-                "; {} ({}) already thawing",
-                s.in_progress_packs,
-                output::bytes(s.in_progress_bytes)
-            )
-        } else {
-            String::new()
-        }
-    );
-    if s.archived_packs > 0 {
-        if s.unavailable.is_empty() {
-            eprintln!(
-                "thawing {} with the {} tier takes {} and costs about ${:.2} ({})",
-                output::bytes(s.archived_bytes),
-                a.thaw_tier.name().to_lowercase(),
-                s.wait,
-                s.cost_usd,
-                PRICES_AS_OF
-            );
-        } else {
-            eprintln!(
-                "the {} tier is not available for {}",
-                a.thaw_tier.name().to_lowercase(),
-                s.unavailable.join(", ")
-            );
-        }
-    }
+    let prices = load_prices(a.prices.as_deref())?;
+    let s = plan.summary(a.thaw_tier, &prices);
+    print_plan(&plan, &s, a, what, &prices.as_of);
     if !a.thaw {
         eprintln!(
             "nothing was read; run again with --thaw to ask for them \
@@ -147,4 +123,51 @@ pub fn prepare(
         pending,
         waiter: Arc::new(waiter),
     })))
+}
+
+/// The plan on stderr: how many packs are archived, in which classes, and what a thaw with the
+/// chosen tier takes and costs.
+fn print_plan(plan: &ThawPlan, s: &ThawSummary, a: &ThawArgs, what: &str, prices_as_of: &str) {
+    let classes: Vec<String> = s
+        .by_class
+        .iter()
+        .map(|(c, (n, b))| format!("{n} in {c} ({})", output::bytes(*b)))
+        .collect();
+    eprintln!(
+        "{} of the {} data pack(s) {what} needs are archived: {}{}",
+        s.archived_packs + s.in_progress_packs,
+        plan.packs.len(),
+        if classes.is_empty() {
+            "none waiting for a request".to_string()
+        } else {
+            format!("{} not thawed", classes.join(", "))
+        },
+        if s.in_progress_packs > 0 {
+            format!(
+                "; {} ({}) already thawing",
+                s.in_progress_packs,
+                output::bytes(s.in_progress_bytes)
+            )
+        } else {
+            String::new()
+        }
+    );
+    if s.archived_packs > 0 {
+        if s.unavailable.is_empty() {
+            eprintln!(
+                "thawing {} with the {} tier takes {} and costs about ${:.2} ({})",
+                output::bytes(s.archived_bytes),
+                a.thaw_tier.name().to_lowercase(),
+                s.wait,
+                s.cost_usd,
+                prices_as_of
+            );
+        } else {
+            eprintln!(
+                "the {} tier is not available for {}",
+                a.thaw_tier.name().to_lowercase(),
+                s.unavailable.join(", ")
+            );
+        }
+    }
 }

@@ -22,7 +22,7 @@ macro_rules! define_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-        pub struct $name(pub [u8; ID_LEN]);
+        pub struct $name([u8; ID_LEN]);
 
         impl $name {
             /// Wraps raw bytes.

@@ -29,15 +29,18 @@ mod id;
 mod ops;
 mod repo;
 mod storage;
+#[cfg(test)]
+mod testing;
 mod units;
 
 // The whole API the CLI uses.
 pub use cold::thaw::{
-    prefer_readable_copies, request as request_thaw, PackGate, PollOptions, ThawPlan, Waiter,
-    PRICES_AS_OF,
+    prefer_readable_copies, request as request_thaw, PackGate, PollOptions, ThawPlan, ThawSummary,
+    Waiter,
 };
 pub use cold::tiers::{
-    class_entry_days, data_rule, describe as describe_rules, rule_json, tier_stats, Prices,
+    class_entry_days, data_rule, describe as describe_rules, rule_json, tier_stats, PriceFileError,
+    Prices, RuleError, PRICES_AS_OF,
 };
 pub use error::{Error, Object, Result};
 pub use id::{BlobId, IndexId, KeyId, LockId, PackId, ParseIdError, RepoId, SnapshotId};
@@ -67,7 +70,9 @@ pub use repo::lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
 pub use repo::repository::{now_local, pick_snapshot, InitOptions, Repository};
 pub use repo::walk::resolve;
 pub use storage::lifecycle::Rule as LifecycleRule;
-pub use storage::s3::DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS;
+pub use storage::s3::{
+    LocationError, LocationProblem, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,
+};
 pub use storage::{
     conformance, Backend, BackendError, DryRunBackend, FileType, LocalBackend, MemoryBackend,
     S3Backend, S3Options, StorageClass, ThawState, ThawTier,
@@ -79,4 +84,4 @@ pub use format::chunker::ChunkerParams;
 pub use format::config::{Config, FORMAT_VERSION};
 pub use format::key::KdfParams;
 pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
-pub use format::tree::{ByteString, Node, NodeKind, Tree};
+pub use format::tree::{ByteString, Node, NodeKind, Tree, TreeError};

@@ -12,6 +12,8 @@ pub use error::BackendError;
 
 mod dry_run;
 mod error;
+#[cfg(test)]
+pub(crate) mod faulty;
 pub mod lifecycle;
 mod local;
 mod memory;
@@ -345,6 +347,12 @@ pub trait Backend: Send + Sync {
     fn connections(&self) -> usize {
         2
     }
+
+    /// The lifecycle rules of a bucket and the repository's prefix in it; `None` for storage
+    /// without lifecycle rules.
+    fn lifecycle(&self) -> Result<Option<lifecycle::Lifecycle>, BackendError> {
+        Ok(None)
+    }
 }
 
 macro_rules! forward_backend {
@@ -388,6 +396,9 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn request_thaw(&self, t: FileType, id: &RawId, days: u32, tier: ThawTier) -> Result<ThawRequest, BackendError> {
         (**self).request_thaw(t, id, days, tier)
+    }
+    fn lifecycle(&self) -> Result<Option<lifecycle::Lifecycle>, BackendError> {
+        (**self).lifecycle()
     }
 }
     )*};

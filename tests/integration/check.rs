@@ -292,7 +292,8 @@ fn a_blob_sealed_under_another_key_is_found_and_named() {
     // Plant the file's blob in a pack whose header is genuine but whose blob was sealed under
     // another master key; the backup then deduplicates against it.
     let repo = env.open_repo();
-    let id = repo.key().blob_id(BlobType::Data, &content);
+    let key = env.master_key();
+    let id = key.blob_id(BlobType::Data, &content);
     let mut buf = vec![0u8; NONCE_LEN];
     buf.extend_from_slice(&content);
     let sealed = BlobSealer::new(3)
@@ -300,7 +301,7 @@ fn a_blob_sealed_under_another_key_is_found_and_named() {
         .seal(&MasterKey::generate(), BlobType::Data, id, buf);
     let mut packer = Packer::new(BlobType::Data, 1 << 20);
     packer.add(&sealed);
-    let pack = packer.finish(repo.key());
+    let pack = packer.finish(&key);
     repo.backend()
         .write(
             floe_engine::FileType::DataPack,

@@ -104,6 +104,22 @@ impl Env {
         .expect("open the test repository")
     }
 
+    /// The repository's master key, unwrapped from its key file with the password as any tool
+    /// that reads the format would, for tests that forge objects the engine would never write.
+    pub fn master_key(&self) -> floe_engine::format::crypto::MasterKey {
+        let entry = fs::read_dir(self.repo.join("keys"))
+            .expect("list keys/")
+            .next()
+            .expect("a key file")
+            .expect("read keys/");
+        let bytes = fs::read(entry.path()).expect("read the key file");
+        let key: floe_engine::format::key::KeyFile =
+            serde_json::from_slice(&bytes).expect("a key file parses");
+        key.open(PASSWORD.as_bytes())
+            .expect("the key file is well formed")
+            .expect("the password opens it")
+    }
+
     /// Total bytes under the repository's `data/` folder.
     pub fn data_bytes(&self) -> u64 {
         dir_bytes(&self.repo.join("data"))

@@ -164,7 +164,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     let prune = if a.prune {
-        let mut opts = super::prune::lifecycle_aware(g, a.prune_args.options());
+        let mut opts = super::prune::lifecycle_aware(&repo, a.prune_args.options());
         // A dry run plans as if the snapshots were already gone.
         opts.ignore_snapshots = remove.clone();
         Some(super::prune::prune_locked(

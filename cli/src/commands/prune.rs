@@ -132,14 +132,10 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
 
 /// Adds what the bucket's lifecycle rules say of data packs' classes, so that minimum storage
 /// durations count from the transition into a class, not from the upload.
-pub fn lifecycle_aware(g: &GlobalArgs, mut opts: PruneOptions) -> PruneOptions {
-    if !g.repo.as_deref().is_some_and(|r| r.starts_with("s3:")) {
-        return opts;
-    }
-    match crate::repo::s3_backend(g).and_then(|s3| Ok((s3.lifecycle_rules()?, s3))) {
-        Ok((rules, s3)) => {
-            opts.class_entry_days = floe_engine::class_entry_days(&rules, s3.prefix());
-        }
+pub fn lifecycle_aware(repo: &Repository, mut opts: PruneOptions) -> PruneOptions {
+    match repo.backend().lifecycle() {
+        Ok(Some(l)) => opts.class_entry_days = floe_engine::class_entry_days(&l.rules, &l.prefix),
+        Ok(None) => {}
         Err(e) => eprintln!(
             "warning: cannot read the bucket's lifecycle rules ({e:#}); packs' ages in their \
              storage class are counted from their upload"
@@ -181,7 +177,7 @@ pub fn prune_locked(
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "prune")?;
-    let opts = lifecycle_aware(g, a.prune.options());
+    let opts = lifecycle_aware(&repo, a.prune.options());
     let v = prune_locked(&repo, &lock, &opts, a.dry_run, a.json)?;
     if a.json {
         output::json(&v)?;

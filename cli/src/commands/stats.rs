@@ -1,7 +1,5 @@
 //! `floe stats`: what the repository stores, and with `--tiers` what it costs per storage class.
 
-use floe_engine::Prices;
-
 use crate::{exit, output, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
@@ -20,13 +18,7 @@ pub struct Args {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let backend = crate::repo::existing_backend(g)?;
-    let prices = match &a.prices {
-        Some(p) => Prices::with_overrides(
-            &std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
-        )
-        .map_err(anyhow::Error::msg)?,
-        None => Prices::default(),
-    };
+    let prices = crate::thaw::load_prices(a.prices.as_deref())?;
     let stats = floe_engine::tier_stats(backend.as_ref(), &prices)?;
     if a.json {
         output::json(&serde_json::json!({ "stats": stats, "prices": prices }))?;

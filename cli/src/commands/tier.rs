@@ -116,8 +116,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 a.transitions
             };
             let abort = (a.abort_multipart_days > 0).then_some(a.abort_multipart_days);
-            let rule: LifecycleRule =
-                data_rule(s3.prefix(), &steps, abort).map_err(anyhow::Error::msg)?;
+            let rule: LifecycleRule = data_rule(s3.prefix(), &steps, abort)?;
             if a.dry_run {
                 output::json(&serde_json::json!({ "Rules": [rule_json(&rule)] }))?;
                 return Ok(exit::OK);

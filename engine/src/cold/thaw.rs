@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
+use crate::cold::tiers::Prices;
 use crate::error::{Error, Result};
 use crate::id::PackId;
 use crate::repo::repository::Repository;
@@ -46,48 +47,6 @@ pub struct ThawPlan {
     pub packs: Vec<PackStatus>,
 }
 
-/// Expected wait and list price of one retrieval tier for one storage class.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TierEstimate {
-    /// How long a thaw takes, as the store documents it.
-    pub wait: &'static str,
-    /// Longest documented wait, for planning.
-    pub max_wait: Duration,
-    /// USD per GiB retrieved.
-    pub per_gib: f64,
-    /// USD per 1000 thaw requests.
-    pub per_1000_requests: f64,
-}
-
-/// Date of the list prices below (AWS S3, us-east-1).
-pub const PRICES_AS_OF: &str = "AWS us-east-1 list prices of 2025-01";
-
-/// What thawing from `class` with `tier` takes and costs; `None` when the store does not offer
-/// that tier for that class (Expedited from DEEP_ARCHIVE).
-pub fn estimate(class: &StorageClass, tier: ThawTier) -> Option<TierEstimate> {
-    let h = |n: u64| Duration::from_secs(n * 3600);
-    let e = |wait, max_wait, per_gib, per_1000_requests| {
-        Some(TierEstimate {
-            wait,
-            max_wait,
-            per_gib,
-            per_1000_requests,
-        })
-    };
-    match (class, tier) {
-        (StorageClass::Glacier, ThawTier::Expedited) => {
-            e("1 to 5 minutes", Duration::from_secs(300), 0.03, 10.0)
-        }
-        (StorageClass::Glacier, ThawTier::Standard) => e("3 to 5 hours", h(5), 0.01, 0.05),
-        (StorageClass::Glacier, ThawTier::Bulk) => e("5 to 12 hours", h(12), 0.0, 0.0),
-        (StorageClass::DeepArchive, ThawTier::Expedited) => None,
-        (StorageClass::DeepArchive, ThawTier::Standard) => e("up to 12 hours", h(12), 0.02, 0.10),
-        (StorageClass::DeepArchive, ThawTier::Bulk) => e("up to 48 hours", h(48), 0.0025, 0.025),
-        // Intelligent-Tiering's archive tiers and unknown archive classes: no price known.
-        _ => e("unknown", h(48), 0.0, 0.0),
-    }
-}
-
 /// Totals of a plan for one retrieval tier.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct ThawSummary {
@@ -109,7 +68,7 @@ pub struct ThawSummary {
     pub tier: String,
     /// Expected wait (the slowest class's).
     pub wait: String,
-    /// Retrieval cost of the archived packs in USD, at [`PRICES_AS_OF`] list prices.
+    /// Retrieval cost of the archived packs in USD, at the prices the summary was asked with.
     pub cost_usd: f64,
     /// Classes the tier cannot retrieve from (Expedited from DEEP_ARCHIVE).
     pub unavailable: Vec<String>,
@@ -198,14 +157,12 @@ impl ThawPlan {
         self.packs.iter().all(PackStatus::readable)
     }
 
-    /// Counts, bytes, wait and cost for `tier`.
-    pub fn summary(&self, tier: ThawTier) -> ThawSummary {
+    /// Counts, bytes, wait and cost for `tier`, at `prices`.
+    pub fn summary(&self, tier: ThawTier, prices: &Prices) -> ThawSummary {
         let mut s = ThawSummary {
             tier: tier.name().to_string(),
             ..Default::default()
         };
-        let mut max_wait = Duration::ZERO;
-        let mut wait = "none".to_string();
         let mut requests: BTreeMap<String, (usize, u64)> = BTreeMap::new();
         for p in &self.packs {
             match p.thaw {
@@ -230,21 +187,11 @@ impl ThawPlan {
                 }
             }
         }
-        for (class, (n, bytes)) in &requests {
-            match estimate(&StorageClass::parse(class), tier) {
-                Some(est) => {
-                    s.cost_usd += est.per_gib * (*bytes as f64) / (1u64 << 30) as f64
-                        + est.per_1000_requests * (*n as f64) / 1000.0;
-                    if est.max_wait > max_wait {
-                        max_wait = est.max_wait;
-                        wait = est.wait.to_string();
-                    }
-                }
-                None => s.unavailable.push(class.clone()),
-            }
-        }
+        let cost = prices.retrieval_cost(&requests, tier);
+        s.cost_usd = cost.cost_usd;
+        s.wait = cost.wait;
+        s.unavailable = cost.unavailable;
         s.by_class = requests;
-        s.wait = wait;
         s
     }
 }
@@ -266,7 +213,7 @@ pub fn request(
     tier: ThawTier,
     days: u32,
 ) -> Result<RequestReport> {
-    let s = plan.summary(tier);
+    let s = plan.summary(tier, &Prices::default());
     if !s.unavailable.is_empty() {
         return Err(Error::TierUnavailable {
             tier: tier.name().to_lowercase(),
@@ -456,12 +403,13 @@ mod tests {
     use crate::id::RawId;
     use crate::ops::restore::RestoreOptions;
     use crate::storage::BackendError;
-    use crate::storage::{MemoryBackend, ObjectEntry, ObjectState};
+    use crate::storage::{ObjectEntry, ObjectState};
 
     /// Data packs in DEEP_ARCHIVE: unreadable until a thaw was asked for and `polls` state
     /// queries have answered "ongoing-request=true".
+    /// The store's side of an archive: data packs are DEEP_ARCHIVE unless written "hot", and
+    /// thaw in `polls` polls once requested.
     struct Archive {
-        inner: MemoryBackend,
         polls: u32,
         /// Per pack: polls left before the thaw completes (present once requested).
         thawing: Mutex<HashMap<RawId, u32>>,
@@ -472,117 +420,86 @@ mod tests {
         hot: Mutex<std::collections::HashSet<RawId>>,
     }
 
-    impl Archive {
-        fn new(polls: u32) -> Self {
-            Archive {
-                inner: MemoryBackend::new(),
-                polls,
-                thawing: Mutex::new(HashMap::new()),
-                requests: AtomicUsize::new(0),
-                denied_reads: AtomicUsize::new(0),
-                write_hot: Default::default(),
-                hot: Default::default(),
-            }
-        }
+    type Archival = crate::storage::faulty::Faulty<Archive>;
 
-        fn readable(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
-            let thawed = self.thawing.lock().unwrap().get(id) == Some(&0);
-            if t == FileType::DataPack && !thawed && !self.hot.lock().unwrap().contains(id) {
-                self.denied_reads.fetch_add(1, Ordering::SeqCst);
-                return Err(BackendError::NeedsThaw {
-                    location: hex::encode(id),
-                    storage_class: "DEEP_ARCHIVE".into(),
-                });
-            }
-            Ok(())
-        }
+    fn is_hot(b: &Archival, t: FileType, id: &RawId) -> bool {
+        t != FileType::DataPack || b.state.hot.lock().unwrap().contains(id)
     }
 
-    impl Backend for Archive {
-        fn location(&self) -> String {
-            "archive:".into()
-        }
-        fn create(&self) -> Result<(), BackendError> {
-            Ok(())
-        }
-        fn list(&self, t: FileType) -> Result<Vec<ObjectEntry>, BackendError> {
-            let hot = self.hot.lock().unwrap();
-            Ok(self
-                .inner
-                .list(t)?
-                .into_iter()
-                .map(|e| ObjectEntry {
-                    storage_class: Some(if t == FileType::DataPack && !hot.contains(&e.id) {
-                        StorageClass::DeepArchive
-                    } else {
+    fn archive_store(polls: u32) -> Archival {
+        let state = Archive {
+            polls,
+            thawing: Mutex::new(HashMap::new()),
+            requests: AtomicUsize::new(0),
+            denied_reads: AtomicUsize::new(0),
+            write_hot: Default::default(),
+            hot: Default::default(),
+        };
+        let hooks = crate::storage::faulty::Hooks {
+            list: |b: &Archival, t, all: &mut Vec<ObjectEntry>| {
+                for e in all.iter_mut() {
+                    e.storage_class = Some(if is_hot(b, t, &e.id) {
                         StorageClass::Standard
-                    }),
-                    ..e
-                })
-                .collect())
-        }
-        fn read(&self, t: FileType, id: &RawId) -> Result<Vec<u8>, BackendError> {
-            self.readable(t, id)?;
-            self.inner.read(t, id)
-        }
-        fn read_range(
-            &self,
-            t: FileType,
-            id: &RawId,
-            o: u64,
-            l: u64,
-        ) -> Result<Vec<u8>, BackendError> {
-            self.readable(t, id)?;
-            self.inner.read_range(t, id, o, l)
-        }
-        fn write(&self, t: FileType, id: &RawId, d: &[u8]) -> Result<(), BackendError> {
-            if t == FileType::DataPack && self.write_hot.load(Ordering::SeqCst) {
-                self.hot.lock().unwrap().insert(*id);
-            }
-            self.inner.write(t, id, d)
-        }
-        fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
-            self.inner.remove(t, id)
-        }
-        fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
-            let size = self.inner.stat(t, id)?.size;
-            if t != FileType::DataPack || self.hot.lock().unwrap().contains(id) {
-                return Ok(ObjectState {
-                    size,
-                    storage_class: Some(StorageClass::Standard),
-                    thaw: ThawState::Readable,
-                });
-            }
-            let mut thawing = self.thawing.lock().unwrap();
-            let thaw = match thawing.get_mut(id) {
-                None => ThawState::Archived,
-                Some(0) => ThawState::Restored { expires: None },
-                Some(n) => {
-                    *n -= 1;
-                    ThawState::InProgress
+                    } else {
+                        StorageClass::DeepArchive
+                    });
                 }
-            };
-            Ok(ObjectState {
+            },
+            read: |b: &Archival, t, id| {
+                let thawed = b.state.thawing.lock().unwrap().get(id) == Some(&0);
+                if !thawed && !is_hot(b, t, id) {
+                    b.state.denied_reads.fetch_add(1, Ordering::SeqCst);
+                    return Err(BackendError::NeedsThaw {
+                        location: hex::encode(id),
+                        storage_class: "DEEP_ARCHIVE".into(),
+                    });
+                }
+                Ok(())
+            },
+            written: |b: &Archival, t, id| {
+                if t == FileType::DataPack && b.state.write_hot.load(Ordering::SeqCst) {
+                    b.state.hot.lock().unwrap().insert(*id);
+                }
+            },
+            stat: Some(archive_stat),
+            request_thaw: Some(|b: &Archival, _, id| {
+                let mut thawing = b.state.thawing.lock().unwrap();
+                if thawing.contains_key(id) {
+                    return Ok(ThawRequest::AlreadyInProgress);
+                }
+                b.state.requests.fetch_add(1, Ordering::SeqCst);
+                thawing.insert(*id, b.state.polls);
+                Ok(ThawRequest::Started)
+            }),
+            ..Default::default()
+        };
+        Archival::new(state, hooks)
+    }
+
+    /// Archived data packs report their thaw: archived, thawing for `polls` polls, restored.
+    fn archive_stat(b: &Archival, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
+        let size = b.inner.stat(t, id)?.size;
+        if is_hot(b, t, id) {
+            return Ok(ObjectState {
                 size,
-                storage_class: Some(StorageClass::DeepArchive),
-                thaw,
-            })
+                storage_class: Some(StorageClass::Standard),
+                thaw: ThawState::Readable,
+            });
         }
-        fn request_thaw(
-            &self,
-            _t: FileType,
-            id: &RawId,
-            _days: u32,
-            _tier: ThawTier,
-        ) -> Result<ThawRequest, BackendError> {
-            let mut thawing = self.thawing.lock().unwrap();
-            if thawing.contains_key(id) {
-                return Ok(ThawRequest::AlreadyInProgress);
+        let mut thawing = b.state.thawing.lock().unwrap();
+        let thaw = match thawing.get_mut(id) {
+            None => ThawState::Archived,
+            Some(0) => ThawState::Restored { expires: None },
+            Some(n) => {
+                *n -= 1;
+                ThawState::InProgress
             }
-            self.requests.fetch_add(1, Ordering::SeqCst);
-            thawing.insert(*id, self.polls);
-            Ok(ThawRequest::Started)
-        }
+        };
+        Ok(ObjectState {
+            size,
+            storage_class: Some(StorageClass::DeepArchive),
+            thaw,
+        })
     }
 
     /// A repository on an [`Archive`] with one snapshot of `files` (name, bytes), in packs of
@@ -590,8 +507,8 @@ mod tests {
     fn archived_repo(
         polls: u32,
         files: &[(&str, Vec<u8>)],
-    ) -> (Arc<Archive>, Repository, tempfile::TempDir) {
-        let archive = Arc::new(Archive::new(polls));
+    ) -> (Arc<Archival>, Repository, tempfile::TempDir) {
+        let archive = Arc::new(archive_store(polls));
         let opts = crate::repo::repository::InitOptions {
             kdf: crate::format::key::KdfParams {
                 memory_kib: 64,
@@ -643,7 +560,7 @@ mod tests {
         let (archive, repo, src) = archived_repo(3, &[("a", a.clone())]);
         // A second backup of the same data that did not see the first one's index (two hosts
         // at once) stores every blob again, in STANDARD packs.
-        archive.write_hot.store(true, Ordering::SeqCst);
+        archive.state.write_hot.store(true, Ordering::SeqCst);
         crate::ops::backup::backup(
             &repo,
             &crate::repo::index::Index::new(),
@@ -657,7 +574,7 @@ mod tests {
         assert!(index.data_duplicate_count() > 0);
         // Which copy answers first depends on the order index files are listed: start from
         // the archived ones.
-        let hot = archive.hot.lock().unwrap().clone();
+        let hot = archive.state.hot.lock().unwrap().clone();
         index.prefer(|p| !hot.contains(p.as_bytes()));
         let snap = repo.snapshots().unwrap().remove(0).snapshot;
         let out = tempfile::tempdir().unwrap();
@@ -676,8 +593,8 @@ mod tests {
         assert!(summary.errors.is_empty(), "{:?}", summary.errors);
         let name = src.path().strip_prefix("/").unwrap().join("a");
         assert!(std::fs::read(out.path().join(name)).unwrap() == a);
-        assert_eq!(archive.denied_reads.load(Ordering::SeqCst), 0);
-        assert_eq!(archive.requests.load(Ordering::SeqCst), 0);
+        assert_eq!(archive.state.denied_reads.load(Ordering::SeqCst), 0);
+        assert_eq!(archive.state.requests.load(Ordering::SeqCst), 0);
     }
 
     #[test]
@@ -703,17 +620,18 @@ mod tests {
 
         // The plan reads no data pack and prices the thaw.
         let plan = ThawPlan::of(&repo, &needed).unwrap();
-        assert_eq!(archive.denied_reads.load(Ordering::SeqCst), 0);
-        let s = plan.summary(ThawTier::Bulk);
+        assert_eq!(archive.state.denied_reads.load(Ordering::SeqCst), 0);
+        let s = plan.summary(ThawTier::Bulk, &Prices::default());
         assert_eq!((s.archived_packs, s.in_progress_packs), (needed.len(), 0));
         assert_eq!(s.wait, "up to 48 hours");
         assert!(s.cost_usd > 0.0);
         assert_eq!(
-            plan.summary(ThawTier::Expedited).unavailable,
+            plan.summary(ThawTier::Expedited, &Prices::default())
+                .unavailable,
             vec!["DEEP_ARCHIVE".to_string()]
         );
         assert!(request(&repo, &plan, ThawTier::Expedited, 1).is_err());
-        assert_eq!(archive.requests.load(Ordering::SeqCst), 0);
+        assert_eq!(archive.state.requests.load(Ordering::SeqCst), 0);
 
         // Ask for half now (as a run with --no-wait that was interrupted would have).
         let first: BTreeSet<PackId> = needed.iter().take(needed.len() / 2).copied().collect();
@@ -727,12 +645,12 @@ mod tests {
         assert_eq!(r.started, first.len());
         // The next run asks only for the others.
         let plan = ThawPlan::of(&repo, &needed).unwrap();
-        let s = plan.summary(ThawTier::Bulk);
+        let s = plan.summary(ThawTier::Bulk, &Prices::default());
         assert_eq!(s.archived_packs, needed.len() - first.len());
         assert!(s.in_progress_packs > 0);
         let r = request(&repo, &plan, ThawTier::Bulk, 1).unwrap();
         assert_eq!(r.started, needed.len() - first.len());
-        assert_eq!(archive.requests.load(Ordering::SeqCst), needed.len());
+        assert_eq!(archive.state.requests.load(Ordering::SeqCst), needed.len());
 
         // Restore waits at the gate, polling without sleeping for real.
         let sleeps = Arc::new(AtomicUsize::new(0));
@@ -765,8 +683,8 @@ mod tests {
             "the waiter never had to wait"
         );
         // No pack was asked for twice, none that was not needed was read.
-        assert_eq!(archive.requests.load(Ordering::SeqCst), needed.len());
-        assert_eq!(archive.denied_reads.load(Ordering::SeqCst), 0);
+        assert_eq!(archive.state.requests.load(Ordering::SeqCst), needed.len());
+        assert_eq!(archive.state.denied_reads.load(Ordering::SeqCst), 0);
     }
 
     #[test]

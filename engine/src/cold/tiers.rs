@@ -4,10 +4,49 @@
 
 use std::time::Duration;
 
-use crate::storage::StorageClass;
+use crate::storage::{StorageClass, ThawTier};
 
-/// Date and region of the prices below.
-pub const PRICES_AS_OF: &str = crate::cold::thaw::PRICES_AS_OF;
+/// Expected wait and list price of one retrieval tier for one storage class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TierEstimate {
+    /// How long a thaw takes, as the store documents it.
+    pub wait: &'static str,
+    /// Longest documented wait, for planning.
+    pub max_wait: Duration,
+    /// USD per GiB retrieved.
+    pub per_gib: f64,
+    /// USD per 1000 thaw requests.
+    pub per_1000_requests: f64,
+}
+
+/// Date of the list prices below (AWS S3, us-east-1).
+pub const PRICES_AS_OF: &str = "AWS us-east-1 list prices of 2025-01";
+
+/// What thawing from `class` with `tier` takes and costs; `None` when the store does not offer
+/// that tier for that class (Expedited from DEEP_ARCHIVE).
+pub fn estimate(class: &StorageClass, tier: ThawTier) -> Option<TierEstimate> {
+    let h = |n: u64| Duration::from_secs(n * 3600);
+    let e = |wait, max_wait, per_gib, per_1000_requests| {
+        Some(TierEstimate {
+            wait,
+            max_wait,
+            per_gib,
+            per_1000_requests,
+        })
+    };
+    match (class, tier) {
+        (StorageClass::Glacier, ThawTier::Expedited) => {
+            e("1 to 5 minutes", Duration::from_secs(300), 0.03, 10.0)
+        }
+        (StorageClass::Glacier, ThawTier::Standard) => e("3 to 5 hours", h(5), 0.01, 0.05),
+        (StorageClass::Glacier, ThawTier::Bulk) => e("5 to 12 hours", h(12), 0.0, 0.0),
+        (StorageClass::DeepArchive, ThawTier::Expedited) => None,
+        (StorageClass::DeepArchive, ThawTier::Standard) => e("up to 12 hours", h(12), 0.02, 0.10),
+        (StorageClass::DeepArchive, ThawTier::Bulk) => e("up to 48 hours", h(48), 0.0025, 0.025),
+        // Intelligent-Tiering's archive tiers and unknown archive classes: no price known.
+        _ => e("unknown", h(48), 0.0, 0.0),
+    }
+}
 
 const DAY: u64 = 24 * 3600;
 
@@ -93,30 +132,44 @@ pub fn rule_id(prefix: &str) -> String {
     }
 }
 
+/// A data rule S3 would refuse, or one that does nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// Transition days that do not increase.
+    #[error("transition days must increase from one step to the next")]
+    DaysNotIncreasing,
+    /// A transition to an infrequent-access class before 30 days.
+    #[error("S3 accepts a transition to {0} only after 30 days or more")]
+    TooEarly(String),
+    /// A class no transition can go to.
+    #[error("cannot transition to {0}")]
+    NotATarget(String),
+    /// Neither a transition nor the multipart clean-up.
+    #[error("a rule needs at least one transition or the multipart clean-up")]
+    Empty,
+}
+
 /// floe's rule for the data packs of the repository at `prefix` (without trailing `/`).
 pub fn data_rule(
     prefix: &str,
     transitions: &[(u32, StorageClass)],
     abort_incomplete_multipart_days: Option<u32>,
-) -> Result<Rule, String> {
+) -> Result<Rule, RuleError> {
     let mut last: Option<u32> = None;
     for (days, class) in transitions {
         if last.is_some_and(|l| *days <= l) {
-            return Err("transition days must increase from one step to the next".into());
+            return Err(RuleError::DaysNotIncreasing);
         }
         if matches!(class, StorageClass::StandardIa | StorageClass::OnezoneIa) && *days < 30 {
-            return Err(format!(
-                "S3 accepts a transition to {} only after 30 days or more",
-                class.name()
-            ));
+            return Err(RuleError::TooEarly(class.name().to_string()));
         }
         if matches!(class, StorageClass::Standard | StorageClass::Other(_)) {
-            return Err(format!("cannot transition to {}", class.name()));
+            return Err(RuleError::NotATarget(class.name().to_string()));
         }
         last = Some(*days);
     }
     if transitions.is_empty() && abort_incomplete_multipart_days.is_none() {
-        return Err("a rule needs at least one transition or the multipart clean-up".into());
+        return Err(RuleError::Empty);
     }
     Ok(Rule {
         id: rule_id(prefix),
@@ -339,8 +392,6 @@ pub struct Prices {
 
 use std::collections::BTreeMap;
 
-use crate::storage::ThawTier;
-
 const PRICED: [StorageClass; 7] = [
     StorageClass::Standard,
     StorageClass::StandardIa,
@@ -365,7 +416,7 @@ impl Default for Prices {
                 p.storage.insert(c.name().to_string(), price);
             }
             for t in TIERS {
-                if let Some(e) = crate::cold::thaw::estimate(&c, t) {
+                if let Some(e) = estimate(&c, t) {
                     if c.needs_thaw() {
                         let k = format!("{}/{}", c.name(), t.name().to_lowercase());
                         p.retrieval_per_gib.insert(k.clone(), e.per_gib);
@@ -378,10 +429,63 @@ impl Default for Prices {
     }
 }
 
+/// What thawing the archived packs of some classes with one tier costs and takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievalCost {
+    /// USD, at the table's prices (the built-in estimate where the table has none).
+    pub cost_usd: f64,
+    /// True when the table priced every class.
+    pub priced: bool,
+    /// The longest expected wait, as documented (`none` when nothing is archived).
+    pub wait: String,
+    /// Classes the tier cannot retrieve from (Expedited from DEEP_ARCHIVE).
+    pub unavailable: Vec<String>,
+}
+
+impl Prices {
+    /// The cost and wait of thawing, with `tier`, `archived`: (packs, bytes) by class name.
+    pub fn retrieval_cost(
+        &self,
+        archived: &BTreeMap<String, (usize, u64)>,
+        tier: ThawTier,
+    ) -> RetrievalCost {
+        let gib = (1u64 << 30) as f64;
+        let mut out = RetrievalCost {
+            cost_usd: 0.0,
+            priced: true,
+            wait: "none".to_string(),
+            unavailable: Vec::new(),
+        };
+        let mut max_wait = Duration::ZERO;
+        for (class, (packs, bytes)) in archived {
+            let Some(e) = estimate(&StorageClass::parse(class), tier) else {
+                out.unavailable.push(class.clone());
+                continue;
+            };
+            let key = format!("{class}/{}", tier.name().to_lowercase());
+            let per_gib = self.retrieval_per_gib.get(&key).copied();
+            out.priced &= per_gib.is_some();
+            let per_1000 = self.retrieval_per_1000_requests.get(&key);
+            out.cost_usd += per_gib.unwrap_or(e.per_gib) * *bytes as f64 / gib
+                + per_1000.copied().unwrap_or(e.per_1000_requests) * *packs as f64 / 1000.0;
+            if e.max_wait > max_wait {
+                max_wait = e.max_wait;
+                out.wait = e.wait.to_string();
+            }
+        }
+        out
+    }
+}
+
+/// A price file that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("price file: {0}")]
+pub struct PriceFileError(serde_json::Error);
+
 impl Prices {
     /// The built-in table with the entries of a JSON file (same shape) replacing its own.
-    pub fn with_overrides(json: &[u8]) -> Result<Self, String> {
-        let o: Prices = serde_json::from_slice(json).map_err(|e| format!("price file: {e}"))?;
+    pub fn with_overrides(json: &[u8]) -> Result<Self, PriceFileError> {
+        let o: Prices = serde_json::from_slice(json).map_err(PriceFileError)?;
         let mut p = Prices {
             as_of: o.as_of,
             ..Prices::default()
@@ -445,7 +549,7 @@ pub fn tier_stats(
     use crate::storage::FileType;
     let gib = (1u64 << 30) as f64;
     let mut rows: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-    let mut archived: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut archived: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for t in FileType::ALL {
         for e in backend.list(t)? {
             let class = e
@@ -478,41 +582,13 @@ pub fn tier_stats(
     let restore_all = TIERS
         .iter()
         .map(|t| {
-            let tier = t.name().to_lowercase();
-            let mut cost = Some(0.0);
-            let mut wait = Duration::ZERO;
-            let mut wait_text = "none".to_string();
-            let (mut packs, mut bytes) = (0, 0);
-            for (class, (n, b)) in &archived {
-                packs += n;
-                bytes += b;
-                let key = format!("{class}/{tier}");
-                match (
-                    prices.retrieval_per_gib.get(&key),
-                    crate::cold::thaw::estimate(&StorageClass::parse(class), *t),
-                ) {
-                    (Some(per_gib), Some(e)) => {
-                        let per_1000 = prices
-                            .retrieval_per_1000_requests
-                            .get(&key)
-                            .copied()
-                            .unwrap_or(e.per_1000_requests);
-                        cost = cost
-                            .map(|c| c + per_gib * *b as f64 / gib + per_1000 * *n as f64 / 1000.0);
-                        if e.max_wait > wait {
-                            wait = e.max_wait;
-                            wait_text = e.wait.to_string();
-                        }
-                    }
-                    _ => cost = None,
-                }
-            }
+            let r = prices.retrieval_cost(&archived, *t);
             RestoreAllCost {
-                tier,
-                packs,
-                bytes,
-                cost_usd: cost,
-                wait: wait_text,
+                tier: t.name().to_lowercase(),
+                packs: archived.values().map(|(n, _)| *n as u64).sum(),
+                bytes: archived.values().map(|(_, b)| b).sum(),
+                cost_usd: (r.priced && r.unavailable.is_empty()).then_some(r.cost_usd),
+                wait: r.wait,
             }
         })
         .collect();

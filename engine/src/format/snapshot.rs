@@ -87,3 +87,53 @@ impl Snapshot {
         self.hostname == host && self.paths == paths
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(host: &str, paths: &[&str]) -> Snapshot {
+        Snapshot {
+            time: DateTime::parse_from_rfc3339("2026-01-02T03:04:05+01:00").unwrap(),
+            hostname: host.into(),
+            username: "u".into(),
+            uid: 1,
+            gid: 1,
+            paths: paths
+                .iter()
+                .map(|p| ByteString(p.as_bytes().to_vec()))
+                .collect(),
+            tags: vec!["t".into()],
+            tree: BlobId::hash_of(b"tree"),
+            parent: None,
+            excludes: Vec::new(),
+            program_version: "floe test".into(),
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn the_same_source_is_the_same_host_and_the_same_paths() {
+        let s = snapshot("h", &["/a", "/b"]);
+        let paths = |p: &[&str]| -> Vec<ByteString> {
+            p.iter()
+                .map(|p| ByteString(p.as_bytes().to_vec()))
+                .collect()
+        };
+        assert!(s.same_source("h", &paths(&["/a", "/b"])));
+        assert!(!s.same_source("other", &paths(&["/a", "/b"])));
+        assert!(!s.same_source("h", &paths(&["/a"])));
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_of_the_json_and_read_back() {
+        let s = snapshot("h", &["/a"]);
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(
+            json.get("parent").is_none() && json.get("summary").is_none(),
+            "{json}"
+        );
+        let back: Snapshot = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+    }
+}

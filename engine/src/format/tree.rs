@@ -149,15 +149,15 @@ impl Tree {
     }
 
     /// Decodes a tree and checks the order of its names.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let t: Tree = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, TreeError> {
+        let t: Tree = serde_json::from_slice(bytes).map_err(TreeError::Json)?;
         if t.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
-            return Err("entries are not sorted by name or not unique".into());
+            return Err(TreeError::Unsorted);
         }
         if t.nodes.iter().any(|n| {
             n.name.0.is_empty() || n.name.0.contains(&b'/') || n.name.0 == b"." || n.name.0 == b".."
         }) {
-            return Err("an entry has an invalid name".into());
+            return Err(TreeError::InvalidName);
         }
         Ok(t)
     }
@@ -169,6 +169,20 @@ impl Tree {
             .ok()
             .map(|i| &self.nodes[i])
     }
+}
+
+/// Why stored bytes are not a tree.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// Not the JSON of a tree.
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// Names out of order, or repeated.
+    #[error("entries are not sorted by name or not unique")]
+    Unsorted,
+    /// An empty name, `.`, `..`, or one with a `/`.
+    #[error("an entry has an invalid name")]
+    InvalidName,
 }
 
 #[cfg(test)]

@@ -632,3 +632,73 @@ fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, memory_repo, noise, write_files};
+    use std::path::Path;
+
+    fn quiet(_: usize, _: usize) {}
+
+    #[test]
+    fn a_clean_repository_has_no_errors_and_a_lost_pack_names_what_it_breaks() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("a", &noise(2, 50_000)), ("b", b"tiny")]);
+        backup_dir(&repo, src.path(), &[]);
+        let clean = check(&repo, ReadData::All, &quiet).unwrap();
+        assert_eq!(clean.errors(), 0, "{:?}", clean.problems);
+        assert_eq!(clean.snapshots, 1);
+        assert_eq!(clean.packs_read, clean.packs);
+
+        let data = repo.backend().list(FileType::DataPack).unwrap();
+        assert_eq!(data.len(), 1, "both files fit one data pack");
+        repo.backend()
+            .remove(FileType::DataPack, &data[0].id)
+            .unwrap();
+        let report = check(&repo, ReadData::None, &quiet).unwrap();
+        assert!(report.errors() >= 1);
+        let lost = PackId::from_bytes(data[0].id);
+        assert!(
+            report.problems.iter().any(|p| p.severity == Severity::Error
+                && p.object == format!("pack {lost}")
+                && p.message.starts_with("missing")),
+            "{:?}",
+            report.problems
+        );
+        let damaged: Vec<&Path> = report
+            .damaged_paths
+            .iter()
+            .map(|d| d.path.as_path())
+            .collect();
+        assert!(
+            damaged.contains(&src.path().join("a").as_path()),
+            "{damaged:?}"
+        );
+        assert!(
+            damaged.contains(&src.path().join("b").as_path()),
+            "{damaged:?}"
+        );
+        assert_eq!(
+            report.problems[0].severity,
+            Severity::Error,
+            "errors come first"
+        );
+    }
+
+    #[test]
+    fn subsets_parse_and_bad_ones_say_why() {
+        assert_eq!("2/5".parse::<ReadData>(), Ok(ReadData::Slice(2, 5)));
+        assert_eq!("10%".parse::<ReadData>(), Ok(ReadData::Percent(10.0)));
+        assert_eq!("1M".parse::<ReadData>(), Ok(ReadData::Bytes(1 << 20)));
+        assert_eq!(
+            "0/5".parse::<ReadData>().unwrap_err().to_string(),
+            "subset \"0/5\": need 1 <= n <= t"
+        );
+        assert_eq!(
+            "0%".parse::<ReadData>().unwrap_err().to_string(),
+            "percentage \"0%\" must be above 0 and at most 100"
+        );
+    }
+}

@@ -228,3 +228,52 @@ pub fn diff_trees(
     d.trees(a, b, at)?;
     Ok(d.stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, entry, memory_repo, write_files};
+
+    #[test]
+    fn changes_between_two_snapshots_are_named_and_counted() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(
+            src.path(),
+            &[("gone", b"a"), ("same/deep", b"b"), ("grows", b"c")],
+        );
+        let first = backup_dir(&repo, src.path(), &[]);
+        std::fs::remove_file(src.path().join("gone")).unwrap();
+        write_files(src.path(), &[("new", b"dd"), ("grows", b"cccc")]);
+        let second = backup_dir(&repo, src.path(), &[]);
+        let index = repo.load_index().unwrap();
+        let tree = |id| {
+            repo.load_tree(&index, &entry(&repo, id).snapshot.tree)
+                .unwrap()
+        };
+        let mut seen = Vec::new();
+        let stats = diff_trees(
+            &repo,
+            &index,
+            &tree(first),
+            &tree(second),
+            Path::new("/"),
+            |k, p, _, _| {
+                seen.push((k, p.file_name().unwrap().to_string_lossy().into_owned()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        seen.sort_by(|a, b| a.1.cmp(&b.1));
+        let named = |name: &str| seen.iter().find(|(_, n)| n == name).map(|(k, _)| *k);
+        assert_eq!(named("gone"), Some(ChangeKind::Removed), "{seen:?}");
+        assert_eq!(named("new"), Some(ChangeKind::Added), "{seen:?}");
+        assert_eq!(named("grows"), Some(ChangeKind::Modified), "{seen:?}");
+        assert_eq!(
+            named("deep"),
+            None,
+            "an unchanged folder is not reported: {seen:?}"
+        );
+        assert_eq!((stats.added, stats.removed, stats.modified), (1, 1, 1));
+    }
+}

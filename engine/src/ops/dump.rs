@@ -419,3 +419,54 @@ impl Read for ContentReader<'_> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, entry, memory_repo, noise, write_files};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn a_file_is_dumped_byte_for_byte_and_a_folder_as_a_tar_that_reads_back() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        let big = noise(7, 3 << 20);
+        write_files(src.path(), &[("d/big", &big), ("d/small", b"hello")]);
+        let id = backup_dir(&repo, src.path(), &[]);
+        let index = repo.load_index().unwrap();
+        let snap = entry(&repo, id).snapshot;
+        let sub = src.path().join("d");
+        let sub = sub.to_str().unwrap();
+
+        let plan = plan_dump(&repo, &index, &snap, &format!("{sub}/big")).unwrap();
+        let mut out = Vec::new();
+        let stats = plan.write(&repo, &index, &mut out).unwrap();
+        assert!(out == big, "the file's bytes, exactly");
+        assert_eq!(stats.bytes, big.len() as u64);
+
+        let plan = plan_dump(&repo, &index, &snap, sub).unwrap();
+        let mut tar_bytes = Vec::new();
+        plan.write(&repo, &index, &mut tar_bytes).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let mut files = BTreeMap::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.header().entry_type().is_file() {
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).unwrap();
+                let name = e
+                    .path()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(name, body);
+            }
+        }
+        assert_eq!(files.len(), 2);
+        assert!(files["big"] == big);
+        assert_eq!(files["small"], b"hello");
+        assert!(plan_dump(&repo, &index, &snap, "/no/such/path").is_err());
+    }
+}

@@ -164,3 +164,56 @@ pub fn find(
     }
     Ok(f.stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, memory_repo, write_files};
+
+    #[test]
+    fn patterns_match_in_every_snapshot_and_an_empty_search_is_refused() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("a/notes.txt", b"1"), ("a/b/c.pdf", b"2")]);
+        backup_dir(&repo, src.path(), &[]);
+        write_files(src.path(), &[("a/more.txt", b"3")]);
+        backup_dir(&repo, src.path(), &[]);
+        let index = repo.load_index().unwrap();
+        let snaps = repo.snapshots().unwrap();
+        let opts = FindOptions {
+            patterns: vec!["*.txt".into()],
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        let stats = find(&repo, &index, &snaps, &opts, |s, p, n| {
+            assert_eq!(n.kind, NodeKind::File);
+            found.push((s.id, p.file_name().unwrap().to_string_lossy().into_owned()));
+            Ok(())
+        })
+        .unwrap();
+        let names = |id: SnapshotId| {
+            let mut v: Vec<&str> = found
+                .iter()
+                .filter(|(s, _)| *s == id)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            v.sort();
+            v
+        };
+        let (old, new) = if snaps[0].snapshot.time < snaps[1].snapshot.time {
+            (snaps[0].id, snaps[1].id)
+        } else {
+            (snaps[1].id, snaps[0].id)
+        };
+        assert_eq!(names(old), vec!["notes.txt"]);
+        assert_eq!(names(new), vec!["more.txt", "notes.txt"]);
+        assert_eq!((stats.snapshots, stats.matches), (2, 3));
+        assert!(stats.unreadable.is_empty());
+
+        let err = find(&repo, &index, &snaps, &FindOptions::default(), |_, _, _| {
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidOptions(_)), "{err:?}");
+    }
+}

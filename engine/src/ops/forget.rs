@@ -127,3 +127,105 @@ pub fn execute(repo: &Repository, plan: &ForgetPlan, lock: &LockHealth) -> Resul
     }
     Ok(plan.remove.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, memory_repo, write_files};
+
+    fn keep_last(n: u32) -> KeepPolicy {
+        KeepPolicy {
+            last: n,
+            ..KeepPolicy::default()
+        }
+    }
+
+    fn listed(repo: &Repository) -> Vec<SnapshotId> {
+        let mut ids: Vec<SnapshotId> = repo
+            .backend()
+            .list(FileType::Snapshot)
+            .unwrap()
+            .into_iter()
+            .map(|e| SnapshotId::from_bytes(e.id))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_policy_removes_what_it_does_not_keep_and_nothing_else() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        for round in 0..3u8 {
+            write_files(src.path(), &[("f", &[round; 100])]);
+            ids.push(backup_dir(&repo, src.path(), &[]));
+        }
+        let now = chrono::Local::now().fixed_offset() + chrono::Duration::hours(1);
+        let plan = plan_by_policy(
+            repo.snapshots().unwrap(),
+            &keep_last(1),
+            GroupBy::default(),
+            now,
+            false,
+        )
+        .unwrap();
+        assert_eq!(plan.groups.len(), 1);
+        let mut planned = plan.remove.clone();
+        planned.sort();
+        let mut older = ids[..2].to_vec();
+        older.sort();
+        assert_eq!(planned, older, "the two older snapshots go");
+        assert_eq!(execute(&repo, &plan, &LockHealth::unlocked()).unwrap(), 2);
+        assert_eq!(listed(&repo), vec![ids[2]], "the newest stays");
+    }
+
+    #[test]
+    fn a_policy_that_would_empty_a_group_is_refused_unless_allowed() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("f", b"x")]);
+        let id = backup_dir(&repo, src.path(), &[]);
+        let only_tagged = KeepPolicy {
+            tags: vec!["never-set".into()],
+            ..KeepPolicy::default()
+        };
+        let now = chrono::Local::now().fixed_offset();
+        let snaps = repo.snapshots().unwrap();
+        let err = plan_by_policy(snaps.clone(), &only_tagged, GroupBy::default(), now, false)
+            .unwrap_err();
+        assert!(matches!(err, Error::WouldRemoveAll { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("--unsafe-allow-remove-all"),
+            "{err}"
+        );
+        assert_eq!(listed(&repo), vec![id], "a refusal removes nothing");
+        let plan = plan_by_policy(snaps, &only_tagged, GroupBy::default(), now, true).unwrap();
+        assert_eq!(plan.remove, vec![id]);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_named_by_its_whole_id_can_be_forgotten() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("f", b"kept")]);
+        let good = backup_dir(&repo, src.path(), &[]);
+        // A snapshot file that does not decode, stored under the hash of its bytes.
+        let junk = b"not a sealed snapshot";
+        let bad = SnapshotId::hash_of(junk);
+        repo.backend()
+            .write(FileType::Snapshot, bad.as_bytes(), junk)
+            .unwrap();
+        let plan = plan_by_ids(&repo, &[bad.to_hex()]).unwrap();
+        assert_eq!(plan.named.len(), 1);
+        assert!(plan.named[0].time.is_none(), "taken without decoding");
+        execute(&repo, &plan, &LockHealth::unlocked()).unwrap();
+        assert_eq!(listed(&repo), vec![good]);
+        // A prefix is resolved by decoding, and a repeated name counts once.
+        let short = good.short();
+        let plan = plan_by_ids(&repo, &[short.clone(), good.to_hex()]).unwrap();
+        assert_eq!(plan.remove, vec![good]);
+        assert!(plan.named[0].time.is_some());
+        assert!(plan_by_ids(&repo, &["ffffffff".to_string()]).is_err());
+    }
+}

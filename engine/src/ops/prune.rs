@@ -720,81 +720,50 @@ mod tests {
     use super::*;
     use crate::id::RawId;
     use crate::ops::backup::{backup, BackupOptions};
-    use crate::storage::BackendError;
-    use crate::storage::{Backend, MemoryBackend, ObjectEntry};
+    use crate::storage::{Backend, ObjectEntry};
     use std::sync::Arc;
 
     /// Memory storage that reports every data pack as DEEP_ARCHIVE, except those written once
     /// `write_hot` is set, which are STANDARD.
+    /// Data packs are DEEP_ARCHIVE unless written "hot"; reading a frozen one fails the test.
     #[derive(Default)]
     struct Frozen {
-        inner: MemoryBackend,
         write_hot: std::sync::atomic::AtomicBool,
         hot: std::sync::Mutex<HashSet<RawId>>,
     }
 
-    impl Frozen {
-        fn new() -> Self {
-            Self::default()
-        }
+    type FrozenStore = crate::storage::faulty::Faulty<Frozen>;
 
-        fn assert_not_frozen(&self, t: FileType, id: &RawId) {
-            assert!(
-                t != FileType::DataPack || self.hot.lock().unwrap().contains(id),
-                "prune must not read a frozen data pack"
-            );
-        }
-    }
-
-    impl Backend for Frozen {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn create(&self) -> std::result::Result<(), BackendError> {
-            self.inner.create()
-        }
-        fn list(&self, t: FileType) -> std::result::Result<Vec<ObjectEntry>, BackendError> {
-            let mut l = self.inner.list(t)?;
-            if t == FileType::DataPack {
-                let hot = self.hot.lock().unwrap();
-                for e in &mut l {
-                    e.storage_class = Some(if hot.contains(&e.id) {
-                        StorageClass::Standard
-                    } else {
-                        StorageClass::DeepArchive
-                    });
+    fn frozen_store() -> FrozenStore {
+        let hooks = crate::storage::faulty::Hooks {
+            list: |b: &FrozenStore, t, all: &mut Vec<ObjectEntry>| {
+                if t == FileType::DataPack {
+                    let hot = b.state.hot.lock().unwrap();
+                    for e in all.iter_mut() {
+                        e.storage_class = Some(if hot.contains(&e.id) {
+                            StorageClass::Standard
+                        } else {
+                            StorageClass::DeepArchive
+                        });
+                    }
                 }
-            }
-            Ok(l)
-        }
-        fn read(&self, t: FileType, id: &RawId) -> std::result::Result<Vec<u8>, BackendError> {
-            self.assert_not_frozen(t, id);
-            self.inner.read(t, id)
-        }
-        fn read_range(
-            &self,
-            t: FileType,
-            id: &RawId,
-            o: u64,
-            l: u64,
-        ) -> std::result::Result<Vec<u8>, BackendError> {
-            self.assert_not_frozen(t, id);
-            self.inner.read_range(t, id, o, l)
-        }
-        fn write(
-            &self,
-            t: FileType,
-            id: &RawId,
-            d: &[u8],
-        ) -> std::result::Result<(), BackendError> {
-            if t == FileType::DataPack && self.write_hot.load(std::sync::atomic::Ordering::SeqCst) {
-                self.hot.lock().unwrap().insert(*id);
-            }
-            self.inner.write(t, id, d)
-        }
-        fn remove(&self, t: FileType, id: &RawId) -> std::result::Result<(), BackendError> {
-            self.inner.remove(t, id)
-        }
+            },
+            read: |b: &FrozenStore, t, id| {
+                assert!(
+                    t != FileType::DataPack || b.state.hot.lock().unwrap().contains(id),
+                    "prune must not read a frozen data pack"
+                );
+                Ok(())
+            },
+            written: |b: &FrozenStore, t, id| {
+                let hot = b.state.write_hot.load(std::sync::atomic::Ordering::SeqCst);
+                if t == FileType::DataPack && hot {
+                    b.state.hot.lock().unwrap().insert(*id);
+                }
+            },
+            ..Default::default()
+        };
+        FrozenStore::new(Frozen::default(), hooks)
     }
 
     #[test]
@@ -804,7 +773,7 @@ mod tests {
         std::fs::create_dir_all(&src).unwrap();
         let content: Vec<u8> = (0..1_500_000u64).map(|i| (i * 7919 % 251) as u8).collect();
         std::fs::write(src.join("a"), &content).unwrap();
-        let store = Arc::new(Frozen::new());
+        let store = Arc::new(frozen_store());
         let repo = crate::repo::repository::test_repository(store.clone());
         let opts = BackupOptions {
             paths: vec![src.clone()],
@@ -821,6 +790,7 @@ mod tests {
         // A second backup that did not see the first one's index stores the same blobs again,
         // in STANDARD packs.
         store
+            .state
             .write_hot
             .store(true, std::sync::atomic::Ordering::SeqCst);
         backup(&repo, &Index::new(), &opts).unwrap();
@@ -866,7 +836,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
-        let repo = crate::repo::repository::test_repository(Arc::new(Frozen::new()));
+        let repo = crate::repo::repository::test_repository(Arc::new(frozen_store()));
         let mut ids = Vec::new();
         for (i, content) in [vec![1u8; 600_000], vec![2u8; 600_000]].iter().enumerate() {
             // The second backup replaces file a: its first pack holds a (unused later) and b (kept).
@@ -907,7 +877,7 @@ mod tests {
     fn minimum_storage_durations_count_from_the_transition_into_the_class() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x"), vec![7u8; 600_000]).unwrap();
-        let repo = crate::repo::repository::test_repository(Arc::new(Frozen::new()));
+        let repo = crate::repo::repository::test_repository(Arc::new(frozen_store()));
         let index = repo.load_index().unwrap();
         let r = backup(
             &repo,

@@ -322,3 +322,35 @@ pub fn repair_snapshots(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, memory_repo, noise, write_files};
+
+    #[test]
+    fn the_index_is_rebuilt_from_the_packs_after_every_index_file_is_lost() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("a", &noise(1, 200_000)), ("b/c", b"small")]);
+        backup_dir(&repo, src.path(), &[]);
+        let before = repo.load_index().unwrap();
+        for f in repo.backend().list(FileType::Index).unwrap() {
+            repo.backend().remove(FileType::Index, &f.id).unwrap();
+        }
+        assert_eq!(repo.load_index().unwrap().len(), 0);
+
+        let dry = repair_index(&repo, true, &LockHealth::unlocked()).unwrap();
+        assert_eq!(dry.index_files_written, 0, "a dry run writes nothing");
+        assert!(repo.backend().list(FileType::Index).unwrap().is_empty());
+
+        let r = repair_index(&repo, false, &LockHealth::unlocked()).unwrap();
+        assert!(r.unreadable_packs.is_empty(), "{:?}", r.unreadable_packs);
+        assert_eq!(r.blobs_indexed, before.len());
+        assert_eq!(repo.load_index().unwrap().len(), before.len());
+        let report =
+            crate::ops::check::check(&repo, crate::ops::check::ReadData::All, &|_, _| {}).unwrap();
+        assert_eq!(report.errors(), 0, "{:?}", report.problems);
+        assert_eq!(report.packs_read, r.packs_indexed);
+    }
+}

@@ -816,3 +816,85 @@ fn restore_other(path: &Path, node: &Node) -> io::Result<bool> {
     set_meta(path, node)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backup_dir, entry, memory_repo, noise, write_files};
+
+    fn opts(target: &Path) -> RestoreOptions {
+        RestoreOptions {
+            target: target.to_path_buf(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_restore_is_exact_and_refuses_to_overwrite_unless_asked() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        let big = noise(3, 5 << 20);
+        write_files(
+            src.path(),
+            &[("big", &big), ("dir/small", b"abc"), ("dir/empty", b"")],
+        );
+        std::os::unix::fs::symlink("dir/small", src.path().join("link")).unwrap();
+        let id = backup_dir(&repo, src.path(), &[]);
+        let index = repo.load_index().unwrap();
+        let snap = entry(&repo, id).snapshot;
+        let out = tempfile::tempdir().unwrap();
+        let summary = restore(&repo, &index, &snap, "", &opts(out.path())).unwrap();
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        assert_eq!((summary.files, summary.others), (3, 1));
+        let at = out.path().join(src.path().strip_prefix("/").unwrap());
+        assert!(fs::read(at.join("big")).unwrap() == big);
+        assert_eq!(fs::read(at.join("dir/small")).unwrap(), b"abc");
+        assert_eq!(fs::read(at.join("dir/empty")).unwrap(), b"");
+        assert_eq!(
+            fs::read_link(at.join("link")).unwrap(),
+            Path::new("dir/small")
+        );
+
+        fs::write(at.join("dir/small"), b"changed").unwrap();
+        let err = restore(&repo, &index, &snap, "", &opts(out.path())).unwrap_err();
+        assert!(
+            matches!(err, Error::TargetExists { count: 4, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            fs::read(at.join("dir/small")).unwrap(),
+            b"changed",
+            "nothing touched"
+        );
+        let again = RestoreOptions {
+            overwrite: true,
+            ..opts(out.path())
+        };
+        restore(&repo, &index, &snap, "", &again).unwrap();
+        assert_eq!(fs::read(at.join("dir/small")).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_file_whose_data_is_gone_is_reported_and_not_left_behind() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("lost", &noise(5, 100_000))]);
+        let id = backup_dir(&repo, src.path(), &[]);
+        for p in repo
+            .backend()
+            .list(crate::storage::FileType::DataPack)
+            .unwrap()
+        {
+            repo.backend()
+                .remove(crate::storage::FileType::DataPack, &p.id)
+                .unwrap();
+        }
+        let index = repo.load_index().unwrap();
+        let snap = entry(&repo, id).snapshot;
+        let out = tempfile::tempdir().unwrap();
+        let summary = restore(&repo, &index, &snap, "", &opts(out.path())).unwrap();
+        assert_eq!(summary.errors.len(), 1, "{:?}", summary.errors);
+        assert!(summary.errors[0].path.ends_with("lost"));
+        assert!(!summary.errors[0].path.exists(), "a failed file is removed");
+    }
+}

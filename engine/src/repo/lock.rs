@@ -453,80 +453,39 @@ mod tests {
 
     /// Storage whose listing of `locks/` keeps showing objects already deleted, as an
     /// eventually consistent store does for a while (a replica back from an outage).
+    /// A store whose listing keeps deleted locks (ghosts), and whose reads can lag.
+    #[derive(Default)]
     struct GhostListing {
-        inner: MemoryBackend,
         ghosts: std::sync::Mutex<Vec<crate::storage::ObjectEntry>>,
         /// Objects whose next read says "not found" although they exist (a read that lags).
         lagging_reads: std::sync::Mutex<std::collections::HashSet<crate::id::RawId>>,
     }
 
-    impl crate::storage::Backend for GhostListing {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn create(&self) -> std::result::Result<(), crate::error::BackendError> {
-            self.inner.create()
-        }
-        fn list(
-            &self,
-            t: FileType,
-        ) -> std::result::Result<Vec<crate::storage::ObjectEntry>, crate::error::BackendError>
-        {
-            let mut all = self.inner.list(t)?;
-            if t == FileType::Lock {
-                all.extend(self.ghosts.lock().unwrap().iter().cloned());
-            }
-            Ok(all)
-        }
-        fn read(
-            &self,
-            t: FileType,
-            id: &crate::id::RawId,
-        ) -> std::result::Result<Vec<u8>, crate::error::BackendError> {
-            if self.lagging_reads.lock().unwrap().remove(id) {
-                return Err(crate::error::BackendError::NotFound {
-                    location: hex::encode(id),
-                });
-            }
-            self.inner.read(t, id)
-        }
-        fn read_range(
-            &self,
-            t: FileType,
-            id: &crate::id::RawId,
-            offset: u64,
-            length: u64,
-        ) -> std::result::Result<Vec<u8>, crate::error::BackendError> {
-            self.inner.read_range(t, id, offset, length)
-        }
-        fn write(
-            &self,
-            t: FileType,
-            id: &crate::id::RawId,
-            data: &[u8],
-        ) -> std::result::Result<(), crate::error::BackendError> {
-            self.inner.write(t, id, data)
-        }
-        fn remove(
-            &self,
-            t: FileType,
-            id: &crate::id::RawId,
-        ) -> std::result::Result<(), crate::error::BackendError> {
-            let entry = self.inner.list(t)?.into_iter().find(|e| &e.id == id);
-            self.inner.remove(t, id)?;
-            if let (FileType::Lock, Some(e)) = (t, entry) {
-                self.ghosts.lock().unwrap().push(e);
-            }
-            Ok(())
-        }
-    }
+    type Ghostly = crate::storage::faulty::Faulty<GhostListing>;
 
-    fn ghost_store() -> (Arc<GhostListing>, Repository) {
-        let store = Arc::new(GhostListing {
-            inner: MemoryBackend::new(),
-            ghosts: Default::default(),
-            lagging_reads: Default::default(),
-        });
+    fn ghost_store() -> (Arc<Ghostly>, Repository) {
+        let hooks = crate::storage::faulty::Hooks {
+            list: |b: &Ghostly, t, all: &mut Vec<_>| {
+                if t == FileType::Lock {
+                    all.extend(b.state.ghosts.lock().unwrap().iter().cloned());
+                }
+            },
+            read: |b: &Ghostly, _, id| {
+                if b.state.lagging_reads.lock().unwrap().remove(id) {
+                    return Err(crate::storage::BackendError::NotFound {
+                        location: hex::encode(id),
+                    });
+                }
+                Ok(())
+            },
+            removing: |b: &Ghostly, t, e| {
+                if t == FileType::Lock {
+                    b.state.ghosts.lock().unwrap().push(e.clone());
+                }
+            },
+            ..Default::default()
+        };
+        let store = Arc::new(Ghostly::new(GhostListing::default(), hooks));
         let r = crate::repo::repository::test_repository(store.clone());
         (store, r)
     }
@@ -536,7 +495,7 @@ mod tests {
         let (store, r) = ghost_store();
         // An exclusive holder comes and goes; the store keeps listing its lock.
         drop(lock(&r, &opts(true)).unwrap());
-        assert_eq!(store.ghosts.lock().unwrap().len(), 1);
+        assert_eq!(store.state.ghosts.lock().unwrap().len(), 1);
         let shared = lock(&r, &opts(false)).expect("a listed but deleted lock holds nothing");
         // A live lock is still seen through the ghosts.
         let err = lock(&r, &opts(true)).unwrap_err();
@@ -550,7 +509,7 @@ mod tests {
         );
         assert_eq!(unlock(&r, true).unwrap(), 0, "only ghosts are left");
         // Once the listing catches up, it goes ahead.
-        store.ghosts.lock().unwrap().clear();
+        store.state.ghosts.lock().unwrap().clear();
         assert!(lock(&r, &opts(true)).is_ok());
     }
 
@@ -559,14 +518,19 @@ mod tests {
         let (store, r) = ghost_store();
         let held = lock(&r, &opts(true)).unwrap();
         for (id, _) in list_locks(&r).unwrap() {
-            store.lagging_reads.lock().unwrap().insert(*id.as_bytes());
+            store
+                .state
+                .lagging_reads
+                .lock()
+                .unwrap()
+                .insert(*id.as_bytes());
         }
         let err = lock(&r, &opts(false)).unwrap_err();
         assert!(
             err.to_string().contains("an exclusive lock held by"),
             "{err}"
         );
-        assert!(store.lagging_reads.lock().unwrap().is_empty());
+        assert!(store.state.lagging_reads.lock().unwrap().is_empty());
         drop(held);
     }
 

@@ -281,7 +281,7 @@ impl Repository {
     }
 
     /// The master key.
-    pub fn key(&self) -> &MasterKey {
+    pub(crate) fn key(&self) -> &MasterKey {
         &self.key
     }
 
@@ -631,4 +631,100 @@ pub(crate) fn test_repository(backend: Arc<dyn Backend>) -> Repository {
         ..InitOptions::default()
     };
     Repository::init(backend, b"pw", &opts).expect("init a test repository")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryBackend;
+    use crate::testing::{backup_dir, write_files};
+
+    fn store() -> (Arc<MemoryBackend>, Repository) {
+        let backend = Arc::new(MemoryBackend::new());
+        let repo = test_repository(backend.clone());
+        (backend, repo)
+    }
+
+    #[test]
+    fn opening_tells_a_wrong_password_from_a_missing_or_existing_repository() {
+        let (backend, repo) = store();
+        let id = repo.config().id;
+        assert!(matches!(
+            Repository::open(backend.clone(), b"other"),
+            Err(Error::WrongPassword { keys: 1 })
+        ));
+        assert_eq!(
+            Repository::open(backend.clone(), b"pw")
+                .unwrap()
+                .config()
+                .id,
+            id
+        );
+        assert!(matches!(
+            Repository::init(backend, b"pw", &InitOptions::default()),
+            Err(Error::RepositoryExists { .. })
+        ));
+        assert!(matches!(
+            Repository::open(Arc::new(MemoryBackend::new()), b"pw"),
+            Err(Error::RepositoryNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_damaged_key_file_does_not_hide_a_good_one_but_is_reported_alone() {
+        let (backend, _) = store();
+        let junk = b"{\"not\": \"a key\"}";
+        backend
+            .write(FileType::Key, KeyId::hash_of(junk).as_bytes(), junk)
+            .unwrap();
+        assert!(Repository::open(backend.clone(), b"pw").is_ok());
+        let err = Repository::open(backend.clone(), b"wrong").unwrap_err();
+        assert!(err.is_corruption(), "the damaged key is named: {err}");
+        // Without the good key, the damage is what is reported.
+        for k in backend.list(FileType::Key).unwrap() {
+            if k.id != *KeyId::hash_of(junk).as_bytes() {
+                backend.remove(FileType::Key, &k.id).unwrap();
+            }
+        }
+        assert!(Repository::open(backend, b"pw")
+            .unwrap_err()
+            .is_corruption());
+    }
+
+    #[test]
+    fn snapshots_are_found_by_prefix_and_latest() {
+        let (_, repo) = store();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("f", b"1")]);
+        let first = backup_dir(&repo, src.path(), &[]);
+        write_files(src.path(), &[("f", b"2")]);
+        let second = backup_dir(&repo, src.path(), &[]);
+        assert_eq!(repo.find_snapshot("latest").unwrap().id, second);
+        assert_eq!(repo.find_snapshot(&first.short()).unwrap().id, first);
+        assert!(matches!(
+            repo.find_snapshot("0000000000"),
+            Err(Error::SnapshotNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_file_whose_bytes_do_not_hash_to_its_name_is_corrupt() {
+        let (backend, repo) = store();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("f", b"1")]);
+        let id = backup_dir(&repo, src.path(), &[]);
+        let sealed = backend.read(FileType::Snapshot, id.as_bytes()).unwrap();
+        let other = SnapshotId::hash_of(b"elsewhere");
+        backend
+            .write(FileType::Snapshot, other.as_bytes(), &sealed)
+            .unwrap();
+        let err = repo
+            .load_file::<Snapshot>(FileType::Snapshot, other.as_bytes())
+            .unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        assert!(
+            err.to_string().contains("does not hash to its name"),
+            "{err}"
+        );
+    }
 }

@@ -79,6 +79,9 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
     }
+    fn lifecycle(&self) -> Result<Option<super::lifecycle::Lifecycle>, BackendError> {
+        self.inner.lifecycle()
+    }
     // A thaw request changes nothing a dry run could undo cheaply: it is dropped too.
     fn request_thaw(
         &self,

@@ -22,3 +22,12 @@ pub struct Rule {
     /// Aborts multipart uploads left incomplete this many days.
     pub abort_incomplete_multipart_days: Option<u32>,
 }
+
+/// A bucket's lifecycle rules, with the prefix of the repository they are read for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Every rule of the bucket.
+    pub rules: Vec<Rule>,
+    /// The repository's key prefix in the bucket (without trailing `/`).
+    pub prefix: String,
+}

@@ -62,11 +62,42 @@ pub struct S3Options {
     pub max_attempts: u32,
 }
 
+/// An S3 location that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location:?}{problem}")]
+pub struct LocationError {
+    /// The location as given.
+    pub location: String,
+    /// What is wrong with it.
+    pub problem: LocationProblem,
+}
+
+/// What is wrong with an S3 location.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationProblem {
+    /// It does not start with `s3:`.
+    #[error(" is not an S3 location (s3:...)")]
+    NotS3,
+    /// `s3:http://` with no host.
+    #[error(": no host in the endpoint")]
+    NoHost,
+    /// No bucket after the endpoint.
+    #[error(": no bucket; expected s3:BUCKET/PREFIX or s3:https://HOST:PORT/BUCKET/PREFIX")]
+    NoBucket,
+    /// A bucket name no store accepts.
+    #[error(": {0:?} is not a valid bucket name")]
+    BadBucket(String),
+}
+
 impl S3Options {
     /// Parses `s3:BUCKET[/PREFIX]` (AWS) or `s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]`.
-    pub fn parse_url(url: &str) -> Result<Self, String> {
+    pub fn parse_url(url: &str) -> Result<Self, LocationError> {
+        let bad = |problem| LocationError {
+            location: url.to_string(),
+            problem,
+        };
         let Some(rest) = url.strip_prefix("s3:") else {
-            return Err(format!("{url:?} is not an S3 location (s3:...)"));
+            return Err(bad(LocationProblem::NotS3));
         };
         let (endpoint, path) = if let Some(after) = rest
             .strip_prefix("http://")
@@ -76,7 +107,7 @@ impl S3Options {
             let (scheme, after) = after;
             let (host, path) = after.split_once('/').unwrap_or((after, ""));
             if host.is_empty() {
-                return Err(format!("{url:?}: no host in the endpoint"));
+                return Err(bad(LocationProblem::NoHost));
             }
             (Some(format!("{scheme}://{host}")), path)
         } else {
@@ -85,15 +116,13 @@ impl S3Options {
         let path = path.trim_matches('/');
         let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
         if bucket.is_empty() {
-            return Err(format!(
-                "{url:?}: no bucket; expected s3:BUCKET/PREFIX or s3:https://HOST:PORT/BUCKET/PREFIX"
-            ));
+            return Err(bad(LocationProblem::NoBucket));
         }
         if bucket
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
         {
-            return Err(format!("{url:?}: {bucket:?} is not a valid bucket name"));
+            return Err(bad(LocationProblem::BadBucket(bucket.to_string())));
         }
         Ok(S3Options {
             endpoint,
@@ -694,6 +723,13 @@ impl Backend for S3Backend {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn lifecycle(&self) -> Result<Option<crate::storage::lifecycle::Lifecycle>, BackendError> {
+        Ok(Some(crate::storage::lifecycle::Lifecycle {
+            rules: self.lifecycle_rules()?,
+            prefix: self.prefix().to_string(),
+        }))
     }
 
     fn request_thaw(

@@ -816,7 +816,7 @@ mod tests {
             .iter()
             .map(|d| {
                 assert_eq!(d.keep, !d.reasons.is_empty(), "keep flag of {:?}", d.id);
-                (d.id.0[0], d.reasons.clone())
+                (d.id.as_bytes()[0], d.reasons.clone())
             })
             .collect()
     }
@@ -1372,7 +1372,7 @@ mod tests {
             let decisions = apply_policy(&snaps, &policy, t("2021-06-01T00:00:00Z"));
             let got: Vec<(u8, bool, usize)> = decisions
                 .iter()
-                .map(|d| (d.id.0[0], d.keep, d.reasons.len()))
+                .map(|d| (d.id.as_bytes()[0], d.keep, d.reasons.len()))
                 .collect();
             assert_eq!(got, vec![(3, true, 0), (2, true, 0), (1, true, 0)]);
         }
@@ -1717,7 +1717,12 @@ mod tests {
         let summary = |by: &str| -> Vec<(String, Vec<u8>)> {
             group_snapshots(snaps.clone(), by.parse().unwrap())
                 .into_iter()
-                .map(|(key, group)| (key.to_string(), group.iter().map(|e| e.id.0[0]).collect()))
+                .map(|(key, group)| {
+                    (
+                        key.to_string(),
+                        group.iter().map(|e| e.id.as_bytes()[0]).collect(),
+                    )
+                })
                 .collect()
         };
         assert_eq!(
