@@ -127,11 +127,14 @@ fn dry_run_writes_nothing() {
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), random_bytes(3, 1_000_000)).unwrap();
-    let before = dir_bytes(&env.repo);
+    let before = dir_contents(&env.repo);
     let out = env.backup_json(&["--dry-run".as_ref(), src.as_os_str()]);
     assert_eq!(out["dry_run"], true);
     assert!(n(&out, "bytes_added") > 1_000_000);
-    assert_eq!(dir_bytes(&env.repo), before);
+    assert!(
+        dir_contents(&env.repo) == before,
+        "a dry run leaves every file of the repository as it was"
+    );
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 0);
 }

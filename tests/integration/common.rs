@@ -141,6 +141,25 @@ pub fn dir_bytes(p: &Path) -> u64 {
     total
 }
 
+/// Every file under `p`, by path relative to it, with its bytes: two calls compare equal only
+/// when no file was added, removed or changed.
+pub fn dir_contents(p: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).expect("read a folder").flatten() {
+            let path = e.path();
+            if e.file_type().expect("file type").is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(p).expect("under the root").to_path_buf();
+                out.insert(rel, fs::read(&path).expect("read a file"));
+            }
+        }
+    }
+    out
+}
+
 /// Reproducible random bytes.
 pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];

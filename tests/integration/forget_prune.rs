@@ -104,7 +104,7 @@ fn forget_keep_last_then_prune_frees_space_and_keeps_snapshots_whole() {
 fn dry_runs_change_nothing() {
     let env = Env::init();
     history(&env);
-    let before = dir_bytes(&env.repo);
+    let before = dir_contents(&env.repo);
     let out = env.ok(&["forget", "--keep-daily", "1", "--dry-run", "--prune"]);
     assert!(out.contains("dry run"), "{out}");
     assert!(
@@ -131,7 +131,10 @@ fn dry_runs_change_nothing() {
         "{out}"
     );
     assert_eq!(snapshot_ids(&env).len(), 5);
-    assert_eq!(dir_bytes(&env.repo), before);
+    assert!(
+        dir_contents(&env.repo) == before,
+        "a dry run leaves every file of the repository as it was"
+    );
 }
 
 #[test]
@@ -245,6 +248,8 @@ fn prune_killed_at_every_step_loses_nothing() {
     }
 }
 
+/// Without the `failpoints` feature the binary has no crash points to kill prune at, so the test
+/// has nothing to run; it stays listed, ignored, so that the run says where it went.
 #[cfg(not(feature = "failpoints"))]
 #[test]
 #[ignore = "needs the failpoints feature: cargo test --all-features (what .ci/run does)"]

@@ -19,9 +19,10 @@ fn exclusive(command: &str) -> LockOptions {
 fn two_backups_at_once_both_succeed_and_restore() {
     let env = Env::init();
     let (a, b) = (env.path("a"), env.path("b"));
+    // Large enough that each backup takes a good part of a second, so that they overlap.
     for (dir, seed) in [(&a, 1), (&b, 2)] {
         fs::create_dir_all(dir).unwrap();
-        fs::write(dir.join("f"), random_bytes(seed, 5_000_000)).unwrap();
+        fs::write(dir.join("f"), random_bytes(seed, 24_000_000)).unwrap();
     }
     let first = env
         .cmd()
@@ -39,6 +40,18 @@ fn two_backups_at_once_both_succeed_and_restore() {
     }
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
+    // They ran at the same time: each started before the other ended.
+    let span = |s: &serde_json::Value| {
+        let t = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(s["summary"][k].as_str().unwrap()).unwrap()
+        };
+        (t("backup_start"), t("backup_end"))
+    };
+    let (x, y) = (span(&snaps[0]), span(&snaps[1]));
+    assert!(
+        x.0 < y.1 && y.0 < x.1,
+        "the backups did not overlap: {x:?} and {y:?}"
+    );
     for (i, s) in snaps.as_array().unwrap().iter().enumerate() {
         let t = env.restore(s["id"].as_str().unwrap(), &format!("out{i}"));
         let src = std::path::PathBuf::from(s["paths"][0].as_str().unwrap());
@@ -79,14 +92,20 @@ fn an_exclusive_lock_blocks_backup_with_exit_11_until_released() {
         std::thread::sleep(Duration::from_millis(1500));
         drop(held);
     });
+    let started = std::time::Instant::now();
     let out = env.run(&[
         "--retry-lock".as_ref(),
         "30s".as_ref(),
         "backup".as_ref(),
         src.as_os_str(),
     ]);
+    let waited = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     releaser.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(30),
+        "the backup waited {waited:?} for a lock released after 1.5 s"
+    );
 }
 
 #[test]

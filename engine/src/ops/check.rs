@@ -19,7 +19,7 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::index::{Index, IndexFile, IndexPack, LoadedIndex};
 use crate::repo::lock::list_locks;
-use crate::repo::repository::{host_and_user, now_local, Repository};
+use crate::repo::repository::{host_and_user, now_local, read_key_file, Repository};
 use crate::storage::FileType;
 use crate::units::{parse_percent, parse_size, ParseError};
 
@@ -225,18 +225,11 @@ impl Checker {
     /// Key files: each must be named by its hash and parse.
     fn check_keys(&mut self, repo: &Repository) -> Result<()> {
         for k in repo.backend().list(FileType::Key)? {
-            let name = hex::encode(k.id);
-            match repo.backend().read(FileType::Key, &k.id) {
-                Ok(bytes) if *blake3::hash(&bytes).as_bytes() != k.id => self.error(
-                    format!("key file {name}"),
-                    "content does not hash to its name",
-                ),
-                Ok(bytes) => {
-                    if let Err(e) = serde_json::from_slice::<crate::format::key::KeyFile>(&bytes) {
-                        self.error(format!("key file {name}"), format!("does not decode: {e}"));
-                    }
-                }
-                Err(e) => self.error(format!("key file {name}"), e.to_string()),
+            let object = format!("key file {}", hex::encode(k.id));
+            match read_key_file(repo.backend().as_ref(), &k.id) {
+                Ok(_) => {}
+                Err(Error::Corrupt { reason, .. }) => self.error(object, reason),
+                Err(e) => self.error(object, e.to_string()),
             }
         }
         Ok(())

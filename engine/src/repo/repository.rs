@@ -212,24 +212,15 @@ impl Repository {
         // problem and report it only if no key file opens.
         let mut damaged: Option<Error> = None;
         for k in &keys {
-            let object = || Object::File {
-                file_type: FileType::Key,
-                name: hex::encode(k.id),
-            };
-            let bytes = backend.read(FileType::Key, &k.id)?;
-            let parsed = if *blake3::hash(&bytes).as_bytes() != k.id {
-                Err(Error::corrupt(
-                    object(),
-                    "content does not hash to its name",
-                ))
-            } else {
-                serde_json::from_slice::<KeyFile>(&bytes)
-                    .map_err(|e| Error::corrupt(object(), e.to_string()))
-                    .and_then(|kf| {
-                        kf.open(password)
-                            .map_err(|e| Error::corrupt(object(), e.to_string()))
-                    })
-            };
+            let parsed = match read_key_file(backend.as_ref(), &k.id) {
+                // Storage that fails is not a damaged key: stop, as for any read.
+                Err(e @ Error::Backend(_)) => return Err(e),
+                other => other,
+            }
+            .and_then(|kf| {
+                kf.open(password)
+                    .map_err(|e| Error::corrupt(key_object(&k.id), e.to_string()))
+            });
             match parsed {
                 Ok(Some(master)) => {
                     found = Some((master, KeyId::from_bytes(k.id)));
@@ -595,6 +586,28 @@ pub fn pick_snapshot(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry>
             "{n} snapshots match {spec:?}: give more digits"
         ))),
     }
+}
+
+/// What a damaged key file is reported as.
+fn key_object(id: &RawId) -> Object {
+    Object::File {
+        file_type: FileType::Key,
+        name: hex::encode(id),
+    }
+}
+
+/// Reads key file `id` and checks it: named by the hash of its bytes, and of the shape of a key
+/// file. Opening it with a password is the caller's step.
+pub fn read_key_file(backend: &dyn Backend, id: &RawId) -> Result<KeyFile> {
+    let bytes = backend.read(FileType::Key, id)?;
+    if *blake3::hash(&bytes).as_bytes() != *id {
+        return Err(Error::corrupt(
+            key_object(id),
+            "content does not hash to its name",
+        ));
+    }
+    serde_json::from_slice::<KeyFile>(&bytes)
+        .map_err(|e| Error::corrupt(key_object(id), format!("does not decode: {e}")))
 }
 
 /// A stored pack as a listing of its folder describes it.
