@@ -39,7 +39,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     };
     let stopped = std::cell::Cell::new(None);
-    // A failure while preparing the thaw stops the reading; it is returned once the check ends.
+    // A failure while preparing the thaw stops the check at once; it is what the check returns.
     let failed = std::cell::RefCell::new(None);
     let gate = |packs: &std::collections::BTreeSet<floe_engine::PackId>| match crate::thaw::prepare(
         &repo,
@@ -54,13 +54,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         Err(e) => {
             failed.replace(Some(e));
-            Ok(floe_engine::ReadGate::Stop)
+            Err(floe_engine::Error::Aborted("check"))
         }
     };
-    let report = floe_engine::check_gated(&repo, how, &progress, &gate)?;
+    let checked = floe_engine::check_gated(&repo, how, &progress, &gate);
     if let Some(e) = failed.take() {
         return Err(e);
     }
+    let report = checked?;
     if a.json {
         output::json(&report)?;
     } else {

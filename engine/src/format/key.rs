@@ -92,7 +92,7 @@ fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; KEY_LEN]> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password, salt, &mut out)
         .map_err(|e| Error::Resource {
-            what: "Argon2id",
+            what: "Argon2id failed",
             reason: e.to_string(),
         })?;
     Ok(out)
