@@ -56,12 +56,12 @@ pub fn repair_index(
     dry_run: bool,
     lock: &LockHealth,
 ) -> Result<RepairIndexReport> {
-    let mut listed = Vec::new();
-    for bt in [BlobType::Data, BlobType::Tree] {
-        for e in repo.backend().list(bt.pack_file_type())? {
-            listed.push((bt, PackId::from_bytes(e.id), e.size));
-        }
-    }
+    let mut listed: Vec<(BlobType, PackId, u64)> = repo
+        .list_packs()?
+        .into_iter()
+        .map(|(id, p)| (p.blob_type, id, p.size))
+        .collect();
+    listed.sort();
     let results: Vec<(PackId, Result<IndexPack>)> = repo.in_io_pool(|| {
         listed
             .par_iter()
