@@ -18,11 +18,21 @@ mod cold;
 mod errors;
 #[path = "integration/forget_prune.rs"]
 mod forget_prune;
+#[path = "integration/keys.rs"]
+mod keys;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/output.rs"]
+mod output;
+#[path = "integration/postgres.rs"]
+mod postgres;
 #[path = "integration/restore.rs"]
 mod restore;
 #[path = "integration/s3.rs"]
 mod s3;
+#[path = "integration/select.rs"]
+mod select;
 #[path = "integration/snapshots.rs"]
 mod snapshots;
+#[path = "integration/sources.rs"]
+mod sources;

@@ -1,10 +1,13 @@
 //! `floe`: the command line. It parses arguments, calls the engine and prints; nothing more.
 
+mod args;
 mod commands;
 mod output;
 mod password;
+mod progress;
 mod repo;
 mod select;
+mod sources;
 mod thaw;
 
 use std::process::ExitCode;
@@ -53,7 +56,8 @@ pub struct GlobalArgs {
         long = "repo",
         env = "FLOE_REPOSITORY",
         global = true,
-        value_name = "REPOSITORY"
+        value_name = "REPOSITORY",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     pub repo: Option<String>,
     /// Read the password from this file (first line)
@@ -72,8 +76,17 @@ pub struct GlobalArgs {
     pub retry_lock: std::time::Duration,
     /// Take no lock, for commands that only read (ls, find, diff, dump, restore, check), e.g.
     /// with read-only credentials; a prune running meanwhile can make them fail
-    #[arg(long, env = "FLOE_NO_LOCK", global = true)]
+    #[arg(long, env = "FLOE_NO_LOCK", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_lock: bool,
+    /// Print JSON on stdout, where the command has a JSON form
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print errors only
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: with backup, every file with whether it is new, changed or unchanged
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -90,7 +103,7 @@ pub struct S3Args {
     #[arg(long, env = "FLOE_S3_PROFILE", global = true, value_name = "PROFILE")]
     pub s3_profile: Option<String>,
     /// Path-style addressing (host/bucket/key): default true for custom endpoints, false on AWS
-    #[arg(long, env = "FLOE_S3_PATH_STYLE", global = true, value_name = "BOOL")]
+    #[arg(long, env = "FLOE_S3_PATH_STYLE", global = true, value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_path_style: Option<bool>,
     /// Storage class of data packs written from now on (every other object stays STANDARD):
     /// STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE
@@ -133,6 +146,20 @@ enum Command {
     Prune(commands::prune::Args),
     /// Repair a damaged repository
     Repair(commands::repair::Args),
+    /// Manage the passwords (key files) of the repository
+    Key(commands::key::Args),
+    /// Add, remove or set the tags of snapshots
+    Tag(commands::tag::Args),
+    /// Make new snapshots without paths matching exclude patterns
+    Rewrite(commands::rewrite::Args),
+    /// Print a stored object, decrypted, as JSON (a blob: its bytes)
+    Cat(commands::cat::Args),
+    /// List the ids of the objects of one kind
+    List(commands::list::Args),
+    /// Print the version of floe and of the repository format it writes
+    Version(commands::version::Args),
+    /// Write shell completions and man pages
+    Generate(commands::generate::Args),
     /// Remove stale locks (or all locks)
     Unlock(commands::unlock::Args),
     /// Lifecycle rules that move data packs to colder S3 storage classes
@@ -155,6 +182,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),
+        Command::Key(a) => commands::key::run(&cli.global, a),
+        Command::Tag(a) => commands::tag::run(&cli.global, a),
+        Command::Rewrite(a) => commands::rewrite::run(&cli.global, a),
+        Command::Cat(a) => commands::cat::run(&cli.global, a),
+        Command::List(a) => commands::list::run(&cli.global, a),
+        Command::Version(a) => commands::version::run(&cli.global, a),
+        Command::Generate(a) => {
+            commands::generate::run(<Cli as clap::CommandFactory>::command(), a)
+        }
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
         Command::Tier(a) => commands::tier::run(&cli.global, a),
         Command::Stats(a) => commands::stats::run(&cli.global, a),
@@ -184,8 +220,23 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Empty `FLOE_*` variables count as unset (`FLOE_PASSWORD_FILE=` in a crontab, say), as in
+/// most tools, rather than as an empty value that clap would refuse.
+fn drop_empty_variables() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(k, v)| v.is_empty() && k.to_string_lossy().starts_with("FLOE_"))
+        .map(|(k, _)| k)
+        .collect();
+    for k in empty {
+        // Single-threaded still: nothing else reads the environment yet.
+        std::env::remove_var(k);
+    }
+}
+
 fn main() -> ExitCode {
+    drop_empty_variables();
     let cli = Cli::parse();
+    output::set_quiet(cli.global.quiet);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),

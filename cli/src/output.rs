@@ -1,6 +1,29 @@
 //! Printing helpers: sizes, and writes to stdout that report a closed pipe instead of panicking.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by `-q/--quiet`: [`note`] prints nothing.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`note`] silent (for `-q`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// True under `-q`.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Writes a line of a command's report (a summary, a plan) to stdout, unless `-q` was given.
+/// What a command is asked for (a listing, a dump, JSON) goes through [`line`] instead.
+pub fn note(s: impl std::fmt::Display) -> std::io::Result<()> {
+    if quiet() {
+        return Ok(());
+    }
+    line(s)
+}
 
 /// Writes a line to stdout.
 pub fn line(s: impl std::fmt::Display) -> std::io::Result<()> {
@@ -13,6 +36,11 @@ pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     let s = serde_json::to_string(v)?;
     line(s)?;
     Ok(())
+}
+
+/// Bytes as lowercase hex digits (object ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `1.5 GiB`, `320 B`.

@@ -40,7 +40,7 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
         }
         return Ok(first_line(out.stdout));
     }
-    if let Some(p) = std::env::var_os("FLOE_PASSWORD") {
+    if let Some(p) = std::env::var_os("FLOE_PASSWORD").filter(|p| !p.is_empty()) {
         return Ok(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
     }
     if !std::io::stdin().is_terminal() {
@@ -58,4 +58,31 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
         bail!("an empty password is not accepted");
     }
     Ok(p.into_bytes())
+}
+
+/// A new password (for `key add` and `key passwd`): the first line of `file`, or asked twice on
+/// the terminal.
+pub fn new_password(file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    let p = match file {
+        Some(path) => first_line(
+            std::fs::read(path)
+                .with_context(|| format!("reading new password file {}", path.display()))?,
+        ),
+        None => {
+            if !std::io::stdin().is_terminal() {
+                bail!("no new password given: use --new-password-file FILE, or run on a terminal");
+            }
+            let p = rpassword::prompt_password("new password: ").context("reading the password")?;
+            let again = rpassword::prompt_password("repeat the new password: ")
+                .context("reading the password")?;
+            if again != p {
+                bail!("the passwords do not match");
+            }
+            p.into_bytes()
+        }
+    };
+    if p.is_empty() {
+        bail!("an empty password is not accepted");
+    }
+    Ok(p)
 }

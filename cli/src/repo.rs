@@ -125,13 +125,35 @@ pub fn read_lock(
     lock(g, repo, false, command).map(Some)
 }
 
-/// The snapshot a `SNAPSHOT[:PATH]` argument names, and the path inside it (empty for all).
-pub fn find_snapshot_path<'a>(
+/// The snapshot a `SNAPSHOT[:PATH]` argument names among those `filter` selects, and the path
+/// inside it (empty for all), given after the colon or, as restic takes it, as the separate
+/// argument `path`.
+pub fn find_snapshot_path(
     repo: &Repository,
-    spec: &'a str,
-) -> anyhow::Result<(floe_engine::SnapshotEntry, &'a str)> {
+    spec: &str,
+    path: Option<&str>,
+    filter: &crate::select::SnapshotFilter,
+) -> anyhow::Result<(floe_engine::SnapshotEntry, String)> {
     let (snap, sub) = spec.split_once(':').unwrap_or((spec, ""));
-    Ok((repo.find_snapshot(snap)?, sub))
+    let sub = match (sub, path) {
+        (s, Some(p)) if !s.is_empty() => {
+            bail!("the path is given twice ({s:?} and {p:?}): give SNAPSHOT:PATH or SNAPSHOT PATH")
+        }
+        (_, Some(p)) => p,
+        (s, None) => s,
+    };
+    Ok((filter.find(repo, snap)?, sub.to_string()))
+}
+
+/// `err`, with a hint when it is a path not found in a snapshot and `path` is relative.
+pub fn hint_relative(err: floe_engine::Error, path: &str) -> anyhow::Error {
+    let relative = !path.is_empty() && !path.starts_with('/');
+    match err {
+        e @ floe_engine::Error::PathNotFound(_) if relative => anyhow::anyhow!(
+            "{e}; paths in a snapshot are absolute, as `floe ls SNAPSHOT` lists them (e.g. /etc/hosts)"
+        ),
+        e => e.into(),
+    }
 }
 
 /// The index for a command that reads file contents: of blobs stored twice, lookups answer

@@ -1,30 +1,86 @@
-//! Choosing snapshots by host, tag and path (forget, find).
+//! Choosing snapshots by host, tag and path, the same way in every command that takes
+//! snapshots: the filters narrow the list, and `latest` is the latest snapshot they select.
 
-use floe_engine::SnapshotEntry;
+use anyhow::bail;
+use floe_engine::{pick_snapshot, Repository, SnapshotEntry};
 
 /// Options that narrow the snapshots a command considers.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Snapshot filters")]
 pub struct SnapshotFilter {
-    /// Only consider snapshots of this host (repeatable)
+    /// Only snapshots of this host (repeatable: any of them)
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable; `a,b` needs both)
-    #[arg(long = "tag", value_name = "TAG")]
+    /// Only snapshots with this tag (repeatable: any of them; `a,b` needs both)
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
     pub tags: Vec<String>,
-    /// Only consider snapshots that include this path (repeatable)
+    /// Only snapshots that include this path (repeatable: all of them)
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
 }
 
 impl SnapshotFilter {
+    /// True when no filter was given.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
+    }
+
     /// True when `s` passes every option given.
     pub fn selects(&self, s: &SnapshotEntry) -> bool {
         let sn = &s.snapshot;
+        let has_tags = |group: &String| {
+            group
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .all(|one| sn.tags.iter().any(|st| st == one))
+        };
         (self.hosts.is_empty() || self.hosts.contains(&sn.hostname))
-            // `--tag a,b` needs both; several --tag options need any one of them.
-            && (self.tags.is_empty()
-                || self.tags.iter().any(|t| t.split(',').all(|one| sn.tags.iter().any(|st| st == one))))
-            // Every --path must be among the snapshot's paths.
-            && self.paths.iter().all(|p| sn.paths.iter().any(|sp| sp.lossy() == p.as_str()))
+            && (self.tags.is_empty() || self.tags.iter().any(has_tags))
+            && self.paths.iter().all(|p| {
+                sn.paths
+                    .iter()
+                    .any(|sp| sp.lossy() == p.trim_end_matches('/'))
+            })
     }
+
+    /// The snapshots of the repository the filters select, oldest first.
+    pub fn snapshots(&self, repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
+        let mut all = repo.snapshots_present()?;
+        all.retain(|s| self.selects(s));
+        Ok(all)
+    }
+
+    /// The snapshot `spec` names: `latest` is the latest the filters select; an id (or a
+    /// unique prefix) names its snapshot whatever the filters.
+    pub fn find(&self, repo: &Repository, spec: &str) -> anyhow::Result<SnapshotEntry> {
+        if spec != "latest" || self.is_empty() {
+            return Ok(repo.find_snapshot(spec)?);
+        }
+        let selected = self.snapshots(repo)?;
+        if selected.is_empty() {
+            bail!("no snapshot matches the filters (--host, --tag, --path) to take as latest");
+        }
+        Ok(pick_snapshot(&selected, "latest")?)
+    }
+}
+
+/// The snapshots a command that changes snapshots works on: those named by `ids` (or `latest`),
+/// or, without ids, every snapshot the filters select.
+pub fn chosen(
+    repo: &Repository,
+    ids: &[String],
+    filter: &SnapshotFilter,
+) -> anyhow::Result<Vec<SnapshotEntry>> {
+    if ids.is_empty() {
+        return filter.snapshots(repo);
+    }
+    let mut out: Vec<SnapshotEntry> = Vec::new();
+    for id in ids {
+        let s = filter.find(repo, id)?;
+        if !out.iter().any(|o| o.id == s.id) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }

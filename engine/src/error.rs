@@ -202,6 +202,46 @@ pub enum Error {
         /// The cause.
         reason: String,
     },
+    /// The stream of a stream backup failed before its end (a read error, or the command that
+    /// produced it failed); no snapshot was saved.
+    #[error("the stream for /{name} failed, no snapshot was saved: {source}")]
+    StreamFailed {
+        /// The file name the stream was to be saved as.
+        name: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// None of the backup's sources could be read; no snapshot was saved.
+    #[error(
+        "none of the {count} source(s) could be read (the first: {first}); no snapshot was saved"
+    )]
+    NoSourceReadable {
+        /// How many sources were given.
+        count: usize,
+        /// The first of them.
+        first: PathBuf,
+    },
+    /// A source path names a FIFO, a device or a socket: a backup stores what a path holds, and
+    /// a stream has to come in as one.
+    #[error("{path} is a {kind}, not a file or folder; to back up the data read from it, pipe it into a stream backup (backup --stdin)")]
+    SpecialSource {
+        /// The path as given.
+        path: PathBuf,
+        /// `fifo`, `character device`, `block device` or `socket`.
+        kind: &'static str,
+    },
+    /// No key file has this id (or prefix).
+    #[error("no key file matches {0:?}")]
+    KeyNotFound(String),
+    /// A key file that must stay: the one in use, or the last.
+    #[error("key {id} cannot be removed: {reason}")]
+    KeyRefused {
+        /// The key's short id.
+        id: String,
+        /// Why it stays.
+        reason: &'static str,
+    },
     /// Restore finished, but some files could not be restored.
     #[error("{failed} file(s) could not be restored; the first: {first}")]
     RestoreIncomplete {

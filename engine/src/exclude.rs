@@ -22,6 +22,15 @@ pub struct PathMatcher {
 impl PathMatcher {
     /// Compiles patterns; blank lines and lines starting with `#` are ignored.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self> {
+        Self::build(patterns, false)
+    }
+
+    /// Compiles patterns that match without regard to case (`*.JPG` matches `a.jpg`).
+    pub fn case_insensitive<S: AsRef<str>>(patterns: &[S]) -> Result<Self> {
+        Self::build(patterns, true)
+    }
+
+    fn build<S: AsRef<str>>(patterns: &[S], case_insensitive: bool) -> Result<Self> {
         let mut by_name = GlobSetBuilder::new();
         let mut by_path = GlobSetBuilder::new();
         let mut empty = true;
@@ -40,6 +49,7 @@ impl PathMatcher {
             let glob = GlobBuilder::new(&anchored)
                 .literal_separator(true)
                 .backslash_escape(true)
+                .case_insensitive(case_insensitive)
                 .build()
                 .map_err(|e| Error::InvalidPattern {
                     pattern: p.to_string(),
@@ -111,5 +121,15 @@ mod tests {
             .unwrap()
             .matches(Path::new("/x")));
         assert!(PathMatcher::new(&["a[b"]).is_err());
+    }
+
+    #[test]
+    fn case_insensitive_patterns() {
+        let m = PathMatcher::case_insensitive(&["*.jpg", "/Home/*/CACHE"]).unwrap();
+        assert!(m.matches(Path::new("/a/B.JPG")));
+        assert!(m.matches(Path::new("/home/ann/cache")));
+        assert!(!PathMatcher::new(&["*.jpg"])
+            .unwrap()
+            .matches(Path::new("/a/B.JPG")));
     }
 }

@@ -27,6 +27,7 @@ mod failpoint;
 pub mod format;
 mod id;
 mod ops;
+mod progress;
 mod repo;
 mod storage;
 #[cfg(test)]
@@ -44,7 +45,10 @@ pub use cold::tiers::{
 };
 pub use error::{Error, Object, Result};
 pub use id::{BlobId, IndexId, KeyId, LockId, PackId, ParseIdError, RepoId, SnapshotId};
-pub use ops::backup::{backup, BackupOptions, BackupReport, SourceError};
+pub use ops::backup::{
+    backup, backup_stream, scan as scan_sources, BackupOptions, BackupReport, ScanTotals,
+    SourceError,
+};
 pub use ops::check::{check, check_gated, CheckReport, ReadData, ReadGate};
 pub use ops::diff::{diff_trees, ChangeKind, DiffStats};
 pub use ops::dump::{plan_dump, DumpPlan, DumpStats};
@@ -65,9 +69,17 @@ pub use ops::restore::{
     needed_packs, plan_restore, restore, restore_planned, RestoreError, RestoreOptions,
     RestorePlan, RestoreSummary,
 };
+pub use ops::rewrite::{
+    execute as rewrite, plan as plan_rewrite, Rewrite, RewritePlan, RewriteReport,
+};
+pub use ops::tag::{execute as tag, plan as plan_tag, TagChange, TagPlan};
+pub use progress::{FileChange, Progress, ProgressSink};
 pub use repo::index::Index;
+pub use repo::keys::KeyInfo;
 pub use repo::lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
-pub use repo::repository::{now_local, pick_snapshot, InitOptions, Repository};
+pub use repo::repository::{
+    now_local, pick_snapshot, read_key_file, InitOptions, Repository, StoredPack,
+};
 pub use repo::walk::resolve;
 pub use storage::lifecycle::Rule as LifecycleRule;
 pub use storage::s3::{
@@ -82,6 +94,7 @@ pub use units::{parse_size, ParseError};
 pub use format::blob::BlobType;
 pub use format::chunker::ChunkerParams;
 pub use format::config::{Config, FORMAT_VERSION};
-pub use format::key::KdfParams;
+pub use format::index_file::{IndexFile, IndexPack};
+pub use format::key::{KdfParams, KeyFile};
 pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
 pub use format::tree::{ByteString, Node, NodeKind, Tree, TreeError};

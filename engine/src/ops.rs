@@ -10,3 +10,5 @@ pub mod forget;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
+pub mod tag;

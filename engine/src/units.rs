@@ -18,8 +18,8 @@ pub enum ParseError {
         /// What the option allows, as a phrase (`is not between 0 and 100`).
         allowed: &'static str,
     },
-    /// Not a subset `n/t`.
-    #[error("invalid subset {0:?}")]
+    /// Not a subset: neither `n/t`, `x%` nor a size with a unit.
+    #[error("invalid subset {0:?}: expected n/t (slice n of t, e.g. 1/5), x% (e.g. 10%) or a size with a unit (e.g. 500M, 2G)")]
     Subset(String),
     /// A subset `n/t` with `n` out of `1..=t`.
     #[error("subset {0:?}: need 1 <= n <= t")]

@@ -80,7 +80,7 @@ impl Env {
         let mut all: Vec<&OsStr> = vec![OsStr::new("backup"), OsStr::new("--json")];
         all.extend(args.iter().map(|a| a.as_ref()));
         let out = self.ok(&all);
-        serde_json::from_str(out.trim()).expect("backup --json prints one JSON object")
+        summary_json(out.as_bytes())
     }
 
     /// Restores `spec` into a new folder and returns it.
@@ -165,6 +165,22 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
     v
+}
+
+/// The summary object that ends the output of `backup --json` or `restore --json`; every line
+/// before it must be a status object.
+pub fn summary_json(stdout: &[u8]) -> serde_json::Value {
+    let text = std::str::from_utf8(stdout).expect("utf-8 stdout");
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let last = lines.pop().expect("a summary line");
+    assert_eq!(last["message_type"], "summary", "{text}");
+    for l in &lines {
+        assert_eq!(l["message_type"], "status", "{text}");
+    }
+    last
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -12,11 +12,8 @@ pub struct Args {
     #[arg(long)]
     read_data: bool,
     /// Read only part of the packs: n/t (slice n of t), x% (random share) or a size (2G)
-    #[arg(long, value_name = "SUBSET", value_parser = |s: &str| s.parse::<ReadData>())]
+    #[arg(long, value_name = "SUBSET", value_parser = |s: &str| s.parse::<ReadData>(), conflicts_with = "read_data")]
     read_data_subset: Option<ReadData>,
-    /// Print the report as one JSON object
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
 }
@@ -62,20 +59,20 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         return Err(e);
     }
     let report = checked?;
-    if a.json {
+    if g.json {
         output::json(&report)?;
     } else {
         for p in &report.problems {
-            output::line(format!("{}: {}: {}", p.severity, p.object, p.message))?;
+            output::note(format!("{}: {}: {}", p.severity, p.object, p.message))?;
         }
         for d in &report.damaged_paths {
-            output::line(format!(
+            output::note(format!(
                 "damaged: snapshot {} {}",
                 d.snapshot,
                 d.path.display()
             ))?;
         }
-        output::line(format!(
+        output::note(format!(
             "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) ({}); {} error(s), {} warning(s)",
             report.snapshots,
             report.packs,
@@ -90,8 +87,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         anyhow::bail!("the repository is damaged: {} error(s)", report.errors());
     }
     if let Some(code) = stopped.get() {
-        if !a.json {
-            output::line(format!(
+        if !g.json {
+            output::note(format!(
                 "{} archived data pack(s) were not read",
                 report.data_not_read
             ))?;

@@ -17,9 +17,9 @@ pub struct Args {
     /// Also list entries whose mode, owner or modification time alone changed
     #[arg(long)]
     metadata: bool,
-    /// Print one JSON object per change, then one with the totals
-    #[arg(long)]
-    json: bool,
+    /// Filters that choose what `latest` means
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
 }
 
 #[derive(serde::Serialize)]
@@ -48,16 +48,16 @@ fn side(
     repo: &floe_engine::Repository,
     index: &floe_engine::Index,
     spec: &str,
+    filter: &crate::select::SnapshotFilter,
 ) -> anyhow::Result<(Side, String)> {
-    let (snap, sub) = crate::repo::find_snapshot_path(repo, spec)?;
-    let (node, tree) = floe_engine::resolve(repo, index, &snap.snapshot, sub)?;
+    let (snap, sub) = crate::repo::find_snapshot_path(repo, spec, None, filter)?;
+    let (node, tree) = floe_engine::resolve(repo, index, &snap.snapshot, &sub)
+        .map_err(|e| crate::repo::hint_relative(e, &sub))?;
     Ok(match (node, tree) {
-        (None, Some(t)) => (Side::Folder(t, None), sub.to_string()),
-        (Some(n), Some(t)) if n.kind == NodeKind::Dir => {
-            (Side::Folder(t, Some(Box::new(n))), sub.to_string())
-        }
-        (Some(n), _) => (Side::Entry(Box::new(n)), sub.to_string()),
-        (None, None) => (Side::Folder(Tree::default(), None), sub.to_string()),
+        (None, Some(t)) => (Side::Folder(t, None), sub),
+        (Some(n), Some(t)) if n.kind == NodeKind::Dir => (Side::Folder(t, Some(Box::new(n))), sub),
+        (Some(n), _) => (Side::Entry(Box::new(n)), sub),
+        (None, None) => (Side::Folder(Tree::default(), None), sub),
     })
 }
 
@@ -73,8 +73,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::read_lock(g, &repo, "diff")?;
     let index = repo.load_index()?;
-    let (first, _) = side(&repo, &index, &a.first)?;
-    let (second, sub) = side(&repo, &index, &a.second)?;
+    let (first, _) = side(&repo, &index, &a.first, &a.filter)?;
+    let (second, sub) = side(&repo, &index, &a.second, &a.filter)?;
     let mut at = snapshot_path(&sub);
     // Two folders: compare what they hold. Otherwise compare the two entries under one name
     // (a folder that became a file is a type change, with the folder's entries removed).
@@ -102,7 +102,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     };
     let show_meta = a.metadata;
-    let json = a.json;
+    let json = g.json;
     let stats = floe_engine::diff_trees(&repo, &index, &ta, &tb, &at, |kind, path, old, new| {
         if kind == ChangeKind::Metadata && !show_meta {
             return Ok(());

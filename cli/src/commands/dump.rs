@@ -13,6 +13,11 @@ pub struct Args {
     /// (or the whole snapshot) is written as a tar stream
     #[arg(value_name = "SNAPSHOT[:PATH]")]
     snapshot: String,
+    /// The file or folder to dump, as restic takes it (instead of `:PATH`)
+    #[arg(value_name = "PATH")]
+    path: Option<String>,
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
     /// Write to this file instead of standard output (replaced only once complete)
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -32,9 +37,11 @@ fn report(stats: floe_engine::DumpStats) {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::read_lock(g, &repo, "dump")?;
-    let (snap, sub) = crate::repo::find_snapshot_path(&repo, &a.snapshot)?;
+    let (snap, sub) =
+        crate::repo::find_snapshot_path(&repo, &a.snapshot, a.path.as_deref(), &a.filter)?;
     let index = crate::repo::index_for_reading(&repo)?;
-    let plan = plan_dump(&repo, &index, &snap.snapshot, sub)?;
+    let plan = plan_dump(&repo, &index, &snap.snapshot, &sub)
+        .map_err(|e| crate::repo::hint_relative(e, &sub))?;
     if a.output.is_none() && plan.single_file.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!(
             "{sub:?} is a folder, dumped as a tar stream: redirect standard output or use --output"

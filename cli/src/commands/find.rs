@@ -24,9 +24,6 @@ pub struct Args {
     /// Show type, mode, owner, size and modification time
     #[arg(short, long)]
     long: bool,
-    /// Print one JSON object per match
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -67,7 +64,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let mut snapshots_with_matches = 0u64;
     let stats = floe_engine::find(&repo, &index, &snaps, &opts, |snap, path, node| {
         let shown = path.to_string_lossy();
-        let result = if a.json {
+        let result = if g.json {
             output::json(&JsonMatch {
                 snapshot: snap.id.to_hex(),
                 time: &snap.snapshot.time,
@@ -104,7 +101,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             path.display()
         );
     }
-    if !a.json {
+    if !g.json {
         if stats.matches == 0 {
             eprintln!("no match in {} snapshot(s)", stats.snapshots);
         } else {

@@ -11,22 +11,22 @@ pub struct Args {
     #[arg(value_name = "ID")]
     ids: Vec<String>,
     /// Keep the newest N snapshots
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_last: u32,
     /// Keep the newest snapshot of each of the last N hours that have one
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_hourly: u32,
     /// Keep the newest snapshot of each of the last N days that have one
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_daily: u32,
     /// Keep the newest snapshot of each of the last N ISO weeks that have one
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_weekly: u32,
     /// Keep the newest snapshot of each of the last N months that have one
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_monthly: u32,
     /// Keep the newest snapshot of each of the last N years that have one
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_yearly: u32,
     /// Keep every snapshot within DURATION (e.g. 1y2m3d4h) of the group's newest
     #[arg(long, value_name = "DURATION")]
@@ -65,9 +65,6 @@ pub struct Args {
     prune: bool,
     #[command(flatten)]
     prune_args: super::prune::PruneArgs,
-    /// Print the decisions as JSON
-    #[arg(long)]
-    json: bool,
 }
 
 impl Args {
@@ -116,10 +113,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "forget")?;
     if a.ids.is_empty() && policy.is_empty() {
-        if a.json {
+        if g.json {
             output::json(&serde_json::json!({ "groups": [], "removed": [] }))?;
         } else {
-            output::line("no policy given (--keep-*): nothing removed")?;
+            output::note("no policy given (--keep-*): nothing removed")?;
         }
         return Ok(exit::OK);
     }
@@ -140,7 +137,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     } else {
         floe_engine::plan_forget_by_ids(&repo, &a.ids)?
     };
-    let json_groups = if a.json {
+    let json_groups = if g.json {
         plan.groups
             .iter()
             .map(json_group)
@@ -153,14 +150,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         floe_engine::forget(&repo, &plan, &lock.health())?;
     }
     let remove = &plan.remove;
-    if !a.json {
+    if !g.json {
         if a.dry_run {
-            output::line(format!(
+            output::note(format!(
                 "dry run: {} snapshot(s) would be removed",
                 remove.len()
             ))?;
         } else {
-            output::line(format!("removed {} snapshot(s)", remove.len()))?;
+            output::note(format!("removed {} snapshot(s)", remove.len()))?;
         }
     }
     let prune = if a.prune {
@@ -168,12 +165,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         // A dry run plans as if the snapshots were already gone.
         opts.ignore_snapshots = remove.clone();
         Some(super::prune::prune_locked(
-            &repo, &lock, &opts, a.dry_run, a.json,
+            &repo, &lock, &opts, a.dry_run, g.json,
         )?)
     } else {
         None
     };
-    if a.json {
+    if g.json {
         output::json(&serde_json::json!({
             "dry_run": a.dry_run,
             "groups": json_groups,
@@ -190,18 +187,18 @@ const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S %:z";
 fn print_plan(plan: &ForgetPlan) -> anyhow::Result<()> {
     for n in &plan.named {
         match n.time {
-            Some(t) => output::line(format!("remove {} {}", n.id.short(), t.format(TIME_FORMAT)))?,
-            None => output::line(format!("remove {}", n.id.short()))?,
+            Some(t) => output::note(format!("remove {} {}", n.id.short(), t.format(TIME_FORMAT)))?,
+            None => output::note(format!("remove {}", n.id.short()))?,
         }
     }
     for group in &plan.groups {
-        output::line(format!("group {}", group.key))?;
+        output::note(format!("group {}", group.key))?;
         for d in &group.decisions {
             let Some(s) = group.snapshot(&d.id) else {
                 continue;
             };
             let reasons: Vec<String> = d.reasons.iter().map(|r| r.to_string()).collect();
-            output::line(format!(
+            output::note(format!(
                 "  {:<6}  {}  {}  {}",
                 if d.keep { "keep" } else { "remove" },
                 d.id.short(),

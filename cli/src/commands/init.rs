@@ -46,7 +46,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         ..InitOptions::default()
     };
     let repo = Repository::init(backend, &password, &opts)?;
-    output::line(format!(
+    output::note(format!(
         "created repository {} at {}",
         repo.config().id.short(),
         repo.backend().location()

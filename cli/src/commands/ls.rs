@@ -8,16 +8,16 @@ use crate::{exit, output, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Snapshot id (or a unique prefix) or `latest`
+    /// Snapshot id (or a unique prefix) or `latest`, optionally with `:PATH`
+    #[arg(value_name = "SNAPSHOT[:PATH]")]
     snapshot: String,
-    /// List only below this path
+    /// List only below this path (absolute, as listed)
     path: Option<String>,
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
     /// Show type, mode, owner, size and modification time
     #[arg(short, long)]
     long: bool,
-    /// Print one JSON object per entry
-    #[arg(long)]
-    json: bool,
 }
 
 struct Lister<'a> {
@@ -51,14 +51,16 @@ impl Lister<'_> {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::read_lock(g, &repo, "ls")?;
-    let snap = repo.find_snapshot(&a.snapshot)?;
+    let (snap, sub) =
+        crate::repo::find_snapshot_path(&repo, &a.snapshot, a.path.as_deref(), &a.filter)?;
     let index = repo.load_index()?;
-    let sub = a.path.unwrap_or_default();
     let mut at = PathBuf::from("/");
     for c in sub.split('/').filter(|c| !c.is_empty() && *c != ".") {
         at.push(c);
     }
-    let tree = match floe_engine::resolve(&repo, &index, &snap.snapshot, &sub)? {
+    let resolved = floe_engine::resolve(&repo, &index, &snap.snapshot, &sub)
+        .map_err(|e| crate::repo::hint_relative(e, &sub))?;
+    let tree = match resolved {
         (_, Some(tree)) => tree,
         // A single entry: list it alone, under its folder.
         (Some(node), None) => {
@@ -71,7 +73,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         repo: &repo,
         index: &index,
         long: a.long,
-        json: a.json,
+        json: g.json,
     };
     lister.walk(&tree, &at)?;
     Ok(exit::OK)

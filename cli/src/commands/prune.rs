@@ -39,17 +39,14 @@ pub struct Args {
     /// Print the plan and change nothing
     #[arg(short = 'n', long)]
     dry_run: bool,
-    /// Print the plan (and the result) as one JSON object
-    #[arg(long)]
-    json: bool,
 }
 
 fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
-    output::line(format!(
+    output::note(format!(
         "blobs: {} used, {} unused; memory {:.1} bytes per indexed blob",
         plan.used_blobs, plan.unused_blobs, plan.memory_bytes_per_blob
     ))?;
-    output::line(format!(
+    output::note(format!(
         "packs: {} to delete, {} to repack, {} orphaned to delete ({} too recent to touch), {} kept",
         plan.delete.len(),
         plan.repack.len(),
@@ -58,7 +55,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         plan.keep
     ))?;
     for p in &plan.delete {
-        output::line(format!(
+        output::note(format!(
             "  delete  {} pack {} ({})",
             p.blob_type,
             p.id.short(),
@@ -66,7 +63,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         ))?;
     }
     for p in &plan.repack {
-        output::line(format!(
+        output::note(format!(
             "  repack  {} pack {} ({}, {} used)",
             p.blob_type,
             p.id.short(),
@@ -75,14 +72,14 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         ))?;
     }
     for p in &plan.orphans {
-        output::line(format!(
+        output::note(format!(
             "  orphan  {} pack {} ({})",
             p.blob_type,
             p.id.short(),
             output::bytes(p.size)
         ))?;
     }
-    output::line(format!(
+    output::note(format!(
         "frees {} of {}; reads {} and writes {} to repack; {} unused left",
         output::bytes(plan.bytes_freed),
         output::bytes(plan.bytes_before),
@@ -92,7 +89,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
     ))?;
     if plan.by_class.keys().any(|c| c != "none") {
         for (class, c) in &plan.by_class {
-            output::line(format!(
+            output::note(format!(
                 "  {class:<19} delete {} ({}), repack {} ({}), keep {} ({}){}",
                 c.delete.0,
                 output::bytes(c.delete.1),
@@ -112,7 +109,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         }
     }
     if plan.min_duration_kept > 0 {
-        output::line(format!(
+        output::note(format!(
             "kept {} pack(s) ({}) younger than their class's minimum storage duration, avoiding \
              ${:.2} of early-deletion charges (--ignore-min-duration deletes them)",
             plan.min_duration_kept,
@@ -121,7 +118,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
         ))?;
     }
     if plan.early_deletion_charged_usd > 0.0 {
-        output::line(format!(
+        output::note(format!(
             "early-deletion charges incurred: about ${:.2} ({})",
             plan.early_deletion_charged_usd,
             floe_engine::PRICES_AS_OF
@@ -164,8 +161,8 @@ pub fn prune_locked(
     };
     if !json {
         match &report {
-            None => output::line("dry run: nothing was changed")?,
-            Some(r) => output::line(format!(
+            None => output::note("dry run: nothing was changed")?,
+            Some(r) => output::note(format!(
                 "deleted {} pack(s), wrote {} pack(s) and {} index file(s), removed {} index file(s)",
                 r.packs_deleted, r.packs_written, r.index_files_written, r.index_files_deleted
             ))?,
@@ -178,8 +175,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "prune")?;
     let opts = lifecycle_aware(&repo, a.prune.options());
-    let v = prune_locked(&repo, &lock, &opts, a.dry_run, a.json)?;
-    if a.json {
+    let v = prune_locked(&repo, &lock, &opts, a.dry_run, g.json)?;
+    if g.json {
         output::json(&v)?;
     }
     Ok(exit::OK)

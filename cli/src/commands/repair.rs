@@ -15,9 +15,6 @@ enum What {
         /// Report what the new index would hold, write nothing
         #[arg(short = 'n', long)]
         dry_run: bool,
-        /// Print the report as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Rewrite snapshots that need missing or damaged blobs (a dry run unless --write)
     Snapshots {
@@ -30,9 +27,6 @@ enum What {
         /// Read every data blob to find damage the index does not show
         #[arg(long)]
         read_data: bool,
-        /// Print the report as JSON
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -40,15 +34,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "repair")?;
     match a.what {
-        What::Index { dry_run, json } => {
+        What::Index { dry_run } => {
             let r = floe_engine::repair_index(&repo, dry_run, &lock.health())?;
-            if json {
+            if g.json {
                 output::json(&r)?;
             } else {
                 for (id, why) in &r.unreadable_packs {
-                    output::line(format!("unreadable pack {id}: {why}"))?;
+                    output::note(format!("unreadable pack {id}: {why}"))?;
                 }
-                output::line(format!(
+                output::note(format!(
                     "indexed {} blob(s) in {} pack(s); wrote {} index file(s), removed {}{}",
                     r.blobs_indexed,
                     r.packs_indexed,
@@ -66,14 +60,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             write,
             forget,
             read_data,
-            json,
         } => {
             let r = floe_engine::repair_snapshots(&repo, write, forget, read_data, &lock.health())?;
-            if json {
+            if g.json {
                 output::json(&r)?;
             } else {
                 for p in &r.paths {
-                    output::line(format!(
+                    output::note(format!(
                         "snapshot {} {}: {}",
                         p.snapshot,
                         p.path.display(),
@@ -81,13 +74,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                     ))?;
                 }
                 if write {
-                    output::line(format!(
+                    output::note(format!(
                         "wrote {} repaired snapshot(s), removed {} original(s)",
                         r.new_snapshots.len(),
                         r.removed.len()
                     ))?;
                 } else {
-                    output::line("dry run: nothing written (use --write)")?;
+                    output::note("dry run: nothing written (use --write)")?;
                 }
             }
         }

@@ -11,6 +11,8 @@ pub struct Args {
     /// Snapshot id (or a unique prefix) or `latest`, optionally with `:SUBPATH`
     #[arg(value_name = "SNAPSHOT[:SUBPATH]")]
     snapshot: String,
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
     /// Folder to restore into
     #[arg(short, long, value_name = "DIR")]
     target: PathBuf,
@@ -23,17 +25,21 @@ pub struct Args {
     /// Replace files that already exist in the target
     #[arg(long)]
     overwrite: bool,
-    /// Print one JSON summary object on stdout
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
+}
+
+#[derive(serde::Serialize)]
+struct JsonSummary<'a> {
+    message_type: &'static str,
+    #[serde(flatten)]
+    summary: &'a floe_engine::RestoreSummary,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::read_lock(g, &repo, "restore")?;
-    let (snap, sub) = crate::repo::find_snapshot_path(&repo, &a.snapshot)?;
+    let (snap, sub) = crate::repo::find_snapshot_path(&repo, &a.snapshot, None, &a.filter)?;
     let index = crate::repo::index_for_reading(&repo)?;
     let mut opts = RestoreOptions {
         target: a.target,
@@ -42,21 +48,39 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         overwrite: a.overwrite,
         threads: 0,
         gate: None,
+        progress: Default::default(),
     };
     // One walk of the snapshot's trees serves the thaw plan and the restore.
-    let plan = plan_restore(&repo, &index, &snap.snapshot, sub, &opts)?;
+    let plan = plan_restore(&repo, &index, &snap.snapshot, &sub, &opts)
+        .map_err(|e| crate::repo::hint_relative(e, &sub))?;
+    if !opts.includes.is_empty() && plan.is_empty() {
+        anyhow::bail!(
+            "--include {} matches nothing in snapshot {}: nothing to restore",
+            opts.includes.join(", "),
+            snap.id.short()
+        );
+    }
     match crate::thaw::prepare(&repo, &plan.needed_packs(&index), &a.thaw, "this restore")? {
         crate::thaw::Next::Go(gate) => opts.gate = gate,
         crate::thaw::Next::Stop(code) => return Ok(code),
     }
-    let summary = restore_planned(&repo, &index, plan, &opts)?;
+    let display = crate::progress::Display::start(g, false);
+    let (bytes, files) = plan.totals();
+    display.set_totals(files as u64, bytes);
+    opts.progress = display.sink();
+    let summary = restore_planned(&repo, &index, plan, &opts);
+    drop(display);
+    let summary = summary?;
     for e in &summary.errors {
         eprintln!("error: {}: {}", e.path.display(), e.message);
     }
-    if a.json {
-        output::json(&summary)?;
+    if g.json {
+        output::json(&JsonSummary {
+            message_type: "summary",
+            summary: &summary,
+        })?;
     } else {
-        output::line(format!(
+        output::note(format!(
             "restored snapshot {}: {} file(s) ({}), {} folder(s), {} other(s)",
             snap.id.short(),
             summary.files,
@@ -65,7 +89,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             summary.others
         ))?;
         if summary.skipped > 0 {
-            output::line(format!(
+            output::note(format!(
                 "skipped {} socket(s) or device node(s) (device nodes need root)",
                 summary.skipped
             ))?;

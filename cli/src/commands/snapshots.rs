@@ -1,12 +1,19 @@
 //! `floe snapshots`
 
+use floe_engine::{group_snapshots, GroupBy, GroupKey, SnapshotEntry};
+
 use crate::{exit, output, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print a JSON array on stdout
-    #[arg(long)]
-    json: bool,
+    /// Show only the latest N snapshots of each group (by host and paths, or by --group-by)
+    #[arg(long, value_name = "N", value_parser = crate::args::parse_count)]
+    latest: Option<u32>,
+    /// Show snapshots in groups sharing these fields: host, paths, tags (comma-separated)
+    #[arg(long, value_name = "FIELDS")]
+    group_by: Option<GroupBy>,
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
 }
 
 #[derive(serde::Serialize)]
@@ -17,26 +24,29 @@ struct JsonSnapshot<'a> {
     snapshot: &'a floe_engine::Snapshot,
 }
 
-pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    let repo = crate::repo::open(g)?;
-    let snaps = repo.snapshots_present()?;
-    if a.json {
-        let v: Vec<_> = snaps
-            .iter()
-            .map(|s| JsonSnapshot {
-                id: s.id.to_hex(),
-                short_id: s.id.short(),
-                snapshot: &s.snapshot,
-            })
-            .collect();
-        output::json(&v)?;
-        return Ok(exit::OK);
-    }
+#[derive(serde::Serialize)]
+struct JsonGroup<'a> {
+    group_key: &'a GroupKey,
+    snapshots: Vec<JsonSnapshot<'a>>,
+}
+
+fn json_list(snaps: &[SnapshotEntry]) -> Vec<JsonSnapshot<'_>> {
+    snaps
+        .iter()
+        .map(|s| JsonSnapshot {
+            id: s.id.to_hex(),
+            short_id: s.id.short(),
+            snapshot: &s.snapshot,
+        })
+        .collect()
+}
+
+fn print_table(snaps: &[SnapshotEntry]) -> anyhow::Result<()> {
     output::line(format!(
         "{:<8}  {:<25}  {:<16}  {:<16}  paths",
         "id", "time", "host", "tags"
     ))?;
-    for s in &snaps {
+    for s in snaps {
         let sn = &s.snapshot;
         let paths: Vec<_> = sn.paths.iter().map(|p| p.lossy().into_owned()).collect();
         output::line(format!(
@@ -53,5 +63,56 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         snaps.len(),
         if snaps.len() == 1 { "" } else { "s" }
     ))?;
+    Ok(())
+}
+
+pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let snaps = a.filter.snapshots(&repo)?;
+    let by = a.group_by.unwrap_or(if a.latest.is_some() {
+        GroupBy {
+            host: true,
+            paths: true,
+            tags: false,
+        }
+    } else {
+        GroupBy::default()
+    });
+    let mut groups = group_snapshots(snaps, by);
+    if let Some(n) = a.latest {
+        for (_, list) in &mut groups {
+            let drop = list.len().saturating_sub(n as usize);
+            list.drain(..drop);
+        }
+    }
+    let grouped = a.group_by.is_some();
+    if g.json {
+        if grouped {
+            let v: Vec<_> = groups
+                .iter()
+                .map(|(k, l)| JsonGroup {
+                    group_key: k,
+                    snapshots: json_list(l),
+                })
+                .collect();
+            output::json(&v)?;
+        } else {
+            let mut all: Vec<SnapshotEntry> = groups.into_iter().flat_map(|(_, l)| l).collect();
+            all.sort_by_key(|s| (s.snapshot.time, s.id));
+            output::json(&json_list(&all))?;
+        }
+        return Ok(exit::OK);
+    }
+    if grouped {
+        for (key, list) in &groups {
+            output::line(format!("snapshots of {key}:"))?;
+            print_table(list)?;
+            output::line("")?;
+        }
+        return Ok(exit::OK);
+    }
+    let mut all: Vec<SnapshotEntry> = groups.into_iter().flat_map(|(_, l)| l).collect();
+    all.sort_by_key(|s| (s.snapshot.time, s.id));
+    print_table(&all)?;
     Ok(exit::OK)
 }

@@ -11,16 +11,13 @@ pub struct Args {
     /// JSON file of prices replacing the built-in ones (same shape as `--json`'s "prices")
     #[arg(long, value_name = "FILE", requires = "tiers")]
     prices: Option<std::path::PathBuf>,
-    /// Print one JSON object
-    #[arg(long)]
-    json: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let backend = crate::repo::existing_backend(g)?;
     let prices = crate::thaw::load_prices(a.prices.as_deref())?;
     let stats = floe_engine::tier_stats(backend.as_ref(), &prices)?;
-    if a.json {
+    if g.json {
         output::json(&serde_json::json!({ "stats": stats, "prices": prices }))?;
         return Ok(exit::OK);
     }

@@ -12,6 +12,6 @@ pub struct Args {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let n = floe_engine::unlock(&repo, a.remove_all)?;
-    output::line(format!("removed {n} lock(s)"))?;
+    output::note(format!("removed {n} lock(s)"))?;
     Ok(exit::OK)
 }

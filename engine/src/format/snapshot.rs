@@ -31,6 +31,10 @@ pub struct SnapshotSummary {
     pub tree_blobs_added: u64,
     /// Entries that could not be read and were left out.
     pub errors: u64,
+    /// Regular files whose size, times or inode differed after they were read (stored as
+    /// read). Absent in snapshots of older writers: 0.
+    #[serde(default)]
+    pub files_changed_while_read: u64,
     /// When the run started.
     pub backup_start: DateTime<FixedOffset>,
     /// When it ended.
@@ -62,6 +66,10 @@ pub struct Snapshot {
     /// The snapshot used for change detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<SnapshotId>,
+    /// The snapshot this one replaces, when `tag` or `rewrite` made it from another (the first
+    /// of a chain of such changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
     /// Exclude patterns in force.
     #[serde(default)]
     pub excludes: Vec<String>,
@@ -106,6 +114,7 @@ mod tests {
             tags: vec!["t".into()],
             tree: BlobId::hash_of(b"tree"),
             parent: None,
+            original: None,
             excludes: Vec::new(),
             program_version: "floe test".into(),
             summary: None,

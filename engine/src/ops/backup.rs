@@ -35,6 +35,7 @@ use crate::format::pack::{BlobSealer, BlobType, Packer, UnhashedPack};
 use crate::format::snapshot::{Snapshot, SnapshotSummary};
 use crate::format::tree::{ByteString, Node, NodeKind, Tree};
 use crate::id::{BlobId, SnapshotId};
+use crate::progress::FileChange;
 use crate::repo::index::{Index, IndexFile};
 use crate::repo::repository::{host_and_user, now_local, Repository};
 use crate::storage::DryRunBackend;
@@ -62,6 +63,13 @@ pub struct BackupOptions {
     pub time: Option<DateTime<FixedOffset>>,
     /// Exclude patterns (see [`PathMatcher`]).
     pub excludes: Vec<String>,
+    /// Exclude patterns matched without regard to case.
+    pub iexcludes: Vec<String>,
+    /// Leave out folders that hold an entry of this name; `NAME:HEADER` also needs that entry
+    /// to be a file starting with the bytes of HEADER (`CACHEDIR.TAG:Signature: 8a47…`).
+    pub exclude_if_present: Vec<String>,
+    /// Leave out regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
     /// Do not descend into other file systems.
     pub one_file_system: bool,
     /// Do everything but write to the repository.
@@ -75,6 +83,8 @@ pub struct BackupOptions {
     /// The health of the lock the caller holds: checked before index files and the snapshot
     /// are saved.
     pub lock: crate::repo::lock::LockHealth,
+    /// Where the backup reports the files and bytes it has done.
+    pub progress: crate::progress::ProgressSink,
 }
 
 /// A source entry that could not be read.
@@ -95,6 +105,9 @@ pub struct BackupReport {
     pub snapshot: Snapshot,
     /// Entries left out because they could not be read.
     pub errors: Vec<SourceError>,
+    /// Files whose size, times or inode differed after they were read: stored as read, which
+    /// may be a mix of old and new content.
+    pub changed_while_read: Vec<PathBuf>,
     /// True when nothing was written.
     pub dry_run: bool,
 }
@@ -303,6 +316,71 @@ fn timestamp(secs: i64, nanos: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, nanos.clamp(0, 999_999_999) as u32).unwrap_or_default()
 }
 
+/// A reader that reports the bytes read as progress, as they come (a chunk may take long to fill
+/// from a slow stream).
+struct Counted<R> {
+    inner: R,
+    progress: crate::progress::ProgressSink,
+}
+
+impl<R: io::Read> io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.bytes_done(n as u64);
+        Ok(n)
+    }
+}
+
+/// What a backup leaves out: shared by the walk and by the scan that counts ahead of it.
+struct Rules {
+    excludes: PathMatcher,
+    iexcludes: PathMatcher,
+    /// Marker entries that exclude their folder: a name, and the header the file must start with.
+    markers: Vec<(OsString, Option<Vec<u8>>)>,
+    larger_than: Option<u64>,
+    one_file_system: bool,
+}
+
+impl Rules {
+    fn new(opts: &BackupOptions) -> Result<Self> {
+        Ok(Self {
+            excludes: PathMatcher::new(&opts.excludes)?,
+            iexcludes: PathMatcher::case_insensitive(&opts.iexcludes)?,
+            markers: opts
+                .exclude_if_present
+                .iter()
+                .map(|m| match m.split_once(':') {
+                    Some((name, header)) => (name.into(), Some(header.as_bytes().to_vec())),
+                    None => (m.into(), None),
+                })
+                .collect(),
+            larger_than: opts.exclude_larger_than,
+            one_file_system: opts.one_file_system,
+        })
+    }
+
+    /// True when an exclude pattern matches `path`.
+    fn excluded(&self, path: &Path) -> bool {
+        self.excludes.matches(path) || self.iexcludes.matches(path)
+    }
+
+    /// True when folder `dir` holds one of the marker entries of `--exclude-if-present`.
+    fn has_marker(&self, dir: &Path) -> bool {
+        self.markers.iter().any(|(name, header)| {
+            let path = dir.join(name);
+            match header {
+                None => fs::symlink_metadata(&path).is_ok(),
+                Some(h) => starts_with(&path, h),
+            }
+        })
+    }
+
+    /// True for a regular file above `--exclude-larger-than`.
+    fn too_large(&self, meta: &Metadata) -> bool {
+        self.larger_than.is_some_and(|limit| meta.size() > limit)
+    }
+}
+
 /// The walker: everything that runs on the thread that reads the sources.
 struct Walker<'a> {
     repo: &'a Repository,
@@ -311,8 +389,8 @@ struct Walker<'a> {
     jobs: Sender<Job>,
     pool: Receiver<Vec<u8>>,
     shared: &'a Shared<'a>,
-    excludes: PathMatcher,
-    one_file_system: bool,
+    rules: Rules,
+    progress: crate::progress::ProgressSink,
     /// Blobs submitted during this run (the index holds the rest).
     seen: HashSet<BlobId>,
     /// Content of files with several links, by (device, inode), so each is read once.
@@ -323,6 +401,7 @@ struct Walker<'a> {
     max_chunk: usize,
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
+    changed: Vec<PathBuf>,
 }
 
 /// Stops the walk once a worker or the writer has failed.
@@ -401,9 +480,20 @@ impl<'a> Walker<'a> {
         &mut self,
         path: &Path,
     ) -> io::Result<std::result::Result<(Vec<BlobId>, u64), Aborted>> {
-        let file = File::open(path)?;
+        self.read_chunks(File::open(path)?)
+    }
+
+    /// Cuts what `source` yields into data blobs and submits the new ones.
+    fn read_chunks(
+        &mut self,
+        source: impl io::Read,
+    ) -> io::Result<std::result::Result<(Vec<BlobId>, u64), Aborted>> {
         let buf = std::mem::take(&mut self.read_buf);
-        let mut reader = ChunkReader::with_buffer(file, self.chunker.clone(), buf);
+        let source = Counted {
+            inner: source,
+            progress: self.progress.clone(),
+        };
+        let mut reader = ChunkReader::with_buffer(source, self.chunker.clone(), buf);
         let mut ids = Vec::new();
         let result = loop {
             match reader.next_chunk() {
@@ -445,22 +535,31 @@ impl<'a> Walker<'a> {
         if let Some(p) = unchanged {
             self.summary.files_unchanged += 1;
             self.summary.total_bytes += p.size;
+            self.progress.bytes_done(p.size);
+            self.progress.file_done(path, FileChange::Unchanged, p.size);
             node.size = p.size;
             node.content = p.content.clone();
             return Ok(Some(node));
         }
+        let change = if parent.is_some() {
+            FileChange::Changed
+        } else {
+            FileChange::New
+        };
+        let progress = self.progress.clone();
         let count = |s: &mut SnapshotSummary, size: u64| {
             s.total_bytes += size;
-            if parent.is_some() {
-                s.files_changed += 1;
-            } else {
-                s.files_new += 1;
+            match change {
+                FileChange::Changed => s.files_changed += 1,
+                _ => s.files_new += 1,
             }
+            progress.file_done(path, change, size);
         };
         let link_key = (meta.dev(), meta.ino());
         if meta.nlink() > 1 {
             if let Some((size, mtime, content)) = self.hardlinks.get(&link_key) {
                 if *size == meta.size() && *mtime == meta.mtime() {
+                    progress.bytes_done(*size);
                     count(&mut self.summary, *size);
                     node.size = *size;
                     node.content = Some(content.clone());
@@ -468,10 +567,15 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+        self.progress.file_started(path);
         match self.read_content(path) {
             Ok(Ok((content, read))) => {
                 count(&mut self.summary, read);
                 self.summary.bytes_read += read;
+                if changed_while_read(path, meta, read) {
+                    self.summary.files_changed_while_read += 1;
+                    self.changed.push(path.to_path_buf());
+                }
                 node.size = read;
                 if meta.nlink() > 1 {
                     self.hardlinks
@@ -506,12 +610,18 @@ impl<'a> Walker<'a> {
         };
         let ft = meta.file_type();
         if ft.is_file() {
+            if self.rules.too_large(&meta) {
+                return Ok(None);
+            }
             return self.file_node(path, name, &meta, parent);
+        }
+        if ft.is_dir() && self.rules.has_marker(path) {
+            return Ok(None);
         }
         if ft.is_dir() {
             let mut node = self.base_node(name, &meta, NodeKind::Dir);
             let root_dev = root_dev.unwrap_or(meta.dev());
-            let descend = !self.one_file_system || meta.dev() == root_dev;
+            let descend = !self.rules.one_file_system || meta.dev() == root_dev;
             let parent_tree = self.parent_subtree(parent);
             let tree = if descend {
                 self.dir_tree(path, root_dev, parent_tree.as_ref())?
@@ -549,6 +659,62 @@ impl<'a> Walker<'a> {
         Ok(Some(node))
     }
 
+    /// The root tree of a stream backup: one file, `name`, holding what `stream` yields.
+    fn stream_tree(
+        &mut self,
+        name: &str,
+        stream: impl io::Read,
+        parent: Option<&Tree>,
+    ) -> std::result::Result<Tree, Aborted> {
+        let (content, size) = match self.read_chunks(stream) {
+            Ok(Ok(read)) => read,
+            Ok(Err(Aborted)) => return Err(Aborted),
+            Err(source) => {
+                let name = name.to_string();
+                self.shared.fail(Error::StreamFailed { name, source });
+                return Err(Aborted);
+            }
+        };
+        if parent.and_then(|t| t.get(name.as_bytes())).is_some() {
+            self.summary.files_changed += 1;
+        } else {
+            self.summary.files_new += 1;
+        }
+        self.summary.total_bytes += size;
+        self.summary.bytes_read += size;
+        let node = self.stream_node(name.as_bytes(), size, content);
+        Ok(Tree { nodes: vec![node] })
+    }
+
+    /// The node of a stream: a file of the user running the backup, mode 0644, dated when the
+    /// backup started.
+    fn stream_node(&mut self, name: &[u8], size: u64, content: Vec<BlobId>) -> Node {
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let time = self.summary.backup_start.with_timezone(&Utc);
+        Node {
+            name: ByteString(name.to_vec()),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid,
+            gid,
+            user: self.names.user(uid),
+            group: self.names.group(gid),
+            mtime: time,
+            ctime: time,
+            inode: 0,
+            device_id: 0,
+            links: 1,
+            size,
+            content: Some(content),
+            subtree: None,
+            link_target: None,
+            rdev: None,
+        }
+    }
+
     fn parent_subtree(&mut self, parent: Option<&Node>) -> Option<Tree> {
         let id = parent.filter(|p| p.kind == NodeKind::Dir)?.subtree?;
         // A parent tree that cannot be read only costs change detection.
@@ -579,7 +745,7 @@ impl<'a> Walker<'a> {
         let mut tree = Tree::default();
         for name in names {
             let child = path.join(&name);
-            if self.excludes.matches(&child) {
+            if self.rules.excluded(&child) {
                 continue;
             }
             let prev = parent.and_then(|t| t.get(name.as_bytes()));
@@ -640,6 +806,76 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// What a backup of some sources will meet, counted ahead of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanTotals {
+    /// Regular files.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Counts the regular files and bytes that a backup with `opts` will meet, by a walk that reads
+/// no content and leaves out what the backup leaves out. It runs beside the backup, so that a
+/// progress display can show totals and an estimate of the time left; entries it cannot read
+/// are skipped (the backup reports them).
+pub fn scan(opts: &BackupOptions) -> Result<ScanTotals> {
+    let rules = Rules::new(opts)?;
+    let mut totals = ScanTotals::default();
+    for p in &opts.paths {
+        if let Ok(abs) = clean_absolute(p) {
+            scan_entry(&rules, &abs, None, &mut totals);
+        }
+    }
+    Ok(totals)
+}
+
+fn scan_entry(rules: &Rules, path: &Path, root_dev: Option<u64>, totals: &mut ScanTotals) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_file() && !rules.too_large(&meta) {
+        totals.files += 1;
+        totals.bytes += meta.size();
+        return;
+    }
+    let root_dev = root_dev.unwrap_or(meta.dev());
+    if !meta.is_dir() || rules.has_marker(path) || (rules.one_file_system && meta.dev() != root_dev)
+    {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let child = e.path();
+        if !rules.excluded(&child) {
+            scan_entry(rules, &child, Some(root_dev), totals);
+        }
+    }
+}
+
+/// True when the file at `path` starts with `header`.
+fn starts_with(path: &Path, header: &[u8]) -> bool {
+    let mut buf = vec![0; header.len()];
+    File::open(path)
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut buf))
+        .is_ok_and(|()| buf == header)
+}
+
+/// True when the file read from `path` changed during the read: the bytes read differ from the
+/// size seen before, or its size, times or inode differ now (it is gone, say).
+fn changed_while_read(path: &Path, before: &Metadata, read: u64) -> bool {
+    let Ok(after) = fs::symlink_metadata(path) else {
+        return true;
+    };
+    read != before.size()
+        || after.size() != before.size()
+        || (after.mtime(), after.mtime_nsec()) != (before.mtime(), before.mtime_nsec())
+        || (after.ctime(), after.ctime_nsec()) != (before.ctime(), before.ctime_nsec())
+        || after.ino() != before.ino()
+}
+
 /// Finds the parent for change detection: the latest snapshot of the same host and paths.
 fn find_parent(
     repo: &Repository,
@@ -654,19 +890,63 @@ fn find_parent(
         .map(|s| (s.id, s.snapshot)))
 }
 
-/// Sources made absolute and lexically clean, sorted, and the tree of virtual folders that
-/// leads to them (`/home/ann/docs` gives `home` → `ann` → `docs`).
-fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir)> {
+/// The kind of a FIFO, device or socket, which cannot be a source; `None` for the rest.
+fn special_kind(ft: fs::FileType) -> Option<&'static str> {
+    if ft.is_fifo() {
+        Some("fifo")
+    } else if ft.is_char_device() {
+        Some("character device")
+    } else if ft.is_block_device() {
+        Some("block device")
+    } else if ft.is_socket() {
+        Some("socket")
+    } else {
+        None
+    }
+}
+
+/// The sources that exist, made absolute and lexically clean and sorted, the tree of virtual
+/// folders that leads to them (`/home/ann/docs` gives `home` → `ann` → `docs`), and the sources
+/// that could not be read. A source that is (or links to) a FIFO, device or socket is refused.
+fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir, Vec<SourceError>)> {
     if opts.paths.is_empty() {
         return Err(Error::InvalidOptions(
             "nothing to back up: give at least one path".into(),
         ));
     }
     let mut sources = Vec::new();
+    let mut missing = Vec::new();
     for p in &opts.paths {
         let abs = clean_absolute(p).map_err(|e| Error::io("resolve", p, e))?;
-        fs::symlink_metadata(&abs).map_err(|e| Error::io("source", &abs, e))?;
-        sources.push(abs);
+        // A link is followed only to see what it leads to: a source /dev/stdin is a pipe.
+        let target = fs::symlink_metadata(&abs).and_then(|m| {
+            if m.file_type().is_symlink() {
+                fs::metadata(&abs).or(Ok(m))
+            } else {
+                Ok(m)
+            }
+        });
+        match target {
+            Ok(m) => {
+                if let Some(kind) = special_kind(m.file_type()) {
+                    return Err(Error::SpecialSource {
+                        path: p.clone(),
+                        kind,
+                    });
+                }
+                sources.push(abs);
+            }
+            Err(e) => missing.push(SourceError {
+                path: abs,
+                message: e.to_string(),
+            }),
+        }
+    }
+    if sources.is_empty() {
+        return Err(Error::NoSourceReadable {
+            count: opts.paths.len(),
+            first: opts.paths[0].clone(),
+        });
     }
     sources.sort();
     sources.dedup();
@@ -684,7 +964,7 @@ fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir)> {
         }
         root.insert(&comps);
     }
-    Ok((sources, root))
+    Ok((sources, root, missing))
 }
 
 /// A parent snapshot with its id.
@@ -744,13 +1024,57 @@ fn new_shared<'r>(
 /// thread, workers seal and writers store packs beside it, and the snapshot is written once
 /// everything it names is durable.
 pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
-    let started = Instant::now();
-    let start_time = now_local();
-    let (sources, root) = prepare_sources(opts)?;
+    let (sources, root, missing) = prepare_sources(opts)?;
     let paths: Vec<ByteString> = sources
         .iter()
         .map(|s| ByteString::from_os(s.as_os_str()))
         .collect();
+    run_backup(repo, index, opts, paths, missing, |walker, parent| {
+        walker.virtual_tree(Path::new("/"), &root, parent)
+    })
+}
+
+/// Backs up what `stream` yields until its end as the file `/name` of a new snapshot (a database
+/// dump piped in, say). The stream goes through the pipeline chunk by chunk, never whole in
+/// memory. A read error, which is how a failed producer shows (see [`Error::StreamFailed`]),
+/// saves no snapshot. `opts.paths` and the exclude options are not used.
+pub fn backup_stream(
+    repo: &Repository,
+    index: &Index,
+    opts: &BackupOptions,
+    name: &str,
+    stream: impl io::Read,
+) -> Result<BackupReport> {
+    let name = stream_name(name)?;
+    let paths = vec![ByteString(format!("/{name}").into_bytes())];
+    run_backup(repo, index, opts, paths, Vec::new(), |walker, parent| {
+        walker.stream_tree(&name, stream, parent)
+    })
+}
+
+/// The file name of a stream backup: one path component, with or without a leading `/`.
+fn stream_name(name: &str) -> Result<String> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() || bare == "." || bare == ".." || bare.contains(['/', '\0']) {
+        return Err(Error::InvalidOptions(format!(
+            "invalid stream file name {name:?}: give one file name, such as db.sql"
+        )));
+    }
+    Ok(bare.to_string())
+}
+
+/// The steps every backup shares: the parent, the pipeline with `walk` on this thread building
+/// the root tree, then the snapshot. `missing` are sources already found unreadable.
+fn run_backup(
+    repo: &Repository,
+    index: &Index,
+    opts: &BackupOptions,
+    paths: Vec<ByteString>,
+    missing: Vec<SourceError>,
+    walk: impl FnOnce(&mut Walker<'_>, Option<&Tree>) -> std::result::Result<Tree, Aborted>,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    let start_time = now_local();
     let (this_host, user, uid, gid) = host_and_user();
     let host = opts.host.clone().unwrap_or(this_host);
     let (parent, parent_root) = choose_parent(repo, index, opts, &host, &paths)?;
@@ -773,14 +1097,16 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
     let shared = new_shared(repo, opts, writers, pool_tx);
     let (job_tx, job_rx) = bounded::<Job>(2 * threads);
-    let walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
+    let mut walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
+    walker.summary.errors = missing.len() as u64;
+    walker.errors = missing;
     let pipeline = Pipeline {
         threads,
         writers,
         shared: &shared,
     };
-    let (walk_result, mut summary, errors) =
-        pipeline.run(walker, job_rx, &root, parent_root.as_ref());
+    let (walk_result, mut summary, errors, changed_while_read) =
+        pipeline.run(walker, job_rx, |w| walk(w, parent_root.as_ref()));
     if let Some(e) = shared
         .error
         .lock()
@@ -807,6 +1133,7 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         tags,
         tree: root_id,
         parent: parent.map(|(id, _)| id),
+        original: None,
         excludes: opts.excludes.clone(),
         program_version: format!("floe {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary),
@@ -819,16 +1146,18 @@ pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<
         snapshot_id,
         snapshot,
         errors,
+        changed_while_read,
         dry_run: opts.dry_run,
     })
 }
 
-/// What the walk returns: the root tree (or the abort), the run's figures and the entries left
-/// out.
+/// What the walk returns: the root tree (or the abort), the run's figures, the entries left
+/// out and the files that changed while they were read.
 type Walked = (
     std::result::Result<(BlobId, Tree), Aborted>,
     SnapshotSummary,
     Vec<SourceError>,
+    Vec<PathBuf>,
 );
 
 /// The threads of a backup and what they share.
@@ -845,8 +1174,7 @@ impl Pipeline<'_, '_> {
         &self,
         mut walker: Walker,
         job_rx: Receiver<Job>,
-        root: &VirtualDir,
-        parent_root: Option<&Tree>,
+        walk: impl FnOnce(&mut Walker<'_>) -> std::result::Result<Tree, Aborted>,
     ) -> Walked {
         let shared = self.shared;
         std::thread::scope(|scope| {
@@ -868,13 +1196,12 @@ impl Pipeline<'_, '_> {
                 })
                 .collect();
             drop(job_rx);
-            let walked = walker
-                .virtual_tree(Path::new("/"), root, parent_root)
-                .and_then(|t| walker.save_tree(&t).map(|id| (id, t)));
+            let walked = walk(&mut walker).and_then(|t| walker.save_tree(&t).map(|id| (id, t)));
             let Walker {
                 jobs,
                 summary,
                 errors,
+                changed,
                 ..
             } = walker;
             drop(jobs);
@@ -890,7 +1217,7 @@ impl Pipeline<'_, '_> {
                 }
             }
             self.write_last_index();
-            (walked, summary, errors)
+            (walked, summary, errors, changed)
         })
     }
 
@@ -947,8 +1274,8 @@ impl<'a> Walker<'a> {
             jobs,
             pool,
             shared,
-            excludes: PathMatcher::new(&opts.excludes)?,
-            one_file_system: opts.one_file_system,
+            rules: Rules::new(opts)?,
+            progress: opts.progress.clone(),
             seen: HashSet::new(),
             hardlinks: HashMap::new(),
             names: Names::default(),
@@ -960,6 +1287,7 @@ impl<'a> Walker<'a> {
                 ..SnapshotSummary::default()
             },
             errors: Vec::new(),
+            changed: Vec::new(),
         })
     }
 }

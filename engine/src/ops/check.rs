@@ -60,7 +60,13 @@ impl std::str::FromStr for ReadData {
             }
             return Ok(ReadData::Percent(v));
         }
-        parse_size(s).map(ReadData::Bytes)
+        // A bare number is refused: 10 would read 10 bytes where 10% was meant.
+        if !s.ends_with(|c: char| c.is_ascii_alphabetic()) {
+            return Err(ParseError::Subset(s.to_string()));
+        }
+        parse_size(s)
+            .map(ReadData::Bytes)
+            .map_err(|_| ParseError::Subset(s.to_string()))
     }
 }
 
@@ -693,5 +699,11 @@ mod tests {
             "0%".parse::<ReadData>().unwrap_err().to_string(),
             "percentage \"0%\" must be above 0 and at most 100"
         );
+        let bare = "10".parse::<ReadData>().unwrap_err().to_string();
+        assert!(
+            bare.contains("n/t") && bare.contains("x%") && bare.contains("2G"),
+            "{bare}"
+        );
+        assert!("10X".parse::<ReadData>().is_err());
     }
 }

@@ -7,12 +7,13 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::format::pack::{self, BlobType};
+use crate::error::Result;
+use crate::format::pack::BlobType;
 use crate::id::PackId;
-use crate::repo::index::{IndexFile, IndexPack};
+use crate::repo::index::IndexPack;
 use crate::repo::lock::LockHealth;
 use crate::repo::repository::Repository;
+use crate::repo::tree_writer::TreeWriter;
 use crate::storage::FileType;
 
 /// What `repair_index` did.
@@ -30,26 +31,6 @@ pub struct RepairIndexReport {
     pub index_files_deleted: usize,
 }
 
-fn read_header(repo: &Repository, bt: BlobType, id: &PackId, size: u64) -> Result<IndexPack> {
-    let tl = pack::TRAILER_LEN as u64;
-    if size < tl {
-        return Err(Error::corrupt(
-            crate::error::Object::Pack(*id),
-            "shorter than its trailer",
-        ));
-    }
-    let trailer = repo.read_pack_range(bt, id, size - tl, tl)?;
-    let hl = pack::header_length(id, &trailer, size)? as u64;
-    let sealed = repo.read_pack_range(bt, id, size - tl - hl, hl)?;
-    let entries = pack::decode_header(repo.key(), id, bt, sealed, size)?;
-    let mut f = IndexFile::default();
-    f.add_pack(*id, bt, size, &entries);
-    f.packs.pop().ok_or(Error::Encode {
-        what: "a pack record",
-        reason: "no pack was recorded".into(),
-    })
-}
-
 /// Rebuilds the index from the pack headers. `dry_run` reads and reports without writing.
 pub fn repair_index(
     repo: &Repository,
@@ -65,7 +46,7 @@ pub fn repair_index(
     let results: Vec<(PackId, Result<IndexPack>)> = repo.in_io_pool(|| {
         listed
             .par_iter()
-            .map(|(bt, id, size)| (*id, read_header(repo, *bt, id, *size)))
+            .map(|(bt, id, size)| (*id, repo.read_pack_header(*bt, id, *size)))
             .collect()
     });
     let mut report = RepairIndexReport::default();
@@ -126,10 +107,7 @@ struct Repairer<'a> {
     verify_data: bool,
     bad: std::collections::HashSet<crate::id::BlobId>,
     good: std::collections::HashSet<crate::id::BlobId>,
-    packer: crate::format::pack::Packer,
-    sealer: crate::format::pack::BlobSealer,
-    new_packs: IndexFile,
-    write: bool,
+    trees: TreeWriter<'a>,
 }
 
 impl Repairer<'_> {
@@ -151,31 +129,7 @@ impl Repairer<'_> {
     }
 
     fn save_tree(&mut self, tree: &crate::format::tree::Tree) -> Result<crate::id::BlobId> {
-        let bytes = tree.encode();
-        let id = self.repo.key().blob_id(BlobType::Tree, &bytes);
-        if self.write && !self.index.contains(&id) && self.good.insert(id) {
-            let mut buf = vec![0u8; crate::format::crypto::NONCE_LEN];
-            buf.extend_from_slice(&bytes);
-            let sealed = self.sealer.seal(self.repo.key(), BlobType::Tree, id, buf);
-            self.packer.add(&sealed);
-            if self.packer.is_full() {
-                self.flush()?;
-            }
-        }
-        Ok(id)
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.packer.is_empty() {
-            return Ok(());
-        }
-        let p = self.packer.finish(self.repo.key());
-        let size = p.bytes.len() as u64;
-        self.repo
-            .backend()
-            .write_owned(FileType::TreePack, p.id.as_bytes(), p.bytes)?;
-        self.new_packs.add_pack(p.id, p.blob_type, size, &p.entries);
-        Ok(())
+        self.trees.save(self.index, tree)
     }
 
     /// Returns the repaired tree id, or `None` when nothing below changed.
@@ -265,11 +219,7 @@ pub fn repair_snapshots(
         verify_data,
         bad: Default::default(),
         good: Default::default(),
-        packer: crate::format::pack::Packer::new(BlobType::Tree, repo.config().tree_pack_size),
-        sealer: crate::format::pack::BlobSealer::new(repo.config().compression_level)
-            .map_err(|e| Error::io("start zstd", "compressor", e))?,
-        new_packs: IndexFile::default(),
-        write,
+        trees: TreeWriter::new(repo, !write)?,
     };
     let mut report = RepairSnapshotsReport::default();
     let mut fixed = Vec::new();
@@ -299,12 +249,8 @@ pub fn repair_snapshots(
     if !write {
         return Ok(report);
     }
-    r.flush()?;
     // Trees before the index that names them, the index before the snapshots that need it.
-    lock.check()?;
-    if !r.new_packs.packs.is_empty() {
-        repo.save_index(&r.new_packs)?;
-    }
+    r.trees.finish(lock)?;
     for (s, root) in fixed {
         let mut snap = s.snapshot.clone();
         snap.tree = root;

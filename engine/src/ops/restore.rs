@@ -50,6 +50,8 @@ pub struct RestoreOptions {
     /// Data packs that are not readable yet (archived, thawing) and how to wait for them;
     /// `None`: every pack is read at once.
     pub gate: Option<PackGate>,
+    /// Where the restore reports the bytes it writes.
+    pub progress: crate::progress::ProgressSink,
 }
 
 /// A file that could not be restored.
@@ -253,6 +255,23 @@ fn clear(path: &Path) -> io::Result<()> {
 pub struct RestorePlan(Plan);
 
 impl RestorePlan {
+    /// Bytes of file content the plan writes (hard links counted once) and the files.
+    pub fn totals(&self) -> (u64, usize) {
+        let bytes = self
+            .0
+            .files
+            .iter()
+            .filter(|f| f.link_to.is_none())
+            .map(|f| f.node.size)
+            .sum();
+        (bytes, self.0.files.len())
+    }
+
+    /// True when the plan restores no entry at all (the filters matched nothing).
+    pub fn is_empty(&self) -> bool {
+        self.0.dirs.is_empty() && self.0.files.is_empty() && self.0.others.is_empty()
+    }
+
     /// The data packs the restore reads.
     pub fn needed_packs(&self, index: &Index) -> std::collections::BTreeSet<PackId> {
         let mut out = std::collections::BTreeSet::new();
@@ -438,6 +457,7 @@ fn run_plan(
         opts.gate.as_ref(),
         &pool,
         &failures,
+        &opts.progress,
     );
     let mut summary = RestoreSummary::default();
     finish_files(&plan, failures.into_inner(), &mut summary);
@@ -558,6 +578,7 @@ fn read_packs(
     gate: Option<&PackGate>,
     pool: &rayon::ThreadPool,
     failures: &Failures,
+    progress: &crate::progress::ProgressSink,
 ) {
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<&PackJob>();
     let mut gated: Vec<&PackJob> = Vec::new();
@@ -582,7 +603,7 @@ fn read_packs(
                 .iter()
                 .par_bridge()
                 .for_each_init(init, |(data, opener), (pack_id, blobs)| {
-                    let mut writer = FileWriter::new(files, failures);
+                    let mut writer = FileWriter::new(files, failures, progress);
                     restore_pack(repo, pack_id, blobs, data, opener, &mut writer);
                 })
         });
@@ -682,14 +703,20 @@ struct FileWriter<'a> {
     files: &'a [PlannedFile],
     failures: &'a Failures,
     handles: HashMap<usize, File>,
+    progress: &'a crate::progress::ProgressSink,
 }
 
 impl<'a> FileWriter<'a> {
-    fn new(files: &'a [PlannedFile], failures: &'a Failures) -> Self {
+    fn new(
+        files: &'a [PlannedFile],
+        failures: &'a Failures,
+        progress: &'a crate::progress::ProgressSink,
+    ) -> Self {
         Self {
             files,
             failures,
             handles: HashMap::new(),
+            progress,
         }
     }
 
@@ -714,8 +741,10 @@ impl<'a> FileWriter<'a> {
                     }
                 }
             };
-            if let Err(e) = write_sparse(h, *off, plain) {
-                self.failures.fail(*i, format!("write: {e}"));
+            self.progress.file_started(&f.path);
+            match write_sparse(h, *off, plain) {
+                Ok(()) => self.progress.bytes_done(plain.len() as u64),
+                Err(e) => self.failures.fail(*i, format!("write: {e}")),
             }
         }
     }

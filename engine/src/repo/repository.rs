@@ -14,6 +14,7 @@ use crate::format::chunker::ChunkerParams;
 use crate::format::compress;
 pub use crate::format::config::{Config, FORMAT_VERSION};
 use crate::format::crypto::MasterKey;
+use crate::format::index_file::IndexPack;
 use crate::format::key::{KdfParams, KeyFile};
 use crate::format::pack::{self, BlobType, MAX_PACK_TARGET};
 use crate::format::sealed::{decode_file, encode_file};
@@ -279,6 +280,33 @@ impl Repository {
     /// The key file this session opened.
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// The header of pack `id` of `size` bytes, read from the pack itself, as the index would
+    /// record it.
+    pub fn read_pack_header(&self, bt: BlobType, id: &PackId, size: u64) -> Result<IndexPack> {
+        let tl = pack::TRAILER_LEN as u64;
+        if size < tl {
+            return Err(Error::corrupt(
+                Object::Pack(*id),
+                "shorter than its trailer",
+            ));
+        }
+        let trailer = self.read_pack_range(bt, id, size - tl, tl)?;
+        let hl = pack::header_length(id, &trailer, size)? as u64;
+        let sealed = self.read_pack_range(bt, id, size - tl - hl, hl)?;
+        let entries = pack::decode_header(self.key(), id, bt, sealed, size)?;
+        let mut f = IndexFile::default();
+        f.add_pack(*id, bt, size, &entries);
+        f.packs.pop().ok_or(Error::Encode {
+            what: "a pack record",
+            reason: "no pack was recorded".into(),
+        })
+    }
+
+    /// From now on, the key file this handle counts as having opened it.
+    pub(crate) fn set_key_id(&mut self, id: KeyId) {
+        self.key_id = id;
     }
 
     /// The config.

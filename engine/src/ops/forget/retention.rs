@@ -793,6 +793,7 @@ mod tests {
                 tags: tags.iter().map(|s| s.to_string()).collect(),
                 tree: BlobId::default(),
                 parent: None,
+                original: None,
                 excludes: Vec::new(),
                 program_version: "floe test".to_string(),
                 summary: None,

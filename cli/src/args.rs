@@ -1,0 +1,69 @@
+//! Parsers of option values shared by several commands, each with a message that says what was
+//! expected.
+
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+
+/// A time as RFC 3339 (`2024-05-01T03:00:00+02:00`) or as restic writes it, in local time
+/// (`2024-05-01 03:00:00`, `2024-05-01 03:00`, `2024-05-01`).
+pub fn parse_time(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let naive = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .ok_or_else(|| {
+            "expected RFC 3339 (2024-05-01T03:00:00+02:00) or local time (2024-05-01 03:00:00)"
+                .to_string()
+        })?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.fixed_offset())
+        .ok_or_else(|| format!("{s} does not exist in the local time zone"))
+}
+
+/// A size such as `500M`, `2G` or `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    floe_engine::parse_size(s).map_err(|_| {
+        "expected a size in bytes, or with a binary unit: 512K, 500M, 2G, 1T".to_string()
+    })
+}
+
+/// A count of snapshots to keep, 0 or more.
+pub fn parse_count(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .map_err(|_| "expected a whole number of snapshots, 0 or more".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let rfc = parse_time("2024-01-01T02:30:00+02:00").unwrap();
+        assert_eq!(rfc.offset().local_minus_utc(), 7200);
+        let local = parse_time("2024-01-01 02:30:00").unwrap();
+        assert_eq!(local.naive_local().to_string(), "2024-01-01 02:30:00");
+        assert_eq!(
+            parse_time("2024-01-01").unwrap().naive_local().to_string(),
+            "2024-01-01 00:00:00"
+        );
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn counts_and_sizes() {
+        assert_eq!(parse_count("7"), Ok(7));
+        assert!(parse_count("-1").unwrap_err().contains("whole number"));
+        assert!(parse_count("abc").is_err());
+        assert_eq!(parse_size("2K"), Ok(2048));
+        assert!(parse_size("10%").is_err());
+    }
+}

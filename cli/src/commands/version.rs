@@ -1,0 +1,32 @@
+//! `floe version`
+
+use crate::{exit, output, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+#[derive(serde::Serialize)]
+struct Version {
+    version: &'static str,
+    format_version: u32,
+    os: &'static str,
+    arch: &'static str,
+}
+
+pub fn run(g: &GlobalArgs, _a: Args) -> anyhow::Result<u8> {
+    let v = Version {
+        version: env!("CARGO_PKG_VERSION"),
+        format_version: floe_engine::FORMAT_VERSION,
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
+    };
+    if g.json {
+        output::json(&v)?;
+    } else {
+        output::line(format!(
+            "floe {} (repository format {}) on {}/{}",
+            v.version, v.format_version, v.os, v.arch
+        ))?;
+    }
+    Ok(exit::OK)
+}
