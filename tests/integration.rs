@@ -14,6 +14,8 @@ mod browse;
 mod check;
 #[path = "integration/cold.rs"]
 mod cold;
+#[path = "integration/commands.rs"]
+mod commands;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/forget_prune.rs"]

@@ -15,11 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Backup and restore move many multi-megabyte buffers between threads; mimalloc keeps them in
-/// thread-local pages instead of mapping and unmapping memory for each (measured in README.md).
+/// thread-local pages instead of mapping and unmapping memory for each.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Exit codes, documented in README.md ("Exit codes").
+/// Exit codes, documented in docs/exit-codes.md.
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
@@ -233,9 +233,30 @@ fn drop_empty_variables() {
     }
 }
 
+/// The parsed command line. On a usage error the line is parsed once more without the `FLOE_*`
+/// variables, so that the usage line printed shows what the user typed, not options that came
+/// from the environment as if they had to be given.
+fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let from_env: Vec<_> = std::env::vars_os()
+                .map(|(k, _)| k)
+                .filter(|k| k.to_string_lossy().starts_with("FLOE_"))
+                .collect();
+            for k in from_env {
+                // Single-threaded still, and the process exits below.
+                std::env::remove_var(k);
+            }
+            Cli::try_parse().err().unwrap_or(e).exit()
+        }
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() -> ExitCode {
     drop_empty_variables();
-    let cli = Cli::parse();
+    let cli = parse();
     output::set_quiet(cli.global.quiet);
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -72,6 +72,7 @@ pub use ops::restore::{
 pub use ops::rewrite::{
     execute as rewrite, plan as plan_rewrite, Rewrite, RewritePlan, RewriteReport,
 };
+pub use ops::stats::{snapshot_stats, SnapshotStats};
 pub use ops::tag::{execute as tag, plan as plan_tag, TagChange, TagPlan};
 pub use progress::{FileChange, Progress, ProgressSink};
 pub use repo::index::Index;

@@ -11,4 +11,5 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod rewrite;
+pub mod stats;
 pub mod tag;

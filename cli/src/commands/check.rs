@@ -16,6 +16,9 @@ pub struct Args {
     read_data_subset: Option<ReadData>,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
+    /// Check only the trees of the snapshots these select (and read only their data)
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -54,7 +57,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             Err(floe_engine::Error::Aborted("check"))
         }
     };
-    let checked = floe_engine::check_gated(&repo, how, &progress, &gate);
+    let only: Option<std::collections::HashSet<floe_engine::SnapshotId>> = match a.filter.is_empty()
+    {
+        true => None,
+        false => Some(a.filter.snapshots(&repo)?.iter().map(|s| s.id).collect()),
+    };
+    let checked = floe_engine::check_gated(&repo, only.as_ref(), how, &progress, &gate);
     if let Some(e) = failed.take() {
         return Err(e);
     }

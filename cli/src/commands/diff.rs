@@ -136,7 +136,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         stats.added, stats.removed, stats.modified, stats.type_changed, stats.metadata
     ))?;
     output::line(format!(
-        "{} added, {} removed",
+        "file sizes: {} more, {} less (new files and grown ones; removed files and shrunk ones)",
         output::bytes(stats.bytes_added),
         output::bytes(stats.bytes_removed)
     ))?;

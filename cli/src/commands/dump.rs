@@ -25,6 +25,24 @@ pub struct Args {
     thaw: crate::thaw::ThawArgs,
 }
 
+/// A writer that reports the bytes written as progress.
+struct Counted<W> {
+    inner: W,
+    sink: floe_engine::ProgressSink,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sink.bytes_done(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn report(stats: floe_engine::DumpStats) {
     if stats.skipped > 0 {
         eprintln!(
@@ -72,8 +90,16 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
                 .tempfile_in(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot write in {}: {e}", dir.display()))?;
-            let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-            report(plan.write(&repo, &index, out)?);
+            let display = crate::progress::Display::start(g, false);
+            let (count, bytes) = plan.totals();
+            display.set_totals(count, bytes);
+            let out = Counted {
+                inner: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?),
+                sink: display.sink(),
+            };
+            let stats = plan.write(&repo, &index, out);
+            drop(display);
+            report(stats?);
             tmp.as_file().sync_all()?;
             tmp.persist(path)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {}", path.display(), e.error))?

@@ -49,6 +49,8 @@ pub fn run(mut cmd: clap::Command, a: Args) -> anyhow::Result<u8> {
     if shells.iter().all(|(_, f)| f.is_none()) && a.man.is_none() {
         bail!("nothing to generate: give --bash-completion, --zsh-completion, --fish-completion or --man");
     }
+    // Before completions build `cmd` (building adds the `help` subcommands).
+    let man_cmd = without_help(cmd.clone());
     for (shell, file) in shells {
         if let Some(f) = file {
             completion(&mut cmd, shell, f)?;
@@ -56,7 +58,7 @@ pub fn run(mut cmd: clap::Command, a: Args) -> anyhow::Result<u8> {
     }
     if let Some(dir) = &a.man {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        clap_mangen::generate_to(without_help(cmd), dir)
+        clap_mangen::generate_to(man_cmd, dir)
             .with_context(|| format!("writing man pages into {}", dir.display()))?;
         output::line(format!("wrote man pages into {}", dir.display()))?;
     }

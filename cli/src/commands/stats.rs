@@ -11,9 +11,44 @@ pub struct Args {
     /// JSON file of prices replacing the built-in ones (same shape as `--json`'s "prices")
     #[arg(long, value_name = "FILE", requires = "tiers")]
     prices: Option<std::path::PathBuf>,
+    /// Count these snapshots instead (ids, prefixes or `latest`): their restore size and the
+    /// blobs they hold
+    #[arg(value_name = "ID", conflicts_with = "tiers")]
+    ids: Vec<String>,
+    /// With a filter, count the snapshots it selects
+    #[command(flatten)]
+    filter: crate::select::SnapshotFilter,
+}
+
+fn of_snapshots(g: &GlobalArgs, a: &Args) -> anyhow::Result<u8> {
+    let repo = crate::repo::open(g)?;
+    let _lock = crate::repo::read_lock(g, &repo, "stats")?;
+    let snaps = crate::select::chosen(&repo, &a.ids, &a.filter)?;
+    let index = repo.load_index()?;
+    let s = floe_engine::snapshot_stats(&repo, &index, &snaps)?;
+    if g.json {
+        output::json(&s)?;
+        return Ok(exit::OK);
+    }
+    output::line(format!("snapshots:     {}", s.snapshots))?;
+    output::line(format!(
+        "restore size:  {} in {} file(s)",
+        output::bytes(s.restore_bytes),
+        s.files
+    ))?;
+    output::line(format!(
+        "blobs:         {} holding {} ({} as stored)",
+        s.blobs,
+        output::bytes(s.raw_bytes),
+        output::bytes(s.stored_bytes)
+    ))?;
+    Ok(exit::OK)
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    if !a.ids.is_empty() || !a.filter.is_empty() {
+        return of_snapshots(g, &a);
+    }
     let backend = crate::repo::existing_backend(g)?;
     let prices = crate::thaw::load_prices(a.prices.as_deref())?;
     let stats = floe_engine::tier_stats(backend.as_ref(), &prices)?;

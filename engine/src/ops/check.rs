@@ -196,13 +196,17 @@ pub fn check(
     read_data: ReadData,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<CheckReport> {
-    check_gated(repo, read_data, progress, &|_| Ok(ReadGate::Go(None)))
+    check_gated(repo, None, read_data, progress, &|_| Ok(ReadGate::Go(None)))
 }
 
 /// As [`check`]; before reading, `gate` is shown the data packs to be read and decides whether
 /// and how to go on (see [`crate::cold::thaw`]).
+/// `only` names the snapshots whose trees are walked (`None`: all). With a selection, the data
+/// packs `read_data` chooses from are those holding blobs of the selected snapshots, and blobs no
+/// selected snapshot uses are not reported as unused.
 pub fn check_gated(
     repo: &Repository,
+    only: Option<&HashSet<SnapshotId>>,
     read_data: ReadData,
     progress: &(dyn Fn(usize, usize) + Sync),
     gate: &dyn Fn(&BTreeSet<PackId>) -> Result<ReadGate>,
@@ -216,10 +220,19 @@ pub fn check_gated(
     let packs: BTreeMap<PackId, IndexPack> = loaded.packs().into_iter().collect();
     c.report.packs = packs.len();
     c.report.blobs = loaded.index.len();
-    let present = c.check_packs(repo, &packs)?;
+    let mut present = c.check_packs(repo, &packs)?;
+    let snapshots = c.load_snapshots(repo, only)?;
+    if only.is_some() {
+        let roots: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).collect();
+        let needed = crate::repo::walk::reachable_blobs(repo, &loaded.index, &roots);
+        let holding: HashSet<PackId> = needed
+            .iter()
+            .filter_map(|b| loaded.index.get(b).map(|l| l.pack))
+            .collect();
+        present.retain(|p| p.blob_type == BlobType::Tree || holding.contains(&p.id));
+    }
     c.read_packs(repo, &present, read_data, progress, gate)?;
-    let snapshots = c.load_snapshots(repo)?;
-    c.check_trees(repo, &loaded.index, &snapshots);
+    c.check_trees(repo, &loaded.index, &snapshots, only.is_none());
     c.check_locks(repo)?;
     c.report
         .problems
@@ -375,11 +388,18 @@ impl Checker {
         }
     }
 
-    /// Every snapshot file that decodes; the others are errors.
-    fn load_snapshots(&mut self, repo: &Repository) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    /// Every snapshot file that decodes (of `only`, when given); the others are errors.
+    fn load_snapshots(
+        &mut self,
+        repo: &Repository,
+        only: Option<&HashSet<SnapshotId>>,
+    ) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut snapshots = Vec::new();
         for s in repo.backend().list(FileType::Snapshot)? {
             let id = SnapshotId::from_bytes(s.id);
+            if only.is_some_and(|o| !o.contains(&id)) {
+                continue;
+            }
             match repo.load_file::<Snapshot>(FileType::Snapshot, &s.id) {
                 Ok(snap) => snapshots.push((id, snap)),
                 Err(e) => self.error(format!("snapshot {id}"), e.to_string()),
@@ -396,6 +416,7 @@ impl Checker {
         repo: &Repository,
         index: &Index,
         snapshots: &[(SnapshotId, Snapshot)],
+        all_snapshots: bool,
     ) {
         let mut walk = TreeWalk {
             used: HashSet::new(),
@@ -413,7 +434,7 @@ impl Checker {
         let unused = index
             .len()
             .saturating_sub(used.iter().filter(|b| index.contains(b)).count());
-        if unused > 0 {
+        if unused > 0 && all_snapshots {
             self.warning(
                 "blobs".into(),
                 format!("{unused} indexed blob(s) are used by no snapshot (prune removes them)"),

@@ -97,6 +97,15 @@ pub fn plan_dump(
 }
 
 impl DumpPlan {
+    /// The entries the dump writes and their bytes of file content.
+    pub fn totals(&self) -> (u64, u64) {
+        let files = self
+            .single_file
+            .iter()
+            .chain(self.entries.iter().map(|(_, n)| n));
+        files.fold((0, 0), |(count, bytes), n| (count + 1, bytes + n.size))
+    }
+
     /// The data packs the dump reads.
     pub fn needed_packs(&self, index: &Index) -> BTreeSet<PackId> {
         let files = self

@@ -3,8 +3,33 @@
 use crate::error::{Error, Object, Result};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
+use crate::id::BlobId;
 use crate::repo::index::Index;
 use crate::repo::repository::Repository;
+
+/// Every blob, tree and data, reachable from the trees `roots`. A tree that cannot be read is
+/// skipped with what lies below it: callers that must report damage walk on their own.
+pub fn reachable_blobs(
+    repo: &Repository,
+    index: &Index,
+    roots: &[BlobId],
+) -> std::collections::HashSet<BlobId> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<BlobId> = roots.to_vec();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Ok(tree) = repo.load_tree(index, &id) else {
+            continue;
+        };
+        for node in &tree.nodes {
+            seen.extend(node.content.iter().flatten().copied());
+            stack.extend(node.subtree.filter(|_| node.kind == NodeKind::Dir));
+        }
+    }
+    seen
+}
 
 /// Resolves `subpath` inside a snapshot: the node found (`None` for the root, when `subpath` is
 /// empty or `/`) and, when it is a folder (or the root), its tree. A path that continues below a
