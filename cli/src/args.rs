@@ -35,6 +35,27 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     })
 }
 
+/// Patterns given on the command line, then those of the files, one a line.
+pub fn patterns(given: &[String], files: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut all = given.to_vec();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
+        all.extend(text.lines().map(str::to_string));
+    }
+    Ok(all)
+}
+
+/// Tags as given, `a,b` counting as two.
+pub fn split_tags(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A count of snapshots to keep, 0 or more.
 pub fn parse_count(s: &str) -> Result<u32, String> {
     s.parse::<u32>()

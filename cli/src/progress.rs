@@ -19,6 +19,8 @@ const TICK: Duration = Duration::from_millis(200);
 struct State {
     bar: Option<ProgressBar>,
     verbose: bool,
+    /// Status lines go to stdout.
+    json: bool,
     /// The operation reports finished files (a backup does, a restore only bytes).
     count_files: bool,
     started: Instant,
@@ -33,7 +35,7 @@ struct State {
 
 impl Progress for State {
     fn file_started(&self, path: &Path) {
-        if self.bar.is_some() {
+        if self.bar.is_some() || self.json {
             let mut c = self.current.lock().unwrap_or_else(|p| p.into_inner());
             c.clear();
             c.push_str(&path.to_string_lossy());
@@ -128,6 +130,7 @@ impl Display {
         let state = Arc::new(State {
             bar,
             verbose: g.verbose > 0 && !g.json,
+            json: g.json,
             count_files,
             started: Instant::now(),
             files: AtomicU64::new(0),
@@ -138,7 +141,7 @@ impl Display {
             current: Mutex::new(String::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker = (state.bar.is_some() || g.json).then(|| {
+        let ticker = (state.bar.is_some() || (g.json && !g.quiet)).then(|| {
             let (state, stop, json) = (state.clone(), stop.clone(), g.json);
             std::thread::spawn(move || tick(&state, &stop, json))
         });
@@ -147,6 +150,11 @@ impl Display {
             stop,
             ticker,
         }
+    }
+
+    /// True when something is shown: only then are totals worth counting.
+    pub fn is_shown(&self) -> bool {
+        self.ticker.is_some()
     }
 
     /// What the engine reports into.

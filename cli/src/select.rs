@@ -28,20 +28,30 @@ impl SnapshotFilter {
     /// True when `s` passes every option given.
     pub fn selects(&self, s: &SnapshotEntry) -> bool {
         let sn = &s.snapshot;
+        // `--tag ""` selects the snapshots without tags, as in restic.
         let has_tags = |group: &String| {
-            group
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .all(|one| sn.tags.iter().any(|st| st == one))
+            let mut wanted = group.split(',').map(str::trim).filter(|t| !t.is_empty());
+            match wanted.next() {
+                None => sn.tags.is_empty(),
+                Some(first) => std::iter::once(first)
+                    .chain(wanted)
+                    .all(|one| sn.tags.iter().any(|st| st == one)),
+            }
+        };
+        let same_path = |p: &String, sp: &floe_engine::ByteString| {
+            let p = if p.len() > 1 {
+                p.trim_end_matches('/')
+            } else {
+                p
+            };
+            sp.lossy() == p
         };
         (self.hosts.is_empty() || self.hosts.contains(&sn.hostname))
             && (self.tags.is_empty() || self.tags.iter().any(has_tags))
-            && self.paths.iter().all(|p| {
-                sn.paths
-                    .iter()
-                    .any(|sp| sp.lossy() == p.trim_end_matches('/'))
-            })
+            && self
+                .paths
+                .iter()
+                .all(|p| sn.paths.iter().any(|sp| same_path(p, sp)))
     }
 
     /// The snapshots of the repository the filters select, oldest first.
@@ -49,6 +59,16 @@ impl SnapshotFilter {
         let mut all = repo.snapshots_present()?;
         all.retain(|s| self.selects(s));
         Ok(all)
+    }
+
+    /// As [`Self::snapshots`], refusing a filter that selects nothing (a typo in a host name
+    /// must not pass for a check of nothing).
+    pub fn some_snapshots(&self, repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
+        let selected = self.snapshots(repo)?;
+        if selected.is_empty() && !self.is_empty() {
+            bail!("no snapshot matches the filters (--host, --tag, --path)");
+        }
+        Ok(selected)
     }
 
     /// The snapshot `spec` names: `latest` is the latest the filters select; an id (or a
@@ -73,7 +93,7 @@ pub fn chosen(
     filter: &SnapshotFilter,
 ) -> anyhow::Result<Vec<SnapshotEntry>> {
     if ids.is_empty() {
-        return filter.snapshots(repo);
+        return filter.some_snapshots(repo);
     }
     let mut out: Vec<SnapshotEntry> = Vec::new();
     for id in ids {

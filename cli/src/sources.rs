@@ -55,6 +55,35 @@ pub fn parse_list(bytes: &[u8], format: ListFormat) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Refuses a path given on the command line that is, or links to, a FIFO, a device or a socket:
+/// `pg_dump | floe backup /dev/stdin` would store a FIFO node and none of the data. Such entries
+/// inside a folder, or in a `--files-from` list, are recorded as they are.
+pub fn refuse_streams(paths: &[OsString]) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    for p in paths {
+        let Ok(ft) = std::fs::metadata(p).map(|m| m.file_type()) else {
+            continue; // reported as a missing source by the backup
+        };
+        let kind = if ft.is_fifo() {
+            "a fifo"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            continue;
+        };
+        anyhow::bail!(
+            "{} is {kind}, not a file or folder; to back up the data read from it, pipe it \
+             into a stream backup (backup --stdin, or --stdin-from-command)",
+            Path::new(p).display()
+        );
+    }
+    Ok(())
+}
+
 /// The standard output of a running command, read as a stream. At its end the command is
 /// waited for, and a command that failed turns the end into an error, so that a failed dump
 /// never looks like a complete one.

@@ -222,15 +222,6 @@ pub enum Error {
         /// The first of them.
         first: PathBuf,
     },
-    /// A source path names a FIFO, a device or a socket: a backup stores what a path holds, and
-    /// a stream has to come in as one.
-    #[error("{path} is a {kind}, not a file or folder; to back up the data read from it, pipe it into a stream backup (backup --stdin)")]
-    SpecialSource {
-        /// The path as given.
-        path: PathBuf,
-        /// `fifo`, `character device`, `block device` or `socket`.
-        kind: &'static str,
-    },
     /// No key file has this id (or prefix).
     #[error("no key file matches {0:?}")]
     KeyNotFound(String),

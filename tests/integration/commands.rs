@@ -215,6 +215,27 @@ fn stats_of_snapshots_and_check_of_a_host() {
 }
 
 #[test]
+fn a_filter_that_selects_nothing_is_an_error_and_set_excludes_add() {
+    let env = Env::init();
+    let f = env.path("f");
+    fs::write(&f, b"x").unwrap();
+    env.ok(&["backup", f.to_str().unwrap(), "--host", "a"]);
+    // Not a check of nothing that passes.
+    for cmd in ["check", "stats"] {
+        let out = env.run(&[cmd, "--host", "typo"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert!(
+            stderr(&out).contains("no snapshot matches the filters"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    let out = env.run(&["tag", "latest", "--set", "a", "--add", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("without --add and --remove"));
+}
+
+#[test]
 fn version_and_generated_completions_and_man_pages() {
     let env = Env::new();
     let text = env.ok(&["version"]);

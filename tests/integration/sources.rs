@@ -235,6 +235,12 @@ fn a_fifo_or_dev_stdin_source_is_refused_with_a_hint() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("backup --stdin"), "{}", stderr(&out));
     assert_eq!(snapshot_count(&env), 0);
+    // In a --files-from list (find's output, say), a FIFO is recorded as one, as in a folder.
+    let list = env.path("list");
+    fs::write(&list, format!("{}\n", fifo.display())).unwrap();
+    env.ok(&["backup", "--files-from", list.to_str().unwrap()]);
+    let listed = env.ok(&["ls", "--long", "latest", fifo.to_str().unwrap()]);
+    assert!(listed.starts_with('p'), "{listed}");
 }
 
 #[test]
@@ -288,6 +294,20 @@ fn exclude_options_leave_out_marked_folders_large_files_and_any_case() {
     .unwrap();
     fs::write(dir.join("fake-cache/CACHEDIR.TAG"), b"not a signature").unwrap();
     fs::write(dir.join("marked/.nobackup"), b"").unwrap();
+    fs::create_dir(dir.join("custom")).unwrap();
+    fs::write(dir.join("custom/file"), b"x").unwrap();
+    fs::write(dir.join("custom/.skip"), b"SKIP ME please").unwrap();
+    fs::create_dir(dir.join("custom-wrong")).unwrap();
+    fs::write(dir.join("custom-wrong/.skip"), b"keep me").unwrap();
+    // A FIFO named like a marker is never opened (that would block the backup).
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.join("plain/.skip"))
+        .status()
+        .unwrap()
+        .success());
+    let iexcludes = env.path("iexcludes");
+    fs::write(&iexcludes, "# pictures\n*.PNG\n").unwrap();
+    fs::write(dir.join("plain/shot.png"), b"png").unwrap();
     fs::write(dir.join("plain/PHOTO.JPG"), b"jpeg").unwrap();
     fs::write(dir.join("plain/big"), vec![1u8; 2 << 20]).unwrap();
     fs::write(dir.join("plain/small"), vec![1u8; 1 << 20]).unwrap();
@@ -297,8 +317,12 @@ fn exclude_options_leave_out_marked_folders_large_files_and_any_case() {
         "--exclude-caches",
         "--exclude-if-present",
         ".nobackup",
+        "--exclude-if-present",
+        ".skip:SKIP ME",
         "--iexclude",
         "*.jpg",
+        "--iexclude-file",
+        iexcludes.to_str().unwrap(),
         "--exclude-larger-than",
         "1M",
     ]);
@@ -311,11 +335,22 @@ fn exclude_options_leave_out_marked_folders_large_files_and_any_case() {
     assert_eq!(
         names,
         [
+            // A marked folder keeps its marker, as restic keeps it.
+            "/cache",
+            "/cache/CACHEDIR.TAG",
+            "/custom",
+            "/custom-wrong",
+            "/custom-wrong/.skip",
+            "/custom/.skip",
             "/fake-cache",
             "/fake-cache/CACHEDIR.TAG",
             "/fake-cache/file",
+            "/marked",
+            "/marked/.nobackup",
             "/plain",
+            "/plain/.skip",
             "/plain/file",
+            // Exactly 1 MiB: not larger than 1M, kept.
             "/plain/small"
         ]
     );
@@ -351,4 +386,8 @@ fn a_comma_in_tag_gives_two_tags_and_filters_need_both() {
     assert_eq!(count(&["automated,nightly"]), 1);
     assert_eq!(count(&["automated,weekly"]), 0);
     assert_eq!(count(&["weekly", "db"]), 1);
+    // `--tag ""` selects the snapshots without tags, as in restic.
+    env.ok(&["backup", f.to_str().unwrap()]);
+    assert_eq!(count(&[""]), 1);
+    assert_eq!(count(&["", "db"]), 2);
 }

@@ -4,10 +4,11 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use chrono::DateTime;
 use floe_engine::{backup, backup_stream, BackupOptions, BackupReport, Index, Repository};
 
+use crate::args::{patterns, split_tags};
 use crate::sources::{read_list, CommandStream, ListFormat};
 use crate::{exit, output, GlobalArgs};
 
@@ -26,9 +27,9 @@ pub struct Args {
     /// that fails saves no snapshot
     #[arg(long, conflicts_with_all = ["files_from", "files_from_verbatim", "files_from_raw"])]
     stdin_from_command: bool,
-    /// File name of the stream in the snapshot (with --stdin or --stdin-from-command)
-    #[arg(long, value_name = "NAME", default_value = "stdin")]
-    stdin_filename: String,
+    /// File name of the stream in the snapshot (default: stdin)
+    #[arg(long, value_name = "NAME")]
+    stdin_filename: Option<String>,
     /// Read paths to back up from FILE, one a line; # starts a comment (repeatable; - is stdin)
     #[arg(long, value_name = "FILE")]
     files_from: Vec<PathBuf>,
@@ -92,27 +93,6 @@ struct JsonSummary<'a> {
     summary: &'a Option<floe_engine::SnapshotSummary>,
     errors: &'a [floe_engine::SourceError],
     changed_while_read: &'a [PathBuf],
-}
-
-/// Patterns given on the command line, then those of the files, one a line.
-fn patterns(given: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-    let mut all = given.to_vec();
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading exclude file {}", f.display()))?;
-        all.extend(text.lines().map(str::to_string));
-    }
-    Ok(all)
-}
-
-/// Tags as given, `a,b` counting as two.
-pub fn split_tags(tags: &[String]) -> Vec<String> {
-    tags.iter()
-        .flat_map(|t| t.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// The paths to back up: those given, then those the lists name.
@@ -184,7 +164,7 @@ fn run_backup(
             repo,
             index,
             &opts,
-            &a.stdin_filename,
+            a.stdin_filename.as_deref().unwrap_or("stdin"),
             stream,
         )?);
     }
@@ -200,31 +180,34 @@ fn run_backup(
             repo,
             index,
             &opts,
-            &a.stdin_filename,
+            a.stdin_filename.as_deref().unwrap_or("stdin"),
             stdin.lock(),
         )?);
     }
+    crate::sources::refuse_streams(&a.paths)?;
     let opts = BackupOptions {
         paths: source_paths(a)?,
         ..opts
     };
-    // The totals come from a scan beside the backup; the estimate of the time left appears
-    // once it is done. It is not waited for.
-    let scan_opts = BackupOptions {
-        progress: Default::default(),
-        ..opts.clone()
-    };
-    let set_totals = display.totals_setter();
-    std::thread::spawn(move || {
-        if let Ok(t) = floe_engine::scan_sources(&scan_opts) {
-            set_totals(t.files, t.bytes);
-        }
-    });
+    // The totals come from a scan beside the backup, when progress is shown; the estimate of
+    // the time left appears once it is done. It is not waited for.
+    if display.is_shown() {
+        let scan_opts = BackupOptions {
+            progress: Default::default(),
+            ..opts.clone()
+        };
+        let set_totals = display.totals_setter();
+        std::thread::spawn(move || {
+            if let Ok(t) = floe_engine::scan_sources(&scan_opts) {
+                set_totals(t.files, t.bytes);
+            }
+        });
+    }
     Ok(backup(repo, index, &opts)?)
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    if a.stdin_filename != "stdin" && !a.stdin && !a.stdin_from_command {
+    if a.stdin_filename.is_some() && !a.stdin && !a.stdin_from_command {
         bail!("--stdin-filename names the stream of --stdin or --stdin-from-command");
     }
     let repo = crate::repo::open(g)?;

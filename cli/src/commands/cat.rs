@@ -113,7 +113,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             let filter = crate::select::SnapshotFilter::default();
             let (snap, sub) = crate::repo::find_snapshot_path(&repo, &spec, None, &filter)?;
             let index = repo.load_index()?;
-            match floe_engine::resolve(&repo, &index, &snap.snapshot, &sub)? {
+            let resolved = floe_engine::resolve(&repo, &index, &snap.snapshot, &sub)
+                .map_err(|e| crate::repo::hint_relative(e, &sub))?;
+            match resolved {
                 (_, Some(tree)) => pretty(&tree)?,
                 (_, None) => bail!("{sub:?} is not a folder: only folders have trees"),
             }

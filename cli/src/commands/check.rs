@@ -60,7 +60,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let only: Option<std::collections::HashSet<floe_engine::SnapshotId>> = match a.filter.is_empty()
     {
         true => None,
-        false => Some(a.filter.snapshots(&repo)?.iter().map(|s| s.id).collect()),
+        false => Some(
+            a.filter
+                .some_snapshots(&repo)?
+                .iter()
+                .map(|s| s.id)
+                .collect(),
+        ),
     };
     let checked = floe_engine::check_gated(&repo, only.as_ref(), how, &progress, &gate);
     if let Some(e) = failed.take() {
@@ -71,10 +77,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         output::json(&report)?;
     } else {
         for p in &report.problems {
-            output::note(format!("{}: {}: {}", p.severity, p.object, p.message))?;
+            output::line(format!("{}: {}: {}", p.severity, p.object, p.message))?;
         }
         for d in &report.damaged_paths {
-            output::note(format!(
+            output::line(format!(
                 "damaged: snapshot {} {}",
                 d.snapshot,
                 d.path.display()

@@ -54,18 +54,22 @@ fn list(repo: &Repository, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&keys);
     }
-    output::note(format!(
+    output::line(format!(
         "  {:<8}  {:<16}  {:<16}  created",
         "id", "user", "host"
     ))?;
     for k in &keys {
-        output::note(format!(
-            "{} {:<8}  {:<16}  {:<16}  {}",
+        let created = match (&k.damaged, k.created) {
+            (Some(why), _) => format!("damaged: {why}"),
+            (None, Some(t)) => t.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+            (None, None) => String::new(),
+        };
+        output::line(format!(
+            "{} {:<8}  {:<16}  {:<16}  {created}",
             if k.current { '*' } else { ' ' },
             k.id.short(),
-            k.username,
-            k.hostname,
-            k.created.format("%Y-%m-%d %H:%M:%S %:z")
+            k.username.as_deref().unwrap_or("-"),
+            k.hostname.as_deref().unwrap_or("-"),
         ))?;
     }
     Ok(())
@@ -73,6 +77,11 @@ fn list(repo: &Repository, json: bool) -> anyhow::Result<()> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let mut repo = crate::repo::open(g)?;
+    // Changing keys takes the repository alone: two removals at once could leave no key.
+    let _lock = match a.command {
+        KeyCommand::List => crate::repo::read_lock(g, &repo, "key list")?,
+        _ => Some(crate::repo::lock(g, &repo, true, "key")?),
+    };
     match a.command {
         KeyCommand::List => list(&repo, g.json)?,
         KeyCommand::Add { new_password_file } => {

@@ -40,7 +40,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 output::json(&r)?;
             } else {
                 for (id, why) in &r.unreadable_packs {
-                    output::note(format!("unreadable pack {id}: {why}"))?;
+                    output::line(format!("unreadable pack {id}: {why}"))?;
                 }
                 output::note(format!(
                     "indexed {} blob(s) in {} pack(s); wrote {} index file(s), removed {}{}",

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use floe_engine::{plan_rewrite, rewrite};
 
 use crate::{exit, output, GlobalArgs};
@@ -29,12 +28,7 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    let mut excludes = a.excludes.clone();
-    for f in &a.exclude_files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading exclude file {}", f.display()))?;
-        excludes.extend(text.lines().map(str::to_string));
-    }
+    let excludes = crate::args::patterns(&a.excludes, &a.exclude_files)?;
     if excludes
         .iter()
         .all(|p| p.trim().is_empty() || p.starts_with('#'))

@@ -6,7 +6,8 @@ use crate::{exit, output, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Show only the latest N snapshots of each group (by host and paths, or by --group-by)
+    /// Show only the latest N snapshots of each group (by host and paths, or by --group-by);
+    /// 0 shows all
     #[arg(long, value_name = "N", value_parser = crate::args::parse_count)]
     latest: Option<u32>,
     /// Show snapshots in groups sharing these fields: host, paths, tags (comma-separated)
@@ -79,7 +80,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         GroupBy::default()
     });
     let mut groups = group_snapshots(snaps, by);
-    if let Some(n) = a.latest {
+    if let Some(n) = a.latest.filter(|n| *n > 0) {
         for (_, list) in &mut groups {
             let drop = list.len().saturating_sub(n as usize);
             list.drain(..drop);

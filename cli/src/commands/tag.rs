@@ -30,9 +30,14 @@ struct Changed {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let lock = crate::repo::lock(g, &repo, false, "tag")?;
+    // Snapshot files are removed: no check or other tag may run meanwhile.
+    let lock = crate::repo::lock(g, &repo, true, "tag")?;
     let snaps = crate::select::chosen(&repo, &a.ids, &a.filter)?;
-    let split = crate::commands::backup::split_tags;
+    let split = crate::args::split_tags;
+    let adds_or_removes = !a.add.is_empty() || !a.remove.is_empty();
+    if !a.set.is_empty() && adds_or_removes {
+        anyhow::bail!("--set replaces every tag: give it without --add and --remove");
+    }
     let change = TagChange {
         add: split(&a.add),
         remove: split(&a.remove),

@@ -364,15 +364,24 @@ impl Rules {
         self.excludes.matches(path) || self.iexcludes.matches(path)
     }
 
-    /// True when folder `dir` holds one of the marker entries of `--exclude-if-present`.
-    fn has_marker(&self, dir: &Path) -> bool {
-        self.markers.iter().any(|(name, header)| {
-            let path = dir.join(name);
-            match header {
-                None => fs::symlink_metadata(&path).is_ok(),
-                Some(h) => starts_with(&path, h),
-            }
-        })
+    /// The names of the marker entries of `--exclude-if-present` that folder `dir` holds,
+    /// sorted and without duplicates: empty when the folder is not marked.
+    fn markers_in(&self, dir: &Path) -> Vec<OsString> {
+        let mut found: Vec<OsString> = self
+            .markers
+            .iter()
+            .filter(|(name, header)| {
+                let path = dir.join(name);
+                match header {
+                    None => fs::symlink_metadata(&path).is_ok(),
+                    Some(h) => starts_with(&path, h),
+                }
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        found.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        found.dedup();
+        found
     }
 
     /// True for a regular file above `--exclude-larger-than`.
@@ -615,15 +624,16 @@ impl<'a> Walker<'a> {
             }
             return self.file_node(path, name, &meta, parent);
         }
-        if ft.is_dir() && self.rules.has_marker(path) {
-            return Ok(None);
-        }
         if ft.is_dir() {
             let mut node = self.base_node(name, &meta, NodeKind::Dir);
             let root_dev = root_dev.unwrap_or(meta.dev());
             let descend = !self.rules.one_file_system || meta.dev() == root_dev;
             let parent_tree = self.parent_subtree(parent);
-            let tree = if descend {
+            let markers = self.rules.markers_in(path);
+            let tree = if !markers.is_empty() {
+                // A marked folder keeps only its marker files, as restic keeps them.
+                self.marker_tree(path, &markers, root_dev)?
+            } else if descend {
                 self.dir_tree(path, root_dev, parent_tree.as_ref())?
             } else {
                 Tree::default()
@@ -713,6 +723,23 @@ impl<'a> Walker<'a> {
             link_target: None,
             rdev: None,
         }
+    }
+
+    /// The tree of a folder left out by `--exclude-if-present`: its marker files alone.
+    fn marker_tree(
+        &mut self,
+        dir: &Path,
+        markers: &[OsString],
+        root_dev: u64,
+    ) -> std::result::Result<Tree, Aborted> {
+        let mut tree = Tree::default();
+        for name in markers {
+            let path = dir.join(name);
+            if let Some(node) = self.entry_node(&path, name.as_bytes(), Some(root_dev), None)? {
+                tree.nodes.push(node);
+            }
+        }
+        Ok(tree)
     }
 
     fn parent_subtree(&mut self, parent: Option<&Node>) -> Option<Tree> {
@@ -822,10 +849,20 @@ pub struct ScanTotals {
 pub fn scan(opts: &BackupOptions) -> Result<ScanTotals> {
     let rules = Rules::new(opts)?;
     let mut totals = ScanTotals::default();
-    for p in &opts.paths {
-        if let Ok(abs) = clean_absolute(p) {
-            scan_entry(&rules, &abs, None, &mut totals);
+    let mut sources: Vec<PathBuf> = opts
+        .paths
+        .iter()
+        .filter_map(|p| clean_absolute(p).ok())
+        .collect();
+    sources.sort();
+    // A source inside another is counted with it, as the backup stores it once.
+    let mut outer: Option<&Path> = None;
+    for s in &sources {
+        if outer.is_some_and(|o| s.starts_with(o)) {
+            continue;
         }
+        outer = Some(s);
+        scan_entry(&rules, s, None, &mut totals);
     }
     Ok(totals)
 }
@@ -840,8 +877,8 @@ fn scan_entry(rules: &Rules, path: &Path, root_dev: Option<u64>, totals: &mut Sc
         return;
     }
     let root_dev = root_dev.unwrap_or(meta.dev());
-    if !meta.is_dir() || rules.has_marker(path) || (rules.one_file_system && meta.dev() != root_dev)
-    {
+    let marked = || !rules.markers_in(path).is_empty();
+    if !meta.is_dir() || marked() || (rules.one_file_system && meta.dev() != root_dev) {
         return;
     }
     let Ok(entries) = fs::read_dir(path) else {
@@ -855,8 +892,12 @@ fn scan_entry(rules: &Rules, path: &Path, root_dev: Option<u64>, totals: &mut Sc
     }
 }
 
-/// True when the file at `path` starts with `header`.
+/// True when the entry at `path` is a regular file that starts with `header` (a FIFO of that
+/// name is never opened: opening it would block).
 fn starts_with(path: &Path, header: &[u8]) -> bool {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut buf = vec![0; header.len()];
     File::open(path)
         .and_then(|mut f| io::Read::read_exact(&mut f, &mut buf))
@@ -890,24 +931,9 @@ fn find_parent(
         .map(|s| (s.id, s.snapshot)))
 }
 
-/// The kind of a FIFO, device or socket, which cannot be a source; `None` for the rest.
-fn special_kind(ft: fs::FileType) -> Option<&'static str> {
-    if ft.is_fifo() {
-        Some("fifo")
-    } else if ft.is_char_device() {
-        Some("character device")
-    } else if ft.is_block_device() {
-        Some("block device")
-    } else if ft.is_socket() {
-        Some("socket")
-    } else {
-        None
-    }
-}
-
 /// The sources that exist, made absolute and lexically clean and sorted, the tree of virtual
 /// folders that leads to them (`/home/ann/docs` gives `home` → `ann` → `docs`), and the sources
-/// that could not be read. A source that is (or links to) a FIFO, device or socket is refused.
+/// that could not be read.
 fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir, Vec<SourceError>)> {
     if opts.paths.is_empty() {
         return Err(Error::InvalidOptions(
@@ -918,24 +944,8 @@ fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir, Ve
     let mut missing = Vec::new();
     for p in &opts.paths {
         let abs = clean_absolute(p).map_err(|e| Error::io("resolve", p, e))?;
-        // A link is followed only to see what it leads to: a source /dev/stdin is a pipe.
-        let target = fs::symlink_metadata(&abs).and_then(|m| {
-            if m.file_type().is_symlink() {
-                fs::metadata(&abs).or(Ok(m))
-            } else {
-                Ok(m)
-            }
-        });
-        match target {
-            Ok(m) => {
-                if let Some(kind) = special_kind(m.file_type()) {
-                    return Err(Error::SpecialSource {
-                        path: p.clone(),
-                        kind,
-                    });
-                }
-                sources.push(abs);
-            }
+        match fs::symlink_metadata(&abs) {
+            Ok(_) => sources.push(abs),
             Err(e) => missing.push(SourceError {
                 path: abs,
                 message: e.to_string(),

@@ -10,37 +10,50 @@ use crate::id::KeyId;
 use crate::repo::repository::{host_and_user, now_local, read_key_file, Repository};
 use crate::storage::FileType;
 
-/// What a key file says of itself.
+/// What a key file says of itself; a damaged one says only why it is damaged.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyInfo {
     /// The key file's id.
     pub id: KeyId,
     /// When it was made.
-    pub created: DateTime<FixedOffset>,
+    pub created: Option<DateTime<FixedOffset>>,
     /// The host that made it.
-    pub hostname: String,
+    pub hostname: Option<String>,
     /// The user that made it.
-    pub username: String,
+    pub username: Option<String>,
     /// True for the key file that opened this repository.
     pub current: bool,
+    /// Why the file cannot be read as a key file, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 impl Repository {
-    /// Every key file, oldest first. A damaged key file is an error naming it.
+    /// Every key file, oldest first, damaged ones (listed, so that they can be removed) last.
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut keys = Vec::new();
         for entry in self.backend().list(FileType::Key)? {
-            let file = read_key_file(self.backend().as_ref(), &entry.id)?;
             let id = KeyId::from_bytes(entry.id);
-            keys.push(KeyInfo {
+            let mut info = KeyInfo {
                 id,
-                created: file.created,
-                hostname: file.hostname,
-                username: file.username,
+                created: None,
+                hostname: None,
+                username: None,
                 current: id == self.key_id(),
-            });
+                damaged: None,
+            };
+            match read_key_file(self.backend().as_ref(), &entry.id) {
+                Ok(file) => {
+                    info.created = Some(file.created);
+                    info.hostname = Some(file.hostname);
+                    info.username = Some(file.username);
+                }
+                Err(e @ Error::Backend(_)) => return Err(e),
+                Err(e) => info.damaged = Some(e.to_string()),
+            }
+            keys.push(info);
         }
-        keys.sort_by_key(|k| (k.created, k.id));
+        keys.sort_by_key(|k| (k.damaged.is_some(), k.created, k.id));
         Ok(keys)
     }
 
@@ -85,7 +98,9 @@ impl Repository {
                          or change this password with `key passwd`",
             });
         }
-        if keys.len() == 1 {
+        if keys.iter().filter(|k| k.damaged.is_none()).count() <= 1
+            && keys.iter().any(|k| k.id == id && k.damaged.is_none())
+        {
             return Err(Error::KeyRefused {
                 id: id.short(),
                 reason: "it is the last key: without it nobody could open the repository",
@@ -111,7 +126,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::storage::MemoryBackend;
+    use crate::storage::{Backend, MemoryBackend};
 
     fn repo() -> (Arc<MemoryBackend>, Repository) {
         let backend = Arc::new(MemoryBackend::new());
@@ -143,6 +158,25 @@ mod tests {
             other.remove_key(first),
             Err(Error::KeyNotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_listed_and_can_be_removed() {
+        let (backend, repo) = repo();
+        let planted = [7u8; 32];
+        backend
+            .write(FileType::Key, &planted, b"not a key file")
+            .unwrap();
+        let keys = repo.list_keys().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[1].damaged.is_some() && keys[1].created.is_none());
+        // The only good key stays; the damaged one goes.
+        assert!(matches!(
+            repo.remove_key(repo.key_id()),
+            Err(Error::KeyRefused { .. })
+        ));
+        repo.remove_key(KeyId::from_bytes(planted)).unwrap();
+        assert_eq!(repo.list_keys().unwrap().len(), 1);
     }
 
     #[test]
