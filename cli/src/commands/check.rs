@@ -21,6 +21,34 @@ pub struct Args {
     filter: crate::select::SnapshotFilter,
 }
 
+/// The problems (printed even with `-q`), the damaged paths and the totals.
+fn print_report(g: &GlobalArgs, report: &floe_engine::CheckReport) -> anyhow::Result<()> {
+    if g.json {
+        return output::json(report);
+    }
+    for p in &report.problems {
+        output::line(format!("{}: {}: {}", p.severity, p.object, p.message))?;
+    }
+    for d in &report.damaged_paths {
+        output::line(format!(
+            "damaged: snapshot {} {}",
+            d.snapshot,
+            d.path.display()
+        ))?;
+    }
+    output::note(format!(
+        "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) ({}); {} error(s), {} warning(s)",
+        report.snapshots,
+        report.packs,
+        report.blobs,
+        report.packs_read,
+        output::bytes(report.bytes_read),
+        report.errors(),
+        report.problems.len() - report.errors()
+    ))?;
+    Ok(())
+}
+
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let _lock = crate::repo::read_lock(g, &repo, "check")?;
@@ -73,30 +101,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         return Err(e);
     }
     let report = checked?;
-    if g.json {
-        output::json(&report)?;
-    } else {
-        for p in &report.problems {
-            output::line(format!("{}: {}: {}", p.severity, p.object, p.message))?;
-        }
-        for d in &report.damaged_paths {
-            output::line(format!(
-                "damaged: snapshot {} {}",
-                d.snapshot,
-                d.path.display()
-            ))?;
-        }
-        output::note(format!(
-            "checked {} snapshot(s), {} pack(s), {} blob(s); read {} pack(s) ({}); {} error(s), {} warning(s)",
-            report.snapshots,
-            report.packs,
-            report.blobs,
-            report.packs_read,
-            output::bytes(report.bytes_read),
-            report.errors(),
-            report.problems.len() - report.errors()
-        ))?;
-    }
+    print_report(g, &report)?;
     if report.errors() > 0 {
         anyhow::bail!("the repository is damaged: {} error(s)", report.errors());
     }

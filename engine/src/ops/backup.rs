@@ -1073,6 +1073,29 @@ fn stream_name(name: &str) -> Result<String> {
     Ok(bare.to_string())
 }
 
+/// The members of a new snapshot that come from the options alone (tags sorted and without
+/// duplicates, excludes, the writer's version); the others are placeholders.
+fn described_by(opts: &BackupOptions) -> Snapshot {
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    Snapshot {
+        time: now_local(),
+        hostname: String::new(),
+        username: String::new(),
+        uid: 0,
+        gid: 0,
+        paths: Vec::new(),
+        tags,
+        tree: BlobId::default(),
+        parent: None,
+        original: None,
+        excludes: opts.excludes.clone(),
+        program_version: format!("floe {}", env!("CARGO_PKG_VERSION")),
+        summary: None,
+    }
+}
+
 /// The steps every backup shares: the parent, the pipeline with `walk` on this thread building
 /// the root tree, then the snapshot. `missing` are sources already found unreadable.
 fn run_backup(
@@ -1130,9 +1153,6 @@ fn run_backup(
     summary.backup_end = now_local();
     summary.duration_seconds = started.elapsed().as_secs_f64();
     summary.bytes_added = shared.bytes_added.load(Ordering::Relaxed);
-    let mut tags = opts.tags.clone();
-    tags.sort();
-    tags.dedup();
     let snapshot = Snapshot {
         time: opts.time.unwrap_or(start_time),
         hostname: host,
@@ -1140,13 +1160,10 @@ fn run_backup(
         uid,
         gid,
         paths,
-        tags,
         tree: root_id,
         parent: parent.map(|(id, _)| id),
-        original: None,
-        excludes: opts.excludes.clone(),
-        program_version: format!("floe {}", env!("CARGO_PKG_VERSION")),
         summary: Some(summary),
+        ..described_by(opts)
     };
     // Every pack and index file is durable by now: the snapshot comes last, and only while the
     // lock still keeps prune away.

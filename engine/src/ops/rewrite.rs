@@ -25,8 +25,9 @@ pub struct Rewrite {
     pub removed: Vec<PathBuf>,
     /// The new snapshot.
     pub snapshot: Snapshot,
-    /// The new trees, children before parents, the new root last.
-    trees: Vec<Tree>,
+    /// The new trees, children before parents, the new root last; a tree another rewrite of
+    /// the plan already holds is not repeated.
+    trees: Vec<(BlobId, Tree)>,
 }
 
 /// What a rewrite would do: only snapshots with something to remove are listed.
@@ -59,7 +60,7 @@ impl Planner<'_> {
         id: &BlobId,
         at: &Path,
         removed: &mut Vec<PathBuf>,
-        trees: &mut Vec<Tree>,
+        trees: &mut Vec<(BlobId, Tree)>,
     ) -> Result<Option<(BlobId, Tree)>> {
         let tree = self.repo.load_tree(self.index, id)?;
         let mut out = Tree::default();
@@ -73,7 +74,7 @@ impl Planner<'_> {
             }
             if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
                 if let Some((new_id, new_tree)) = self.tree(&sub, &path, removed, trees)? {
-                    trees.push(new_tree);
+                    trees.push((new_id, new_tree));
                     node.subtree = Some(new_id);
                     changed = true;
                 }
@@ -105,6 +106,7 @@ pub fn plan(
         excludes: PathMatcher::new(excludes)?,
     };
     let mut plan = RewritePlan::default();
+    let mut planned = std::collections::HashSet::new();
     for original in snapshots {
         let (mut removed, mut trees) = (Vec::new(), Vec::new());
         let root = original.snapshot.tree;
@@ -113,7 +115,9 @@ pub fn plan(
         else {
             continue;
         };
-        trees.push(root_tree);
+        trees.push((new_root, root_tree));
+        // Snapshots of the same folders share most new trees: each is kept once.
+        trees.retain(|(id, _)| planned.insert(*id));
         let mut snapshot = original.snapshot.clone();
         snapshot.tree = new_root;
         snapshot.original = Some(original.snapshot.original.unwrap_or(original.id));
@@ -139,7 +143,7 @@ pub fn execute(
 ) -> Result<RewriteReport> {
     let mut writer = TreeWriter::new(repo, false)?;
     for r in &plan.rewrites {
-        for t in &r.trees {
+        for (_, t) in &r.trees {
             writer.save(index, t)?;
         }
     }
