@@ -23,6 +23,8 @@ struct State {
     json: bool,
     /// The operation reports finished files (a backup does, a restore only bytes).
     count_files: bool,
+    /// Counting items (packs), not bytes: their name.
+    unit: Option<&'static str>,
     started: Instant,
     files: AtomicU64,
     bytes: AtomicU64,
@@ -122,9 +124,28 @@ impl Display {
     /// A display: a bar when stderr is a terminal (and neither `-q` nor `--json`), JSON status
     /// lines with `--json`, a line per finished file with `-v`.
     pub fn start(g: &GlobalArgs, count_files: bool) -> Self {
+        Self::new(g, count_files, None)
+    }
+
+    /// A display that counts items named `unit` ("packs") instead of bytes: a check, a repair,
+    /// a prune. It shows once [`Self::set_count`] gives a total.
+    pub fn counting(g: &GlobalArgs, unit: &'static str) -> Self {
+        Self::new(g, false, Some(unit))
+    }
+
+    /// `done` of `total` items are done (for [`Self::counting`]).
+    pub fn set_count(&self, done: usize, total: usize) {
+        let s = &self.state;
+        if !s.totals_known.load(Ordering::Relaxed) {
+            s.set_totals(total as u64, total as u64);
+        }
+        s.bytes.fetch_max(done as u64, Ordering::Relaxed);
+    }
+
+    fn new(g: &GlobalArgs, count_files: bool, unit: Option<&'static str>) -> Self {
         let bar = (std::io::stderr().is_terminal() && !g.quiet && !g.json).then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(style(false));
+            bar.set_style(style(false, unit));
             bar
         });
         let state = Arc::new(State {
@@ -132,6 +153,7 @@ impl Display {
             verbose: g.verbose > 0 && !g.json,
             json: g.json,
             count_files,
+            unit,
             started: Instant::now(),
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -141,8 +163,11 @@ impl Display {
             current: Mutex::new(String::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker = (state.bar.is_some() || (g.json && !g.quiet)).then(|| {
-            let (state, stop, json) = (state.clone(), stop.clone(), g.json);
+        // Status lines are for backup, restore and dump; a check or prune prints one JSON
+        // document, which they would break.
+        let json = g.json && !g.quiet && unit.is_none();
+        let ticker = (state.bar.is_some() || json).then(|| {
+            let (state, stop) = (state.clone(), stop.clone());
             std::thread::spawn(move || tick(&state, &stop, json))
         });
         Self {
@@ -181,7 +206,7 @@ impl State {
         self.totals_known.store(true, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
             bar.set_length(bytes);
-            bar.set_style(style(true));
+            bar.set_style(style(true, self.unit));
         }
     }
 }
@@ -198,13 +223,15 @@ impl Drop for Display {
     }
 }
 
-fn style(with_totals: bool) -> ProgressStyle {
-    let template = if with_totals {
-        "{bytes:>10}/{total_bytes} {wide_bar} {binary_bytes_per_sec} ETA {eta} {msg}"
-    } else {
-        "{spinner} {bytes:>10} {binary_bytes_per_sec} (counting...) {msg}"
+fn style(with_totals: bool, unit: Option<&str>) -> ProgressStyle {
+    let template = match (unit, with_totals) {
+        (Some(unit), _) => format!("{{pos:>7}}/{{len}} {unit} {{wide_bar}} ETA {{eta}} {{msg}}"),
+        (None, true) => {
+            "{bytes:>10}/{total_bytes} {wide_bar} {binary_bytes_per_sec} ETA {eta} {msg}".into()
+        }
+        (None, false) => "{spinner} {bytes:>10} {binary_bytes_per_sec} (counting...) {msg}".into(),
     };
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// Redraws the bar several times a second, and prints a JSON status line once a second.

@@ -110,3 +110,45 @@ fn a_terminal_shows_a_progress_line_that_is_cleared_at_the_end() {
     let out = env.run(&args);
     assert!(!stderr(&out).contains("B/s"), "{}", stderr(&out));
 }
+
+/// Runs floe under `script`, so that its stderr is a terminal; returns what it drew.
+fn on_terminal(env: &Env, args: &str) -> String {
+    let cmd = format!(
+        "{} -r {} {args}",
+        env!("CARGO_BIN_EXE_floe"),
+        env.repo.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("FLOE_PASSWORD", PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the `script` program (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{args}: {text}");
+    text
+}
+
+#[test]
+fn check_repair_and_prune_count_packs_on_a_terminal() {
+    let env = Env::init();
+    let dir = env.path("src");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..3u64 {
+        fs::write(dir.join(format!("f{i}")), random_bytes(i, 1 << 20)).unwrap();
+        env.ok(&["backup", dir.to_str().unwrap()]);
+    }
+    let check = on_terminal(&env, "check --read-data");
+    assert!(check.contains("packs read"), "{check:?}");
+    let repair = on_terminal(&env, "repair index");
+    assert!(repair.contains("pack headers read"), "{repair:?}");
+    env.ok(&["forget", "--keep-last", "1"]);
+    fs::remove_file(dir.join("f0")).unwrap();
+    env.ok(&["backup", dir.to_str().unwrap()]);
+    env.ok(&["forget", "--keep-last", "1"]);
+    let prune = on_terminal(&env, "prune --max-unused 0");
+    assert!(prune.contains("packs repacked or deleted"), "{prune:?}");
+    // The counts are drawn on stderr only: without a terminal, none of it.
+    let out = env.run(&["check", "--read-data"]);
+    assert!(!stderr(&out).contains("packs read"), "{}", stderr(&out));
+}

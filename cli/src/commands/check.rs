@@ -1,7 +1,5 @@
 //! `floe check`
 
-use std::io::IsTerminal;
-
 use floe_engine::ReadData;
 
 use crate::{exit, output, GlobalArgs};
@@ -57,15 +55,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         (true, None) => ReadData::All,
         (false, None) => ReadData::None,
     };
-    let tty = std::io::stderr().is_terminal();
-    let progress = |done: usize, total: usize| {
-        if tty {
-            eprint!("\rread {done}/{total} pack(s)");
-            if done == total {
-                eprintln!();
-            }
-        }
-    };
+    let display = crate::progress::Display::counting(g, "packs read");
+    let progress = |done: usize, total: usize| display.set_count(done, total);
     let stopped = std::cell::Cell::new(None);
     // A failure while preparing the thaw stops the check at once; it is what the check returns.
     let failed = std::cell::RefCell::new(None);
@@ -97,6 +88,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         ),
     };
     let checked = floe_engine::check_gated(&repo, only.as_ref(), how, &progress, &gate);
+    drop(display);
     if let Some(e) = failed.take() {
         return Err(e);
     }

@@ -165,7 +165,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         // A dry run plans as if the snapshots were already gone.
         opts.ignore_snapshots = remove.clone();
         Some(super::prune::prune_locked(
-            &repo, &lock, &opts, a.dry_run, g.json,
+            g, &repo, &lock, &opts, a.dry_run,
         )?)
     } else {
         None

@@ -142,14 +142,15 @@ pub fn lifecycle_aware(repo: &Repository, mut opts: PruneOptions) -> PruneOption
 }
 
 /// Plans and (unless `dry_run`) executes a prune on a repository the caller has locked
-/// exclusively. Prints the plan unless `json`; returns it (and the report) as JSON.
+/// exclusively. Prints the plan unless `--json`; returns it (and the report) as JSON.
 pub fn prune_locked(
+    g: &GlobalArgs,
     repo: &Repository,
     lock: &floe_engine::RepoLock,
     opts: &PruneOptions,
     dry_run: bool,
-    json: bool,
 ) -> anyhow::Result<serde_json::Value> {
+    let json = g.json;
     let plan = floe_engine::plan_prune(repo, opts)?;
     if !json {
         print_plan(&plan)?;
@@ -157,7 +158,11 @@ pub fn prune_locked(
     let report = if dry_run {
         None
     } else {
-        Some(floe_engine::prune(repo, &plan, &lock.health())?)
+        let display = crate::progress::Display::counting(g, "packs repacked or deleted");
+        let progress = |done: usize, total: usize| display.set_count(done, total);
+        let report = floe_engine::prune(repo, &plan, &lock.health(), &progress);
+        drop(display);
+        Some(report?)
     };
     if !json {
         match &report {
@@ -175,7 +180,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "prune")?;
     let opts = lifecycle_aware(&repo, a.prune.options());
-    let v = prune_locked(&repo, &lock, &opts, a.dry_run, g.json)?;
+    let v = prune_locked(g, &repo, &lock, &opts, a.dry_run)?;
     if g.json {
         output::json(&v)?;
     }

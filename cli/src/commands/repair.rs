@@ -35,7 +35,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let lock = crate::repo::lock(g, &repo, true, "repair")?;
     match a.what {
         What::Index { dry_run } => {
-            let r = floe_engine::repair_index(&repo, dry_run, &lock.health())?;
+            let display = crate::progress::Display::counting(g, "pack headers read");
+            let progress = |done: usize, total: usize| display.set_count(done, total);
+            let r = floe_engine::repair_index(&repo, dry_run, &lock.health(), &progress);
+            drop(display);
+            let r = r?;
             if g.json {
                 output::json(&r)?;
             } else {

@@ -586,7 +586,12 @@ pub struct PruneReport {
 
 /// Copies the needed blobs of the packs to repack into new packs, each verified before it is
 /// copied, and writes them. Returns the new packs as the index will record them.
-fn repack(repo: &Repository, plan: &PrunePlan, report: &mut PruneReport) -> Result<Vec<IndexPack>> {
+fn repack(
+    repo: &Repository,
+    plan: &PrunePlan,
+    report: &mut PruneReport,
+    progress: &dyn Fn(usize),
+) -> Result<Vec<IndexPack>> {
     let cfg = repo.config();
     let mut new_packs: Vec<IndexPack> = Vec::new();
     let mut packers = [
@@ -608,7 +613,8 @@ fn repack(repo: &Repository, plan: &PrunePlan, report: &mut PruneReport) -> Resu
         new_packs.extend(f.packs);
         Ok(())
     };
-    for r in &plan.repack {
+    for (i, r) in plan.repack.iter().enumerate() {
+        progress(i);
         let Some(blobs) = plan.repack_blobs.get(&r.id) else {
             continue;
         };
@@ -655,10 +661,12 @@ fn repack(repo: &Repository, plan: &PrunePlan, report: &mut PruneReport) -> Resu
 }
 
 /// Carries out a plan in the crash-safe order described in the module documentation.
+/// `progress(done, total)` counts the packs repacked, then deleted.
 pub fn execute(
     repo: &Repository,
     plan: &PrunePlan,
     lock: &crate::repo::lock::LockHealth,
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     if plan.is_empty() {
@@ -671,8 +679,10 @@ pub fn execute(
         .map(|p| p.id)
         .collect();
 
+    // Repacked packs count twice: once repacked, once deleted.
+    let total = 2 * plan.repack.len() + plan.delete.len() + plan.orphans.len();
     // 1. New packs with the needed blobs of the packs to repack.
-    let new_packs = repack(repo, plan, &mut report)?;
+    let new_packs = repack(repo, plan, &mut report, &|done| progress(done, total))?;
     failpoint::hit("prune-after-repack");
     lock.check()?;
 
@@ -700,6 +710,7 @@ pub fn execute(
         repo.backend()
             .remove(p.blob_type.pack_file_type(), p.id.as_bytes())?;
         report.packs_deleted += 1;
+        progress(plan.repack.len() + i + 1, total);
         if i == 0 {
             failpoint::hit("prune-during-pack-removal");
         }
@@ -811,7 +822,13 @@ mod tests {
             .map(|p| *p.id.as_bytes())
             .collect();
         assert_eq!(deleted, cold, "{plan:?}");
-        execute(&repo, &plan, &crate::repo::lock::LockHealth::unlocked()).unwrap();
+        execute(
+            &repo,
+            &plan,
+            &crate::repo::lock::LockHealth::unlocked(),
+            &|_, _| {},
+        )
+        .unwrap();
         // Everything is still there, and readable without a thaw.
         let index = repo.load_index().unwrap();
         let out = tempfile::tempdir().unwrap();
@@ -870,7 +887,13 @@ mod tests {
         .unwrap();
         assert!(plan.repack.is_empty(), "{plan:?}");
         assert_eq!(plan.cold_not_repacked, 1, "{plan:?}");
-        execute(&repo, &plan, &crate::repo::lock::LockHealth::unlocked()).unwrap();
+        execute(
+            &repo,
+            &plan,
+            &crate::repo::lock::LockHealth::unlocked(),
+            &|_, _| {},
+        )
+        .unwrap();
     }
 
     #[test]

@@ -32,10 +32,12 @@ pub struct RepairIndexReport {
 }
 
 /// Rebuilds the index from the pack headers. `dry_run` reads and reports without writing.
+/// `progress(done, total)` is called as pack headers are read (from several threads).
 pub fn repair_index(
     repo: &Repository,
     dry_run: bool,
     lock: &LockHealth,
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<RepairIndexReport> {
     let mut listed: Vec<(BlobType, PackId, u64)> = repo
         .list_packs()?
@@ -43,10 +45,16 @@ pub fn repair_index(
         .map(|(id, p)| (p.blob_type, id, p.size))
         .collect();
     listed.sort();
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(PackId, Result<IndexPack>)> = repo.in_io_pool(|| {
         listed
             .par_iter()
-            .map(|(bt, id, size)| (*id, repo.read_pack_header(*bt, id, *size)))
+            .map(|(bt, id, size)| {
+                let header = repo.read_pack_header(*bt, id, *size);
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(n, listed.len());
+                (*id, header)
+            })
             .collect()
     });
     let mut report = RepairIndexReport::default();
@@ -286,11 +294,11 @@ mod tests {
         }
         assert_eq!(repo.load_index().unwrap().len(), 0);
 
-        let dry = repair_index(&repo, true, &LockHealth::unlocked()).unwrap();
+        let dry = repair_index(&repo, true, &LockHealth::unlocked(), &|_, _| {}).unwrap();
         assert_eq!(dry.index_files_written, 0, "a dry run writes nothing");
         assert!(repo.backend().list(FileType::Index).unwrap().is_empty());
 
-        let r = repair_index(&repo, false, &LockHealth::unlocked()).unwrap();
+        let r = repair_index(&repo, false, &LockHealth::unlocked(), &|_, _| {}).unwrap();
         assert!(r.unreadable_packs.is_empty(), "{:?}", r.unreadable_packs);
         assert_eq!(r.blobs_indexed, before.len());
         assert_eq!(repo.load_index().unwrap().len(), before.len());
