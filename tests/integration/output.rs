@@ -81,23 +81,11 @@ fn verbose_lists_every_file_and_quiet_prints_nothing() {
 #[test]
 fn a_terminal_shows_a_progress_line_that_is_cleared_at_the_end() {
     let env = Env::init();
-    let mut floe = format!(
-        "{} -r {} backup",
-        env!("CARGO_BIN_EXE_floe"),
-        env.repo.display()
-    );
+    let mut args = String::from("backup");
     for a in slow_stream(1.5) {
-        floe.push_str(&format!(" '{a}'"));
+        args.push_str(&format!(" '{a}'"));
     }
-    // `script` gives floe a terminal; what floe draws there is captured.
-    let out = Command::new("script")
-        .args(["-qec", &floe, "/dev/null"])
-        .env("FLOE_PASSWORD", PASSWORD)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the `script` program (util-linux) runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = on_terminal(&env, &args);
     assert!(text.contains("B/s"), "a rate was drawn: {text:?}");
     assert!(text.contains("\u{1b}[2K"), "the line is cleared: {text:?}");
     assert!(

@@ -554,26 +554,8 @@ struct TreeWalk {
 }
 
 fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {
-    let bt = p.blob_type;
-    let ft = bt.pack_file_type();
-    let trailer = repo.read_pack_range(
-        bt,
-        &p.id,
-        p.size.saturating_sub(pack::TRAILER_LEN as u64),
-        pack::TRAILER_LEN as u64,
-    )?;
-    let hl = pack::header_length(&p.id, &trailer, p.size)? as u64;
-    let sealed = repo
-        .backend()
-        .read_range(
-            ft,
-            p.id.as_bytes(),
-            p.size - pack::TRAILER_LEN as u64 - hl,
-            hl,
-        )
-        .map_err(Error::from)?;
-    let header = pack::decode_header(repo.key(), &p.id, bt, sealed, p.size)?;
-    if header != p.entries() {
+    let header = repo.read_pack_header(p.blob_type, &p.id, p.size)?;
+    if header.entries() != p.entries() {
         return Err(Error::corrupt(
             crate::error::Object::Pack(p.id),
             "pack header and index disagree",
