@@ -23,7 +23,7 @@ LAYERS = {
     "id": 0, "failpoint": 0,
     "storage": 1,
     "error": 2,
-    "format": 3, "exclude": 3, "units": 3, "progress": 3,
+    "format": 3, "exclude": 3, "attrs": 3, "units": 3, "progress": 3,
     "repo": 4,
     "cold": 5,
     "ops": 6,

@@ -38,3 +38,5 @@ mod select;
 mod snapshots;
 #[path = "integration/sources.rs"]
 mod sources;
+#[path = "integration/xattrs.rs"]
+mod xattrs;

@@ -12,6 +12,7 @@ pub mod init;
 pub mod key;
 pub mod list;
 pub mod ls;
+pub mod migrate;
 pub mod prune;
 pub mod repair;
 pub mod restore;

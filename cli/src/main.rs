@@ -152,6 +152,8 @@ enum Command {
     Tag(commands::tag::Args),
     /// Make new snapshots without paths matching exclude patterns
     Rewrite(commands::rewrite::Args),
+    /// Upgrade the repository's format (list the upgrades that apply, or run one)
+    Migrate(commands::migrate::Args),
     /// Print a stored object, decrypted, as JSON (a blob: its bytes)
     Cat(commands::cat::Args),
     /// List the ids of the objects of one kind
@@ -185,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Key(a) => commands::key::run(&cli.global, a),
         Command::Tag(a) => commands::tag::run(&cli.global, a),
         Command::Rewrite(a) => commands::rewrite::run(&cli.global, a),
+        Command::Migrate(a) => commands::migrate::run(&cli.global, a),
         Command::Cat(a) => commands::cat::run(&cli.global, a),
         Command::List(a) => commands::list::run(&cli.global, a),
         Command::Version(a) => commands::version::run(&cli.global, a),

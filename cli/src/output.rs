@@ -72,6 +72,9 @@ pub struct EntryJson<'a> {
     mtime: &'a chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     link_target: Option<String>,
+    /// The names of the entry's extended attributes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<String>,
 }
 
 impl<'a> EntryJson<'a> {
@@ -86,6 +89,11 @@ impl<'a> EntryJson<'a> {
             gid: n.gid,
             mtime: &n.mtime,
             link_target: n.link_target.as_ref().map(|t| t.lossy().into_owned()),
+            xattrs: n
+                .xattrs
+                .iter()
+                .map(|x| x.name.lossy().into_owned())
+                .collect(),
         }
     }
 }
@@ -110,10 +118,12 @@ pub fn long_entry(n: &floe_engine::Node, path: &str) -> String {
         .as_ref()
         .map(|t| format!(" -> {}", t.lossy()))
         .unwrap_or_default();
+    // `@` after the mode marks an entry with extended attributes.
     format!(
-        "{}{:04o} {:>8} {:>8} {:>12} {} {}{}",
+        "{}{:04o}{} {:>8} {:>8} {:>12} {} {}{}",
         type_char(n.kind),
         n.mode,
+        if n.xattrs.is_empty() { ' ' } else { '@' },
         n.user.clone().unwrap_or_else(|| n.uid.to_string()),
         n.group.clone().unwrap_or_else(|| n.gid.to_string()),
         n.size,

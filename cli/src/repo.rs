@@ -102,6 +102,16 @@ pub fn lock(
              commands that only read"
         );
     }
+    repo.ensure_writable()?;
+    take_lock(g, repo, exclusive, command)
+}
+
+fn take_lock(
+    g: &GlobalArgs,
+    repo: &Repository,
+    exclusive: bool,
+    command: &str,
+) -> anyhow::Result<floe_engine::RepoLock> {
     Ok(floe_engine::lock(
         repo,
         &floe_engine::LockOptions {
@@ -122,7 +132,7 @@ pub fn read_lock(
     if g.no_lock {
         return Ok(None);
     }
-    lock(g, repo, false, command).map(Some)
+    take_lock(g, repo, false, command).map(Some)
 }
 
 /// The snapshot a `SNAPSHOT[:PATH]` argument names among those `filter` selects, and the path

@@ -73,13 +73,41 @@ pub enum Error {
     },
     /// The repository's format version is not one this build reads.
     #[error(
-        "repository format version {found} is not supported (this floe reads version {supported})"
+        "repository format version {found} is not supported (this floe reads versions 1 to {supported}): upgrade floe"
     )]
     UnsupportedVersion {
         /// Version found in the config.
         found: u32,
         /// Version this build supports.
         supported: u32,
+    },
+    /// The config names features this build does not implement: it may read, not write.
+    #[error(
+        "this repository uses features this build of floe does not know (config members: {}): \
+         it can be read, but writing to it needs a newer floe",
+        members.join(", ")
+    )]
+    ReadOnlyFeatures {
+        /// The config members not understood.
+        members: Vec<String>,
+    },
+    /// `migrate` with a name no migration has.
+    #[error("no migration is called {name:?} (known: {})", known.join(", "))]
+    UnknownMigration {
+        /// The name given.
+        name: String,
+        /// The names this build knows.
+        known: Vec<&'static str>,
+    },
+    /// `migrate` of a repository that does not need it.
+    #[error(
+        "migration {name} does not apply: the repository is already at format version {version}"
+    )]
+    MigrationNotNeeded {
+        /// The migration.
+        name: &'static str,
+        /// The repository's version.
+        version: u32,
     },
     /// Stored bytes failed authentication, decoding or a hash check.
     #[error("corrupted {object}: {reason}")]

@@ -20,6 +20,7 @@
 //! # Ok::<(), floe_engine::Error>(())
 //! ```
 
+mod attrs;
 mod cold;
 mod error;
 mod exclude;
@@ -35,6 +36,7 @@ mod testing;
 mod units;
 
 // The whole API the CLI uses.
+pub use attrs::XattrWarning;
 pub use cold::thaw::{
     prefer_readable_copies, request as request_thaw, PackGate, PollOptions, ThawPlan, ThawSummary,
     Waiter,
@@ -61,6 +63,7 @@ pub use ops::forget::{
     execute as forget, plan_by_ids as plan_forget_by_ids, plan_by_policy as plan_forget_by_policy,
     ForgetGroup, ForgetPlan, Named,
 };
+pub use ops::migrate::{available as available_migrations, run as migrate, Migration, MIGRATIONS};
 pub use ops::prune::{
     execute as prune, plan as plan_prune, MaxUnused, PruneOptions, PrunePlan, PruneReport,
 };
@@ -94,8 +97,8 @@ pub use units::{parse_size, ParseError};
 
 pub use format::blob::BlobType;
 pub use format::chunker::ChunkerParams;
-pub use format::config::{Config, FORMAT_VERSION};
+pub use format::config::{Config, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use format::index_file::{IndexFile, IndexPack};
 pub use format::key::{KdfParams, KeyFile};
 pub use format::snapshot::{Snapshot, SnapshotEntry, SnapshotSummary};
-pub use format::tree::{ByteString, Node, NodeKind, Tree, TreeError};
+pub use format::tree::{ByteString, Node, NodeKind, Tree, TreeError, Xattr};

@@ -7,6 +7,7 @@ pub mod diff;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod migrate;
 pub mod prune;
 pub mod repair;
 pub mod restore;

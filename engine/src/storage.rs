@@ -95,7 +95,8 @@ impl FileType {
 /// (temporary files, strays).
 pub fn parse_name(name: &str) -> Option<RawId> {
     let mut out = [0u8; 32];
-    if name.len() != 64 {
+    // Exactly 64 lowercase hex digits: `ABCD...` names no object (format-spec, "Listings").
+    if name.len() != 64 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     hex::decode_to_slice(name, &mut out).ok()?;

@@ -244,7 +244,12 @@ fn version_and_generated_completions_and_man_pages() {
         "{text}"
     );
     let v = json(&env, &["version", "--json"]);
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], 2);
+    assert_eq!(v["oldest_format_version"], 1);
+    assert!(
+        text.contains("(repository format 2, reads 1 to 2)"),
+        "{text}"
+    );
     let dir = env.path("gen");
     let (bash, zsh, fish, man) = (
         dir.join("floe.bash"),

@@ -73,6 +73,9 @@ pub struct Args {
     /// Do not cross file system boundaries
     #[arg(short = 'x', long)]
     one_file_system: bool,
+    /// Do not record the extended attributes whose name matches PATTERN (`security.selinux`)
+    #[arg(long = "exclude-xattr", value_name = "PATTERN")]
+    exclude_xattrs: Vec<String>,
     /// Do everything but write to the repository
     #[arg(short = 'n', long)]
     dry_run: bool,
@@ -141,6 +144,7 @@ fn options(
         exclude_if_present,
         exclude_larger_than: a.exclude_larger_than,
         one_file_system: a.one_file_system,
+        exclude_xattrs: a.exclude_xattrs.clone(),
         dry_run: a.dry_run,
         parent,
         force: a.force,

@@ -14,7 +14,7 @@ pub struct Args {
     /// The newer snapshot, optionally with `:SUBPATH`
     #[arg(value_name = "SNAPSHOT2[:SUBPATH]")]
     second: String,
-    /// Also list entries whose mode, owner or modification time alone changed
+    /// Also list entries whose mode, owner, modification time or extended attributes alone changed
     #[arg(long)]
     metadata: bool,
     /// Filters that choose what `latest` means

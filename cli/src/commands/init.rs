@@ -21,6 +21,25 @@ pub struct Args {
     /// Target size of data packs, in MiB
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u32,
+    /// Repository format version: 1 (readable by floe before 0.2, records no extended
+    /// attributes), 2, or `latest`
+    #[arg(long, value_name = "VERSION", default_value = "latest", value_parser = parse_version)]
+    repository_version: u32,
+}
+
+fn parse_version(s: &str) -> Result<u32, String> {
+    let (oldest, latest) = (
+        floe_engine::OLDEST_FORMAT_VERSION,
+        floe_engine::FORMAT_VERSION,
+    );
+    match s {
+        "latest" | "stable" => Ok(latest),
+        _ => s
+            .parse()
+            .ok()
+            .filter(|v| (oldest..=latest).contains(v))
+            .ok_or_else(|| format!("expected {oldest} to {latest}, or latest")),
+    }
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -43,13 +62,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         },
         compression_level: a.compression,
         data_pack_size: a.pack_size_mib.saturating_mul(1 << 20),
+        version: a.repository_version,
         ..InitOptions::default()
     };
     let repo = Repository::init(backend, &password, &opts)?;
     output::note(format!(
-        "created repository {} at {}",
+        "created repository {} at {} (format version {})",
         repo.config().id.short(),
-        repo.backend().location()
+        repo.backend().location(),
+        repo.config().version
     ))?;
     Ok(exit::OK)
 }

@@ -25,6 +25,12 @@ pub struct Args {
     /// Replace files that already exist in the target
     #[arg(long)]
     overwrite: bool,
+    /// Restore only the extended attributes whose name matches PATTERN (`user.*`); all by default
+    #[arg(long = "include-xattr", value_name = "PATTERN")]
+    include_xattrs: Vec<String>,
+    /// Do not restore the extended attributes whose name matches PATTERN (`security.selinux`)
+    #[arg(long = "exclude-xattr", value_name = "PATTERN")]
+    exclude_xattrs: Vec<String>,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
 }
@@ -49,6 +55,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         threads: 0,
         gate: None,
         progress: Default::default(),
+        include_xattrs: a.include_xattrs,
+        exclude_xattrs: a.exclude_xattrs,
     };
     // One walk of the snapshot's trees serves the thaw plan and the restore.
     let plan = plan_restore(&repo, &index, &snap.snapshot, &sub, &opts)
@@ -74,6 +82,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     for e in &summary.errors {
         eprintln!("error: {}: {}", e.path.display(), e.message);
     }
+    for w in &summary.xattr_warnings {
+        eprintln!(
+            "warning: {} extended attribute(s) of the {}.* namespace not restored: {} (first: {})",
+            w.count,
+            w.namespace,
+            w.reason,
+            w.first_path.display()
+        );
+    }
     if g.json {
         output::json(&JsonSummary {
             message_type: "summary",
@@ -96,7 +113,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
     }
     if summary.errors.is_empty() {
-        Ok(exit::OK)
+        Ok(if summary.xattr_warnings.is_empty() {
+            exit::OK
+        } else {
+            exit::PARTIAL
+        })
     } else {
         Err(floe_engine::Error::RestoreIncomplete {
             failed: summary.errors.len(),

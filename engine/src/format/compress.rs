@@ -90,9 +90,27 @@ impl Compressor {
     }
 }
 
+/// The zstd frame magic number, little endian (RFC 8878, section 3.1.1).
+const FRAME_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Fails unless `src` is exactly one standard zstd frame: no skippable or legacy frame, no
+/// second frame, no trailing bytes (format-spec/format.md, "Compression").
+fn one_frame(src: &[u8]) -> std::io::Result<()> {
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    if !src.starts_with(&FRAME_MAGIC) {
+        return Err(bad("not a zstd frame"));
+    }
+    match zstd::zstd_safe::find_frame_compressed_size(src) {
+        Ok(n) if n == src.len() => Ok(()),
+        Ok(_) => Err(bad("bytes follow the zstd frame")),
+        Err(_) => Err(bad("a truncated or malformed zstd frame")),
+    }
+}
+
 /// Decompresses a blob or file whose plaintext is `expected_len` bytes long. Any other length is
 /// an error.
 pub fn decompress(src: &[u8], expected_len: usize) -> std::io::Result<Vec<u8>> {
+    one_frame(src)?;
     let out = zstd::bulk::decompress(src, expected_len)?;
     if out.len() != expected_len {
         return Err(std::io::Error::new(
@@ -113,6 +131,7 @@ pub fn decompress_into(
     expected_len: usize,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
+    one_frame(src)?;
     out.clear();
     out.reserve(expected_len);
     let n = dctx.decompress_to_buffer(src, out)?;
@@ -128,6 +147,7 @@ pub fn decompress_into(
 /// Decompresses a zstd frame of unknown size, refusing to grow past `limit` bytes.
 pub fn decompress_bounded(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    one_frame(src)?;
     let mut out = Vec::new();
     let decoder = zstd::stream::read::Decoder::new(src)?;
     decoder.take(limit as u64 + 1).read_to_end(&mut out)?;
@@ -144,6 +164,36 @@ pub fn decompress_bounded(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn only_exactly_one_standard_frame_decompresses() {
+        let frame = zstd::bulk::compress(b"one frame of text, one frame of text", 3).unwrap();
+        assert_eq!(
+            decompress(&frame, 36).unwrap(),
+            b"one frame of text, one frame of text"
+        );
+        let mut two = frame.clone();
+        two.extend_from_slice(&frame);
+        assert!(decompress_bounded(&two, 1 << 20).is_err(), "a second frame");
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert!(
+            decompress_bounded(&trailing, 1 << 20).is_err(),
+            "a trailing byte"
+        );
+        // A skippable frame (magic 0x184D2A50, 4-byte length, payload) before the real one.
+        let mut skippable = vec![0x50, 0x2a, 0x4d, 0x18, 1, 0, 0, 0, 9];
+        skippable.extend_from_slice(&frame);
+        assert!(
+            decompress_bounded(&skippable, 1 << 20).is_err(),
+            "a skippable frame"
+        );
+        assert!(decompress_bounded(&[], 1 << 20).is_err(), "nothing");
+        assert!(
+            decompress(&frame[..frame.len() - 1], 36).is_err(),
+            "a truncated frame"
+        );
+    }
 
     /// Room left before the frame, as for a nonce.
     const HEADROOM: usize = 24;

@@ -14,12 +14,23 @@ pub struct IndexBlob {
     pub id: BlobId,
     /// Offset in the pack.
     pub offset: u32,
-    /// Sealed length.
+    /// Sealed length, below 2^31: the top bit is reserved (format-spec, "Index files").
+    #[serde(deserialize_with = "below_2_31")]
     pub length: u32,
     /// Plaintext length.
     pub uncompressed_length: u32,
     /// Whether the plaintext is a zstd frame.
     pub compressed: bool,
+}
+
+fn below_2_31<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n >= 1 << 31 {
+        return Err(serde::de::Error::custom(format!(
+            "blob length {n} has the reserved top bit set"
+        )));
+    }
+    Ok(n)
 }
 
 /// One pack in an index file.

@@ -407,7 +407,9 @@ pub fn decode_header(
                 blob_type.name()
             )));
         }
-        if e.offset as u64 != expect_offset || (e.length as usize) < OVERHEAD {
+        // The top bit of a length is reserved and must be zero (format-spec, "Pack header").
+        if e.offset as u64 != expect_offset || (e.length as usize) < OVERHEAD || e.length >= 1 << 31
+        {
             return Err(corrupt(format!(
                 "blob {} at offset {} breaks the layout",
                 e.id, e.offset

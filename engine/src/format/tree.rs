@@ -37,7 +37,7 @@ impl ByteString {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 enum ByteStringRepr {
     Text(String),
     Raw { b64: String },
@@ -132,6 +132,20 @@ pub struct Node {
     /// Device number (character and block devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
+    /// Extended attributes, sorted by name, names unique; empty when the entry has none or the
+    /// repository is of format version 1 (format-spec/format.md, "Extended attributes").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// One extended attribute of an entry: its full name (`user.comment`,
+/// `system.posix_acl_access`) and its value, both bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// Name, namespace included.
+    pub name: ByteString,
+    /// Value (may be empty).
+    pub value: ByteString,
 }
 
 /// A directory: its entries sorted by name bytes.
@@ -159,6 +173,12 @@ impl Tree {
         }) {
             return Err(TreeError::InvalidName);
         }
+        for n in &t.nodes {
+            check_xattrs(&n.xattrs).map_err(|problem| TreeError::InvalidXattrs {
+                entry: n.name.lossy().into_owned(),
+                problem,
+            })?;
+        }
         Ok(t)
     }
 
@@ -169,6 +189,20 @@ impl Tree {
             .ok()
             .map(|i| &self.nodes[i])
     }
+}
+
+/// The rules of a node's `xattrs`: names sorted as bytes, unique, not empty, without a NUL byte.
+fn check_xattrs(xattrs: &[Xattr]) -> std::result::Result<(), &'static str> {
+    if xattrs.windows(2).any(|w| w[0].name >= w[1].name) {
+        return Err("names are not sorted or not unique");
+    }
+    if xattrs
+        .iter()
+        .any(|x| x.name.0.is_empty() || x.name.0.contains(&0))
+    {
+        return Err("a name is empty or holds a NUL byte");
+    }
+    Ok(())
 }
 
 /// Why stored bytes are not a tree.
@@ -183,6 +217,14 @@ pub enum TreeError {
     /// An empty name, `.`, `..`, or one with a `/`.
     #[error("an entry has an invalid name")]
     InvalidName,
+    /// An entry's extended attributes break the ordering or naming rules.
+    #[error("the extended attributes of entry {entry:?} are invalid: {problem}")]
+    InvalidXattrs {
+        /// The entry's name (lossy).
+        entry: String,
+        /// Which rule is broken.
+        problem: &'static str,
+    },
 }
 
 #[cfg(test)]
@@ -209,6 +251,66 @@ mod tests {
             subtree: None,
             link_target: None,
             rdev: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn xattr(name: &[u8], value: &[u8]) -> Xattr {
+        Xattr {
+            name: ByteString(name.to_vec()),
+            value: ByteString(value.to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_node_without_attributes_encodes_as_before_attributes_existed() {
+        // Trees written before attributes existed keep their bytes, and so their ids.
+        let text = String::from_utf8(
+            Tree {
+                nodes: vec![node(b"a".to_vec())],
+            }
+            .encode(),
+        )
+        .unwrap();
+        let content = BlobId::hash_of(b"c");
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"nodes":[{{"name":"a","type":"file","mode":420,"uid":1000,"gid":1000,"user":"u","mtime":"2023-11-14T22:13:20.123456789Z","ctime":"2023-11-14T22:13:21.000000001Z","inode":42,"device_id":7,"links":1,"size":3,"content":["{content}"]}}]}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn attributes_round_trip_with_binary_and_empty_values() {
+        let mut n = node(b"f".to_vec());
+        n.xattrs = vec![
+            xattr(b"security.capability", &[1, 0, 0, 2, 0x20, 0, 0, 0, 0xff]),
+            xattr(b"user.empty", b""),
+            xattr(b"user.text", b"hello"),
+        ];
+        let t = Tree { nodes: vec![n] };
+        let enc = t.encode();
+        let text = String::from_utf8(enc.clone()).unwrap();
+        assert!(
+            text.contains(r#""xattrs":[{"name":"security.capability","value":{"b64":"AQAAAiAAAAD/"}},{"name":"user.empty","value":""},{"name":"user.text","value":"hello"}]"#),
+            "{text}"
+        );
+        assert_eq!(Tree::decode(&enc).unwrap(), t);
+    }
+
+    #[test]
+    fn unsorted_repeated_or_empty_attribute_names_are_refused() {
+        for xattrs in [
+            vec![xattr(b"user.b", b""), xattr(b"user.a", b"")],
+            vec![xattr(b"user.a", b"1"), xattr(b"user.a", b"2")],
+            vec![xattr(b"", b"v")],
+            vec![xattr(b"user.\0x", b"v")],
+        ] {
+            let mut n = node(b"f".to_vec());
+            n.xattrs = xattrs;
+            let err = Tree::decode(&Tree { nodes: vec![n] }.encode()).unwrap_err();
+            assert!(matches!(err, TreeError::InvalidXattrs { .. }), "{err}");
         }
     }
 
@@ -222,6 +324,16 @@ mod tests {
         assert!(text.contains("\"name\":\"plain\""));
         assert!(text.contains("{\"b64\":\"eP/+\"}"), "{text}");
         assert_eq!(Tree::decode(&enc).unwrap(), t);
+    }
+
+    #[test]
+    fn a_byte_string_object_has_only_its_b64_member() {
+        let ok: ByteString = serde_json::from_str(r#"{"b64":"eP/+"}"#).unwrap();
+        assert_eq!(ok.0, [0x78, 0xff, 0xfe]);
+        let utf8: ByteString = serde_json::from_str(r#"{"b64":"YWJj"}"#).unwrap();
+        assert_eq!(utf8.0, b"abc");
+        assert!(serde_json::from_str::<ByteString>(r#"{"b64":"eP/+","x":1}"#).is_err());
+        assert!(serde_json::from_str::<ByteString>(r#"{"b64":"QR=="}"#).is_err());
     }
 
     #[test]

@@ -27,13 +27,14 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::attrs::{self, XattrFilter};
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
 use crate::format::chunker::{ChunkReader, Chunker};
 use crate::format::crypto::NONCE_LEN;
 use crate::format::pack::{BlobSealer, BlobType, Packer, UnhashedPack};
 use crate::format::snapshot::{Snapshot, SnapshotSummary};
-use crate::format::tree::{ByteString, Node, NodeKind, Tree};
+use crate::format::tree::{ByteString, Node, NodeKind, Tree, Xattr};
 use crate::id::{BlobId, SnapshotId};
 use crate::progress::FileChange;
 use crate::repo::index::{Index, IndexFile};
@@ -72,6 +73,8 @@ pub struct BackupOptions {
     pub exclude_larger_than: Option<u64>,
     /// Do not descend into other file systems.
     pub one_file_system: bool,
+    /// Extended attributes not to record, by name pattern (`security.selinux`, `user.*`).
+    pub exclude_xattrs: Vec<String>,
     /// Do everything but write to the repository.
     pub dry_run: bool,
     /// Use this snapshot as the parent instead of the latest of the same host and paths.
@@ -339,6 +342,7 @@ struct Rules {
     markers: Vec<(OsString, Option<Vec<u8>>)>,
     larger_than: Option<u64>,
     one_file_system: bool,
+    xattrs: XattrFilter,
 }
 
 impl Rules {
@@ -356,6 +360,7 @@ impl Rules {
                 .collect(),
             larger_than: opts.exclude_larger_than,
             one_file_system: opts.one_file_system,
+            xattrs: XattrFilter::new(&[], &opts.exclude_xattrs)?,
         })
     }
 
@@ -411,6 +416,10 @@ struct Walker<'a> {
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
     changed: Vec<PathBuf>,
+    /// True when the repository's trees can hold extended attributes (format version 2 on).
+    records_xattrs: bool,
+    /// In a version 1 repository: entries whose attributes could not be recorded, and the first.
+    xattrs_dropped: (u64, Option<PathBuf>),
 }
 
 /// Stops the walk once a worker or the writer has failed.
@@ -462,7 +471,41 @@ impl<'a> Walker<'a> {
         });
     }
 
-    fn base_node(&mut self, name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
+    /// The entry's extended attributes; a failure to read them is the entry's error, and the
+    /// entry is kept without them.
+    fn xattrs(&mut self, path: &Path) -> Vec<Xattr> {
+        let found = match attrs::read(path, &self.rules.xattrs) {
+            Ok(found) => found,
+            Err(e) => {
+                self.error(path, format!("extended attributes: {e}"));
+                return Vec::new();
+            }
+        };
+        if self.records_xattrs || found.is_empty() {
+            return found;
+        }
+        let (count, first) = &mut self.xattrs_dropped;
+        *count += 1;
+        first.get_or_insert_with(|| path.to_path_buf());
+        Vec::new()
+    }
+
+    /// In a version 1 repository, one error for all the attributes that were left out.
+    fn report_dropped_xattrs(&mut self) {
+        if let (count @ 1.., Some(first)) = std::mem::take(&mut self.xattrs_dropped) {
+            self.error(
+                &first,
+                format!(
+                    "extended attributes not recorded: this repository is of format version 1, \
+                     which cannot hold them ({count} entries have some, this one first); \
+                     `floe migrate upgrade_repo_v2` upgrades it"
+                ),
+            );
+        }
+    }
+
+    fn base_node(&mut self, path: &Path, name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
+        let xattrs = self.xattrs(path);
         Node {
             name: ByteString(name.to_vec()),
             kind,
@@ -481,6 +524,7 @@ impl<'a> Walker<'a> {
             subtree: None,
             link_target: None,
             rdev: None,
+            xattrs,
         }
     }
 
@@ -529,7 +573,7 @@ impl<'a> Walker<'a> {
         meta: &Metadata,
         parent: Option<&Node>,
     ) -> std::result::Result<Option<Node>, Aborted> {
-        let mut node = self.base_node(name, meta, NodeKind::File);
+        let mut node = self.base_node(path, name, meta, NodeKind::File);
         let unchanged = parent.filter(|p| {
             p.kind == NodeKind::File
                 && p.size == meta.size()
@@ -625,7 +669,7 @@ impl<'a> Walker<'a> {
             return self.file_node(path, name, &meta, parent);
         }
         if ft.is_dir() {
-            let mut node = self.base_node(name, &meta, NodeKind::Dir);
+            let mut node = self.base_node(path, name, &meta, NodeKind::Dir);
             let root_dev = root_dev.unwrap_or(meta.dev());
             let descend = !self.rules.one_file_system || meta.dev() == root_dev;
             let parent_tree = self.parent_subtree(parent);
@@ -654,7 +698,7 @@ impl<'a> Walker<'a> {
         } else {
             NodeKind::Socket
         };
-        let mut node = self.base_node(name, &meta, kind);
+        let mut node = self.base_node(path, name, &meta, kind);
         match kind {
             NodeKind::Symlink => match fs::read_link(path) {
                 Ok(t) => node.link_target = Some(ByteString::from_os(t.as_os_str())),
@@ -722,6 +766,7 @@ impl<'a> Walker<'a> {
             subtree: None,
             link_target: None,
             rdev: None,
+            xattrs: Vec::new(),
         }
     }
 
@@ -818,7 +863,7 @@ impl<'a> Walker<'a> {
                             continue;
                         }
                     };
-                    let mut node = self.base_node(name, &meta, NodeKind::Dir);
+                    let mut node = self.base_node(&path, name, &meta, NodeKind::Dir);
                     let parent_tree = self.parent_subtree(prev);
                     let t = self.virtual_tree(&path, sub, parent_tree.as_ref())?;
                     node.subtree = Some(self.save_tree(&t)?);
@@ -1106,6 +1151,7 @@ fn run_backup(
     missing: Vec<SourceError>,
     walk: impl FnOnce(&mut Walker<'_>, Option<&Tree>) -> std::result::Result<Tree, Aborted>,
 ) -> Result<BackupReport> {
+    repo.ensure_writable()?;
     let started = Instant::now();
     let start_time = now_local();
     let (this_host, user, uid, gid) = host_and_user();
@@ -1224,6 +1270,7 @@ impl Pipeline<'_, '_> {
                 .collect();
             drop(job_rx);
             let walked = walk(&mut walker).and_then(|t| walker.save_tree(&t).map(|id| (id, t)));
+            walker.report_dropped_xattrs();
             let Walker {
                 jobs,
                 summary,
@@ -1297,7 +1344,7 @@ impl<'a> Walker<'a> {
         Ok(Walker {
             repo,
             index,
-            chunker: Chunker::new(cfg.chunker, repo.key().chunker_seed())?,
+            chunker: Chunker::new(cfg.chunker, repo.chunker_seed())?,
             jobs,
             pool,
             shared,
@@ -1315,6 +1362,8 @@ impl<'a> Walker<'a> {
             },
             errors: Vec::new(),
             changed: Vec::new(),
+            records_xattrs: cfg.records_xattrs(),
+            xattrs_dropped: (0, None),
         })
     }
 }

@@ -80,7 +80,11 @@ fn same_content(a: &Node, b: &Node) -> bool {
 }
 
 fn same_metadata(a: &Node, b: &Node) -> bool {
-    a.mode == b.mode && a.uid == b.uid && a.gid == b.gid && a.mtime == b.mtime
+    a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.mtime == b.mtime
+        && a.xattrs == b.xattrs
 }
 
 impl Differ<'_, '_> {

@@ -176,28 +176,55 @@ fn header(node: &Node, kind: tar::EntryType) -> Result<tar::Header> {
     Ok(h)
 }
 
-/// Adds a PAX record with the nanoseconds of `node`'s modification time, which a tar header
-/// cannot hold (GNU tar and bsdtar apply it when extracting).
-fn pax_mtime<W: Write>(tar: &mut tar::Builder<W>, node: &Node) -> io::Result<()> {
+/// One PAX record, `"LEN KEY=VALUE\n"`, LEN counting the whole record with its own digits.
+fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // space, '=', newline
+    let mut len = body + 1;
+    while len.to_string().len() + body != len {
+        len = len.to_string().len() + body;
+    }
+    let mut r = format!("{len} ").into_bytes();
+    r.extend_from_slice(key);
+    r.push(b'=');
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+/// The PAX records of `node`: the nanoseconds of its modification time, which a tar header
+/// cannot hold, and its extended attributes as `SCHILY.xattr.NAME` (GNU tar and bsdtar apply
+/// both when extracting, the attributes with `--xattrs`).
+fn pax_records(node: &Node) -> Vec<u8> {
+    let mut out = Vec::new();
     let (secs, nanos) = (node.mtime.timestamp(), node.mtime.timestamp_subsec_nanos());
-    if nanos == 0 || secs < 0 {
+    if nanos != 0 && secs >= 0 {
+        out.extend(pax_record(
+            b"mtime",
+            format!("{secs}.{nanos:09}").as_bytes(),
+        ));
+    }
+    for x in &node.xattrs {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(&x.name.0);
+        out.extend(pax_record(&key, &x.value.0));
+    }
+    out
+}
+
+/// Writes the PAX extended header of `node`, when it has records.
+fn pax_header<W: Write>(tar: &mut tar::Builder<W>, node: &Node) -> io::Result<()> {
+    let records = pax_records(node);
+    if records.is_empty() {
         return Ok(());
     }
-    // A record is "LEN mtime=VALUE\n", LEN counting its own digits.
-    let body = format!(" mtime={secs}.{nanos:09}\n");
-    let mut len = body.len() + 1;
-    while len.to_string().len() + body.len() != len {
-        len = len.to_string().len() + body.len();
-    }
-    let record = format!("{len}{body}");
     let mut h = tar::Header::new_ustar();
     h.set_path("././@PaxHeader")?;
     h.set_entry_type(tar::EntryType::XHeader);
     h.set_mode(0o644);
-    h.set_size(record.len() as u64);
-    h.set_mtime(secs as u64);
+    h.set_size(records.len() as u64);
+    h.set_mtime(node.mtime.timestamp().max(0) as u64);
     h.set_cksum();
-    tar.append(&h, record.as_bytes())
+    tar.append(&h, records.as_slice())
 }
 
 /// A writer that fails every write once poisoned: a tar stream cut short by an error must not
@@ -261,7 +288,7 @@ fn write_entries<W: Write>(
     let mut first_of: HashMap<(u64, u64), (&Path, &Node)> = HashMap::new();
     for (path, n) in entries {
         if n.kind != NodeKind::Socket {
-            pax_mtime(tar, n).map_err(output_error)?;
+            pax_header(tar, n).map_err(output_error)?;
         }
         match n.kind {
             NodeKind::Dir => {

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use crate::attrs::{self, XattrFilter, XattrProblems, XattrWarning};
 use crate::cold::thaw::PackGate;
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
@@ -52,6 +53,10 @@ pub struct RestoreOptions {
     pub gate: Option<PackGate>,
     /// Where the restore reports the bytes it writes.
     pub progress: crate::progress::ProgressSink,
+    /// Restore only the extended attributes matching one of these patterns (all when empty).
+    pub include_xattrs: Vec<String>,
+    /// Do not restore the extended attributes matching one of these patterns.
+    pub exclude_xattrs: Vec<String>,
 }
 
 /// A file that could not be restored.
@@ -78,6 +83,8 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Failures (damaged or missing data, local write errors).
     pub errors: Vec<RestoreError>,
+    /// Extended attributes that could not be set, one entry per namespace and reason.
+    pub xattr_warnings: Vec<XattrWarning>,
 }
 
 struct PlannedFile {
@@ -233,11 +240,38 @@ fn set_times(path: &Path, node: &Node) -> io::Result<()> {
     utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
 }
 
-fn set_meta(path: &Path, node: &Node) -> io::Result<()> {
-    set_owner(path, node)?;
-    // After chown: chown clears setuid and setgid bits.
-    fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
-    set_times(path, node)
+/// Sets entries' metadata, and gathers the extended attributes it could not set.
+struct MetaWriter {
+    xattrs: XattrFilter,
+    problems: XattrProblems,
+}
+
+impl MetaWriter {
+    fn new(opts: &RestoreOptions) -> Result<Self> {
+        Ok(Self {
+            xattrs: XattrFilter::new(&opts.include_xattrs, &opts.exclude_xattrs)?,
+            problems: XattrProblems::default(),
+        })
+    }
+
+    /// Owner, then extended attributes (chown drops `security.capability`), then mode (after
+    /// chown, which clears setuid and setgid bits; its group bits are an ACL's mask), then times.
+    fn set(&mut self, path: &Path, node: &Node) -> io::Result<()> {
+        set_owner(path, node)?;
+        self.set_xattrs(path, node);
+        fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
+        set_times(path, node)
+    }
+
+    fn set_xattrs(&mut self, path: &Path, node: &Node) {
+        attrs::write(
+            path,
+            &node.xattrs,
+            &self.xattrs,
+            is_root(),
+            &mut self.problems,
+        );
+    }
 }
 
 /// Removes whatever is at `path` (a file, link or empty folder) before it is replaced.
@@ -296,6 +330,7 @@ pub fn plan_restore(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<RestorePlan> {
+    MetaWriter::new(opts)?;
     let plan = build_plan(repo, index, snap, subpath, opts)?;
     existing_targets(&plan, opts)?;
     Ok(RestorePlan(plan))
@@ -444,6 +479,7 @@ fn run_plan(
     plan: Plan,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
+    let mut meta = MetaWriter::new(opts)?;
     let existing = existing_targets(&plan, opts)?;
     make_folders(&plan, opts)?;
     let failures = Failures::default();
@@ -460,8 +496,9 @@ fn run_plan(
         &opts.progress,
     );
     let mut summary = RestoreSummary::default();
-    finish_files(&plan, failures.into_inner(), &mut summary);
-    finish_others_and_folders(&plan, &mut summary);
+    finish_files(&plan, failures.into_inner(), &mut meta, &mut summary);
+    finish_others_and_folders(&plan, &mut meta, &mut summary);
+    summary.xattr_warnings = meta.problems.warnings();
     Ok(summary)
 }
 
@@ -752,7 +789,12 @@ impl<'a> FileWriter<'a> {
 
 /// Hard links, then metadata of the files that were written whole; a file with any failure is
 /// removed, never left in place looking complete.
-fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mut RestoreSummary) {
+fn finish_files(
+    plan: &Plan,
+    mut failures: BTreeMap<usize, String>,
+    meta: &mut MetaWriter,
+    summary: &mut RestoreSummary,
+) {
     for (i, f) in plan.files.iter().enumerate() {
         if let Some(j) = f.link_to {
             if let Some(msg) = failures.get(&j).cloned() {
@@ -773,7 +815,7 @@ fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mu
             continue;
         }
         if f.link_to.is_none() {
-            if let Err(e) = set_meta(&f.path, &f.node) {
+            if let Err(e) = meta.set(&f.path, &f.node) {
                 failures.insert(i, format!("metadata: {e}"));
                 continue;
             }
@@ -791,9 +833,9 @@ fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mu
 
 /// Links, fifos and devices, then folder metadata, deepest first, so that setting a child's
 /// mtime does not change its parent's.
-fn finish_others_and_folders(plan: &Plan, summary: &mut RestoreSummary) {
+fn finish_others_and_folders(plan: &Plan, meta: &mut MetaWriter, summary: &mut RestoreSummary) {
     for (path, node) in &plan.others {
-        match restore_other(path, node) {
+        match restore_other(path, node, meta) {
             Ok(true) => summary.others += 1,
             Ok(false) => summary.skipped += 1,
             Err(e) => summary.errors.push(RestoreError {
@@ -803,7 +845,7 @@ fn finish_others_and_folders(plan: &Plan, summary: &mut RestoreSummary) {
         }
     }
     for (path, node) in plan.dirs.iter().rev() {
-        match set_meta(path, node) {
+        match meta.set(path, node) {
             Ok(()) => summary.dirs += 1,
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
@@ -815,7 +857,7 @@ fn finish_others_and_folders(plan: &Plan, summary: &mut RestoreSummary) {
 
 /// Restores a symlink, fifo or device. `Ok(false)` when the kind is skipped (sockets, or devices
 /// when not root).
-fn restore_other(path: &Path, node: &Node) -> io::Result<bool> {
+fn restore_other(path: &Path, node: &Node, meta: &mut MetaWriter) -> io::Result<bool> {
     use nix::sys::stat::{mknod, Mode, SFlag};
     clear(path)?;
     let mode = Mode::from_bits_truncate(node.mode as nix::libc::mode_t);
@@ -827,6 +869,7 @@ fn restore_other(path: &Path, node: &Node) -> io::Result<bool> {
                 .ok_or_else(|| io::Error::other("symlink without target"))?;
             std::os::unix::fs::symlink(target.as_os(), path)?;
             set_owner(path, node)?;
+            meta.set_xattrs(path, node);
             set_times(path, node)?;
             return Ok(true);
         }
@@ -842,7 +885,7 @@ fn restore_other(path: &Path, node: &Node) -> io::Result<bool> {
         }
         _ => return Ok(false),
     }
-    set_meta(path, node)?;
+    meta.set(path, node)?;
     Ok(true)
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{BackendError, Error, Object, Result};
 use crate::format::chunker::ChunkerParams;
 use crate::format::compress;
-pub use crate::format::config::{Config, FORMAT_VERSION};
+pub use crate::format::config::{Config, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use crate::format::crypto::MasterKey;
 use crate::format::index_file::IndexPack;
 use crate::format::key::{KdfParams, KeyFile};
@@ -41,6 +41,11 @@ pub struct InitOptions {
     pub tree_pack_size: u32,
     /// Argon2id costs of the first key.
     pub kdf: KdfParams,
+    /// The format version to create ([`FORMAT_VERSION`] by default; 1 for repositories that
+    /// older floe builds must still read).
+    pub version: u32,
+    /// The chunker seed of a version 2 repository (random when `None`).
+    pub chunker_seed: Option<u64>,
 }
 
 impl Default for InitOptions {
@@ -51,6 +56,8 @@ impl Default for InitOptions {
             data_pack_size: 16 << 20,
             tree_pack_size: 4 << 20,
             kdf: KdfParams::default(),
+            version: FORMAT_VERSION,
+            chunker_seed: None,
         }
     }
 }
@@ -141,6 +148,39 @@ fn config_exists(backend: &dyn Backend) -> Result<bool> {
     }
 }
 
+/// The checks of a config read from storage (format-spec/format.md, "Config").
+fn check_config(config: &Config) -> Result<()> {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
+        return Err(Error::UnsupportedVersion {
+            found: config.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    config.chunker.validate()?;
+    let corrupt = |why: &str| {
+        Error::corrupt(
+            Object::File {
+                file_type: FileType::Config,
+                name: "config".into(),
+            },
+            why,
+        )
+    };
+    if !(1..=MAX_PACK_TARGET).contains(&config.data_pack_size)
+        || !(1..=MAX_PACK_TARGET).contains(&config.tree_pack_size)
+    {
+        return Err(corrupt("pack sizes out of range"));
+    }
+    if !zstd::compression_level_range().contains(&config.compression_level) {
+        return Err(corrupt("compression level out of range"));
+    }
+    match (config.version, config.chunker_seed) {
+        (1, Some(_)) => Err(corrupt("a version 1 config has no chunker_seed")),
+        (v, None) if v >= 2 => Err(corrupt("the chunker_seed member is missing")),
+        _ => Ok(()),
+    }
+}
+
 impl Repository {
     /// True when the storage holds a repository (its config exists).
     pub fn exists(backend: &dyn Backend) -> Result<bool> {
@@ -150,6 +190,13 @@ impl Repository {
     /// Creates a repository in empty storage and returns it open.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Self> {
         opts.chunker.validate()?;
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&opts.version) {
+            return Err(Error::InvalidOptions(format!(
+                "repository format version {} is not one this build writes \
+                 ({OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
+                opts.version
+            )));
+        }
         if !(1..=MAX_PACK_TARGET).contains(&opts.data_pack_size)
             || !(1..=MAX_PACK_TARGET).contains(&opts.tree_pack_size)
         {
@@ -178,12 +225,15 @@ impl Repository {
         })?;
         let key_id = KeyId::hash_of(&key_bytes);
         let config = Config {
-            version: FORMAT_VERSION,
+            version: opts.version,
             id: RepoId::from_bytes(rand::random()),
             chunker: opts.chunker,
+            chunker_seed: (opts.version >= 2)
+                .then(|| opts.chunker_seed.unwrap_or_else(rand::random)),
             compression_level: opts.compression_level,
             data_pack_size: opts.data_pack_size,
             tree_pack_size: opts.tree_pack_size,
+            unknown: Default::default(),
         };
         let repo = Self {
             backend,
@@ -240,24 +290,7 @@ impl Repository {
         };
         let sealed = backend.read(FileType::Config, &CONFIG_ID)?;
         let config: Config = decode_file(&key, FileType::Config, &CONFIG_ID, sealed)?;
-        if config.version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                found: config.version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        config.chunker.validate()?;
-        if !(1..=MAX_PACK_TARGET).contains(&config.data_pack_size)
-            || !(1..=MAX_PACK_TARGET).contains(&config.tree_pack_size)
-        {
-            return Err(Error::corrupt(
-                Object::File {
-                    file_type: FileType::Config,
-                    name: "config".into(),
-                },
-                "pack sizes out of range",
-            ));
-        }
+        check_config(&config)?;
         Ok(Self {
             backend,
             key,
@@ -312,6 +345,32 @@ impl Repository {
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The seed of the chunker's gear tables (format-spec/format.md, "Chunking").
+    pub fn chunker_seed(&self) -> u64 {
+        self.config.effective_chunker_seed(self.key.chunker_seed())
+    }
+
+    /// Fails unless this build may add to, change or delete from the repository: a config with
+    /// members it does not know (a feature of a newer floe, such as Object Lock) may be read
+    /// but not written.
+    pub fn ensure_writable(&self) -> Result<()> {
+        if self.config.unknown.is_empty() {
+            return Ok(());
+        }
+        Err(Error::ReadOnlyFeatures {
+            members: self.config.unknown.keys().cloned().collect(),
+        })
+    }
+
+    /// Replaces the config with `config` (a format upgrade), atomically.
+    pub(crate) fn replace_config(&mut self, config: Config) -> Result<()> {
+        check_config(&config)?;
+        let sealed = self.seal_file(FileType::Config, &config)?;
+        self.backend.write(FileType::Config, &CONFIG_ID, &sealed)?;
+        self.config = config;
+        Ok(())
     }
 
     /// Returns a handle to the same repository on another backend (a dry-run wrapper, say).

@@ -117,6 +117,15 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
+/// The byte a pack sub-folder stands for: its name is two lowercase hex digits.
+fn pack_folder_byte(name: &str) -> Option<u8> {
+    let lower_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    if name.len() != 2 || !name.bytes().all(lower_hex) {
+        return None;
+    }
+    u8::from_str_radix(name, 16).ok()
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -156,9 +165,25 @@ impl Backend for LocalBackend {
                 };
                 for sub in subs {
                     let sub = sub.map_err(|e| Self::err("list", &dir, e))?;
-                    if sub.file_name().len() == 2 {
-                        Self::list_dir(&sub.path(), &mut out)?;
+                    // Only `00` … `ff` folders hold packs, and each only the packs whose id
+                    // starts with its byte; anything else is not part of the repository.
+                    let name = sub.file_name();
+                    let Some(first) = name.to_str().and_then(pack_folder_byte) else {
+                        continue;
+                    };
+                    if !sub.file_type().is_ok_and(|f| f.is_dir()) {
+                        continue;
                     }
+                    let at = out.len();
+                    Self::list_dir(&sub.path(), &mut out)?;
+                    let mut kept = at;
+                    for i in at..out.len() {
+                        if out[i].id[0] == first {
+                            out.swap(kept, i);
+                            kept += 1;
+                        }
+                    }
+                    out.truncate(kept);
                 }
             }
             _ => Self::list_dir(&dir, &mut out)?,
@@ -291,6 +316,29 @@ mod tests {
         let b = LocalBackend::new(dir.path());
         b.create().unwrap();
         fs::write(dir.path().join("snapshots/.tmp-0011"), b"partial").unwrap();
+        assert!(b.list(FileType::Snapshot).unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_that_are_not_lowercase_ids_in_their_own_folder_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.create().unwrap();
+        b.write(FileType::DataPack, &[0x5a; 32], b"pack").unwrap();
+        let name = hex::encode([0x5a; 32]);
+        let data = dir.path().join("data");
+        // The same pack copied into another byte's folder, an uppercase copy, a file where a
+        // folder belongs and an uppercase folder: none of them is listed, nothing fails.
+        fs::create_dir_all(data.join("6b")).unwrap();
+        fs::write(data.join("6b").join(&name), b"pack").unwrap();
+        fs::write(data.join("5a").join(name.to_uppercase()), b"pack").unwrap();
+        fs::write(data.join("7c"), b"stray").unwrap();
+        fs::create_dir_all(data.join("5A")).unwrap();
+        fs::write(data.join("5A").join(&name), b"pack").unwrap();
+        let listed = b.list(FileType::DataPack).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].id, [0x5a; 32]);
+        fs::write(dir.path().join("snapshots").join(name.to_uppercase()), b"s").unwrap();
         assert!(b.list(FileType::Snapshot).unwrap().is_empty());
     }
 }
