@@ -95,9 +95,11 @@ pub fn namespace(name: &[u8]) -> String {
     String::from_utf8_lossy(&name[..end]).into_owned()
 }
 
-/// Namespaces whose attributes only root may set.
-fn needs_root(namespace: &str) -> bool {
-    matches!(namespace, "security" | "trusted")
+/// Attributes only a privileged process may set, whatever the file. Other `security.*`
+/// attributes (an SELinux label) may be set by the file's owner when the policy allows it, so
+/// they are tried.
+fn needs_root(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.") || name == b"security.capability"
 }
 
 /// Namespaces a restore owns on its files: attributes found there that the snapshot lacks are
@@ -148,9 +150,12 @@ impl XattrProblems {
     }
 }
 
-fn reason(e: &io::Error) -> String {
+fn reason(e: &io::Error, namespace: &str, is_root: bool) -> String {
     match e.raw_os_error() {
         Some(libc::ENOTSUP) => "the target file system does not support them".into(),
+        Some(libc::EPERM) | Some(libc::EACCES) if namespace == "security" && !is_root => {
+            "restoring them needs root".into()
+        }
         Some(libc::EPERM) | Some(libc::EACCES) => "permission denied".into(),
         Some(libc::ENOSPC) | Some(libc::E2BIG) | Some(libc::ERANGE) => {
             "the target file system has no room for them".into()
@@ -159,31 +164,43 @@ fn reason(e: &io::Error) -> String {
     }
 }
 
-/// Sets `wanted` (those `filter` allows) on `path` without following a symlink, and removes
-/// attributes of the namespaces a restore owns that `wanted` lacks. What cannot be set is
-/// counted in `problems`, never silently dropped; `is_root` says whether `security.*` and
-/// `trusted.*` can be set at all.
+/// How a restore writes attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteMode {
+    /// The process may set `trusted.*` and `security.capability`.
+    pub is_root: bool,
+    /// Remove the attributes of the namespaces a restore owns that the entry lacks: for an
+    /// entry the restore made, from a snapshot that records attributes at all.
+    pub remove_extra: bool,
+}
+
+/// Sets `wanted` (those `filter` allows) on `path` without following a symlink, and, when
+/// `mode` says so, removes attributes of the namespaces a restore owns that `wanted` lacks.
+/// What cannot be set is counted in `problems`, never silently dropped.
 pub fn write(
     path: &Path,
     wanted: &[Xattr],
     filter: &XattrFilter,
-    is_root: bool,
+    mode: WriteMode,
     problems: &mut XattrProblems,
 ) {
-    remove_extra(path, wanted, filter);
+    if mode.remove_extra {
+        remove_extra(path, wanted, filter, problems);
+    }
     for x in wanted.iter().filter(|x| filter.allows(&x.name.0)) {
         let ns = namespace(&x.name.0);
-        if needs_root(&ns) && !is_root {
+        if needs_root(&x.name.0) && !mode.is_root {
             problems.add(ns, "restoring them needs root".into(), path);
             continue;
         }
         if let Err(e) = xattr::set(path, x.name.as_os(), &x.value.0) {
-            problems.add(ns, reason(&e), path);
+            let why = reason(&e, &ns, mode.is_root);
+            problems.add(ns, why, path);
         }
     }
 }
 
-fn remove_extra(path: &Path, wanted: &[Xattr], filter: &XattrFilter) {
+fn remove_extra(path: &Path, wanted: &[Xattr], filter: &XattrFilter, problems: &mut XattrProblems) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(present) = xattr::list(path) else {
         return;
@@ -192,8 +209,10 @@ fn remove_extra(path: &Path, wanted: &[Xattr], filter: &XattrFilter) {
         let bytes = name.as_bytes();
         let ns = namespace(bytes);
         if owned(&ns, bytes) && filter.allows(bytes) && !wanted.iter().any(|x| x.name.0 == bytes) {
-            // Best effort: what cannot be removed was not in the snapshot to begin with.
-            let _ = xattr::remove(path, &name);
+            if let Err(e) = xattr::remove(path, &name) {
+                let why = format!("one the snapshot lacks could not be removed: {e}");
+                problems.add(ns, why, path);
+            }
         }
     }
 }
@@ -246,11 +265,29 @@ mod tests {
         ];
         let mut problems = XattrProblems::default();
         xattr::set(&f, "user.stale", b"old").unwrap();
-        write(&f, &wanted, &XattrFilter::default(), false, &mut problems);
+        let mode = WriteMode {
+            is_root: false,
+            remove_extra: true,
+        };
+        write(&f, &wanted, &XattrFilter::default(), mode, &mut problems);
         assert!(problems.warnings().is_empty());
         assert_eq!(read(&f, &XattrFilter::default()).unwrap(), wanted);
         let only_b = XattrFilter::new(&["user.b".into()], &[]).unwrap();
         assert_eq!(read(&f, &only_b).unwrap(), vec![wanted[1].clone()]);
+        // Without removal, what the entry already has stays.
+        xattr::set(&f, "user.kept", b"k").unwrap();
+        let keep = WriteMode {
+            is_root: false,
+            remove_extra: false,
+        };
+        write(
+            &f,
+            &wanted[..1],
+            &XattrFilter::default(),
+            keep,
+            &mut problems,
+        );
+        assert_eq!(read(&f, &XattrFilter::default()).unwrap().len(), 4);
     }
 
     #[test]
@@ -264,7 +301,10 @@ mod tests {
                 &f,
                 &[x("security.capability", b"c"), x("trusted.t", b"t")],
                 &XattrFilter::default(),
-                false,
+                WriteMode {
+                    is_root: false,
+                    remove_extra: true,
+                },
                 &mut problems,
             );
         }

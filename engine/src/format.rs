@@ -12,4 +12,5 @@ pub mod key;
 pub mod pack;
 pub mod sealed;
 pub mod snapshot;
+pub mod timestamp;
 pub mod tree;

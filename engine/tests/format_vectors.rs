@@ -201,8 +201,10 @@ fn regenerate_v2() {
     let plain = tree_v2().encode();
     let mut sealer = BlobSealer::new(3).unwrap();
     let blob = sealed_as(&key, &mut sealer, BlobType::Tree, &plain);
+    let empty = sealed_as(&key, &mut sealer, BlobType::Tree, br#"{"nodes":[]}"#);
     let mut packer = Packer::new(BlobType::Tree, 1 << 20);
     packer.add(&blob);
+    packer.add(&empty);
     let p = packer.finish(&key);
     fs::write(d.join("tree-pack.bin"), &p.bytes).unwrap();
 
@@ -434,15 +436,22 @@ fn tree_with_attributes_decodes_and_encodes_to_the_same_bytes() {
     let pack_id: PackId = v["tree"]["pack_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(PackId::hash_of(&bytes), pack_id);
     let entries = pack::parse_pack(&key, &pack_id, BlobType::Tree, &bytes).unwrap();
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].id.to_hex(), v["tree"]["id"]);
+    assert_eq!(entries.len(), 2);
+    let open = |e: &pack::PackEntry| {
+        let sealed = bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
+        let plain = pack::open_blob(&key, &pack_id, e, sealed).unwrap();
+        assert_eq!(key.blob_id(BlobType::Tree, &plain), e.id);
+        plain
+    };
     let e = &entries[0];
-    let sealed = bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
-    let plain = pack::open_blob(&key, &pack_id, e, sealed).unwrap();
+    assert_eq!(e.id.to_hex(), v["tree"]["id"]);
+    let plain = open(e);
     assert_eq!(plain, v["tree"]["plaintext"].as_str().unwrap().as_bytes());
-    assert_eq!(key.blob_id(BlobType::Tree, &plain), e.id);
     let tree = Tree::decode(&plain).unwrap();
     assert_eq!(tree, tree_v2());
+    // The folder's subtree is the pack's other blob, the empty tree.
+    assert_eq!(tree.nodes[1].subtree, Some(entries[1].id));
+    assert_eq!(Tree::decode(&open(&entries[1])).unwrap(), Tree::default());
     assert_eq!(tree.encode(), plain, "the reference encoding is canonical");
     // The same tree blob does not open as a data pack.
     assert!(pack::parse_pack(&key, &pack_id, BlobType::Data, &bytes).is_err());

@@ -95,7 +95,8 @@ fn cat_and_list_show_every_kind_of_object() {
     fs::write(&f, b"the content of f").unwrap();
     env.ok(&["backup", f.to_str().unwrap()]);
     let config = json(&env, &["cat", "config"]);
-    assert_eq!(config["version"], 1);
+    assert_eq!(config["version"], 2);
+    assert!(config["chunker_seed"].is_u64(), "{config}");
     let snap_id = env.ok(&["list", "snapshots"]).trim().to_string();
     assert_eq!(snap_id.len(), 64);
     let snap = json(&env, &["cat", "snapshot", &snap_id[..8]]);

@@ -149,8 +149,20 @@ fn a_symlinks_own_attributes_are_read_and_never_its_targets() {
     xattr::set(src.join("target"), "user.of_target", b"x").unwrap();
     std::os::unix::fs::symlink("target", src.join("link")).unwrap();
     env.ok(&[OsStr::new("backup"), src.as_os_str()]);
+    // The link's node records none of its target's attributes.
+    let json = env.ok(&[OsStr::new("ls"), OsStr::new("--json"), OsStr::new("latest")]);
+    let node = |name: &str| {
+        json.lines()
+            .find(|l| l.contains(&format!("/src/{name}\"")))
+            .unwrap_or_else(|| panic!("{name} in {json}"))
+            .to_string()
+    };
+    assert!(
+        node("target").contains(r#""xattrs":["user.of_target"]"#),
+        "{json}"
+    );
+    assert!(!node("link").contains("xattrs"), "{json}");
     let out = restored(&env.restore("latest", "out"), &src);
-    // Linux allows no user attributes on a symlink itself: the link comes back with none.
     assert!(user_attrs(&out.join("link")).is_empty());
     assert_eq!(
         user_attrs(&out.join("target")),
@@ -436,6 +448,19 @@ fn a_version_1_repository_warns_that_attributes_are_not_recorded_until_upgraded(
 
     let out = env.run(&["backup", "--json", s]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // Nothing was left out: a warning, not an error of the snapshot.
+    let summary = summary_json(&out.stdout);
+    assert_eq!(n(&summary, "errors"), 0, "{summary}");
+    assert_eq!(
+        summary["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{summary}"
+    );
     assert!(
         stderr(&out).contains("format version 1")
             && stderr(&out).contains("2 entries have some")
@@ -506,7 +531,12 @@ fn a_config_member_this_build_does_not_know_allows_reading_but_not_writing() {
     for args in [
         vec!["backup", src.to_str().unwrap()],
         vec!["forget", "--keep-last", "1", "--prune"],
+        vec!["prune"],
         vec!["tag", "--add", "x", "latest"],
+        vec!["rewrite", "--exclude", "a", "--forget"],
+        vec!["repair", "index"],
+        vec!["key", "add", "--new-password-file", "/dev/null"],
+        vec!["migrate", "upgrade_repo_v2"],
     ] {
         let out = env.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
@@ -534,4 +564,67 @@ fn a_newer_format_version_is_refused_with_a_hint() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_restore_keeps_the_attributes_of_folders_it_did_not_make_and_of_version_1_entries() {
+    let env = Env::init();
+    if !user_xattrs_work(&env) {
+        return;
+    }
+    let src = env.path("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("dir/file"), b"v2").unwrap();
+    env.ok(&[OsStr::new("backup"), src.as_os_str()]);
+    // The target's folder exists already, with an attribute the snapshot does not have.
+    let target = env.path("out");
+    let dir = restored(&target, &src).join("dir");
+    fs::create_dir_all(&dir).unwrap();
+    xattr::set(&dir, "user.mine", b"kept").unwrap();
+    env.ok(&[
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--target"),
+        target.as_os_str(),
+    ]);
+    assert_eq!(
+        user_attrs(&dir),
+        vec![("user.mine".into(), b"kept".to_vec())]
+    );
+
+    // A new file in a folder with a default ACL inherits an ACL. A version 2 snapshot says the
+    // file had none, so the restore removes it; a version 1 snapshot does not know, so it stays.
+    if !tool("setfacl", "acl") {
+        return;
+    }
+    let v1 = Env::new();
+    v1.ok(&["init", "--repository-version", "1"]);
+    v1.ok(&[OsStr::new("backup"), src.as_os_str()]);
+    let acl_of_file = |env: &Env, name: &str| {
+        let target = env.path(name);
+        let dir = restored(&target, &src).join("dir");
+        fs::create_dir_all(&dir).unwrap();
+        run(
+            "setfacl",
+            &[
+                OsStr::new("-d"),
+                OsStr::new("-m"),
+                OsStr::new("u:1234:rwx"),
+                dir.as_os_str(),
+            ],
+        );
+        env.ok(&[
+            OsStr::new("restore"),
+            OsStr::new("latest"),
+            OsStr::new("--target"),
+            target.as_os_str(),
+        ]);
+        attrs_of(&dir.join("file"))
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("system.posix_acl"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(acl_of_file(&env, "v2-acl"), Vec::<String>::new());
+    assert_eq!(acl_of_file(&v1, "v1-acl"), ["system.posix_acl_access"]);
 }

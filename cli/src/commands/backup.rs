@@ -95,6 +95,7 @@ struct JsonSummary<'a> {
     parent: Option<String>,
     summary: &'a Option<floe_engine::SnapshotSummary>,
     errors: &'a [floe_engine::SourceError],
+    warnings: &'a [floe_engine::SourceError],
     changed_while_read: &'a [PathBuf],
 }
 
@@ -228,7 +229,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 }
 
 fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
-    for e in &report.errors {
+    for e in report.errors.iter().chain(&report.warnings) {
         eprintln!("warning: {}: {}", e.path.display(), e.message);
     }
     for p in &report.changed_while_read {
@@ -245,6 +246,7 @@ fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             parent: report.snapshot.parent.map(|p| p.to_hex()),
             summary: &report.snapshot.summary,
             errors: &report.errors,
+            warnings: &report.warnings,
             changed_while_read: &report.changed_while_read,
         });
     }
@@ -270,10 +272,12 @@ fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Exit 3 with a warning when some sources were left out or changed while read.
+/// Exit 3 with a warning when some sources were left out, kept without some metadata, or
+/// changed while read.
 fn warn_partial(report: &BackupReport) -> u8 {
     let (left, changed) = (report.errors.len(), report.changed_while_read.len());
-    if left == 0 && changed == 0 {
+    let partial = report.warnings.len();
+    if left == 0 && changed == 0 && partial == 0 {
         return exit::OK;
     }
     let mut parts = Vec::new();
@@ -281,6 +285,11 @@ fn warn_partial(report: &BackupReport) -> u8 {
         parts.push(format!(
             "{left} source entr{} could not be read and left out",
             if left == 1 { "y" } else { "ies" }
+        ));
+    }
+    if partial > 0 {
+        parts.push(format!(
+            "{partial} warning(s) about extended attributes not recorded"
         ));
     }
     if changed > 0 {

@@ -193,6 +193,14 @@ mod tests {
             decompress(&frame[..frame.len() - 1], 36).is_err(),
             "a truncated frame"
         );
+        // Blob reads go through decompress_into and decompress: the same rules hold there.
+        let mut dctx = zstd::bulk::Decompressor::new().unwrap();
+        let mut out = Vec::new();
+        decompress_into(&mut dctx, &frame, 36, &mut out).unwrap();
+        for bad in [&two, &trailing, &skippable] {
+            assert!(decompress_into(&mut dctx, bad, 36, &mut out).is_err());
+            assert!(decompress(bad, 36).is_err());
+        }
     }
 
     /// Room left before the frame, as for a nonce.

@@ -66,6 +66,7 @@ pub struct KeyFile {
     /// Layout version, 1.
     pub version: u32,
     /// When the key was made.
+    #[serde(deserialize_with = "crate::format::timestamp::fixed")]
     pub created: DateTime<FixedOffset>,
     /// Host that made it.
     pub hostname: String,

@@ -36,8 +36,10 @@ pub struct SnapshotSummary {
     #[serde(default)]
     pub files_changed_while_read: u64,
     /// When the run started.
+    #[serde(deserialize_with = "crate::format::timestamp::fixed")]
     pub backup_start: DateTime<FixedOffset>,
     /// When it ended.
+    #[serde(deserialize_with = "crate::format::timestamp::fixed")]
     pub backup_end: DateTime<FixedOffset>,
     /// Wall-clock seconds.
     pub duration_seconds: f64,
@@ -47,6 +49,7 @@ pub struct SnapshotSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Time of the snapshot, with the UTC offset of the host that made it.
+    #[serde(deserialize_with = "crate::format::timestamp::fixed")]
     pub time: DateTime<FixedOffset>,
     /// Host name.
     pub hostname: String,

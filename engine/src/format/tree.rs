@@ -108,8 +108,10 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Modification time, UTC, nanosecond precision.
+    #[serde(deserialize_with = "crate::format::timestamp::utc")]
     pub mtime: DateTime<Utc>,
     /// Status change time (used to detect changes, not restored).
+    #[serde(deserialize_with = "crate::format::timestamp::utc")]
     pub ctime: DateTime<Utc>,
     /// Inode number.
     pub inode: u64,

@@ -108,6 +108,9 @@ pub struct BackupReport {
     pub snapshot: Snapshot,
     /// Entries left out because they could not be read.
     pub errors: Vec<SourceError>,
+    /// Entries kept without some of their metadata: extended attributes that could not be read,
+    /// or that a version 1 repository cannot hold (one entry for all of those).
+    pub warnings: Vec<SourceError>,
     /// Files whose size, times or inode differed after they were read: stored as read, which
     /// may be a mix of old and new content.
     pub changed_while_read: Vec<PathBuf>,
@@ -415,6 +418,7 @@ struct Walker<'a> {
     max_chunk: usize,
     summary: SnapshotSummary,
     errors: Vec<SourceError>,
+    warnings: Vec<SourceError>,
     changed: Vec<PathBuf>,
     /// True when the repository's trees can hold extended attributes (format version 2 on).
     records_xattrs: bool,
@@ -471,13 +475,20 @@ impl<'a> Walker<'a> {
         });
     }
 
-    /// The entry's extended attributes; a failure to read them is the entry's error, and the
-    /// entry is kept without them.
+    fn warn(&mut self, path: &Path, message: String) {
+        self.warnings.push(SourceError {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+
+    /// The entry's extended attributes; one that cannot be read gives a warning, and the entry
+    /// is kept without them.
     fn xattrs(&mut self, path: &Path) -> Vec<Xattr> {
         let found = match attrs::read(path, &self.rules.xattrs) {
             Ok(found) => found,
             Err(e) => {
-                self.error(path, format!("extended attributes: {e}"));
+                self.warn(path, format!("extended attributes not recorded: {e}"));
                 return Vec::new();
             }
         };
@@ -490,10 +501,10 @@ impl<'a> Walker<'a> {
         Vec::new()
     }
 
-    /// In a version 1 repository, one error for all the attributes that were left out.
+    /// In a version 1 repository, one warning for all the attributes that were left out.
     fn report_dropped_xattrs(&mut self) {
         if let (count @ 1.., Some(first)) = std::mem::take(&mut self.xattrs_dropped) {
-            self.error(
+            self.warn(
                 &first,
                 format!(
                     "extended attributes not recorded: this repository is of format version 1, \
@@ -1184,8 +1195,13 @@ fn run_backup(
         writers,
         shared: &shared,
     };
-    let (walk_result, mut summary, errors, changed_while_read) =
-        pipeline.run(walker, job_rx, |w| walk(w, parent_root.as_ref()));
+    let Walked {
+        root: walk_result,
+        mut summary,
+        errors,
+        warnings,
+        changed: changed_while_read,
+    } = pipeline.run(walker, job_rx, |w| walk(w, parent_root.as_ref()));
     if let Some(e) = shared
         .error
         .lock()
@@ -1219,19 +1235,25 @@ fn run_backup(
         snapshot_id,
         snapshot,
         errors,
+        warnings,
         changed_while_read,
         dry_run: opts.dry_run,
     })
 }
 
-/// What the walk returns: the root tree (or the abort), the run's figures, the entries left
-/// out and the files that changed while they were read.
-type Walked = (
-    std::result::Result<(BlobId, Tree), Aborted>,
-    SnapshotSummary,
-    Vec<SourceError>,
-    Vec<PathBuf>,
-);
+/// What the walk returns.
+struct Walked {
+    /// The root tree, or the abort.
+    root: std::result::Result<(BlobId, Tree), Aborted>,
+    /// The run's figures.
+    summary: SnapshotSummary,
+    /// Entries left out.
+    errors: Vec<SourceError>,
+    /// Entries kept without some of their metadata.
+    warnings: Vec<SourceError>,
+    /// Files that changed while they were read.
+    changed: Vec<PathBuf>,
+}
 
 /// The threads of a backup and what they share.
 struct Pipeline<'s, 'r> {
@@ -1275,6 +1297,7 @@ impl Pipeline<'_, '_> {
                 jobs,
                 summary,
                 errors,
+                warnings,
                 changed,
                 ..
             } = walker;
@@ -1291,7 +1314,13 @@ impl Pipeline<'_, '_> {
                 }
             }
             self.write_last_index();
-            (walked, summary, errors, changed)
+            Walked {
+                root: walked,
+                summary,
+                errors,
+                warnings,
+                changed,
+            }
         })
     }
 
@@ -1361,6 +1390,7 @@ impl<'a> Walker<'a> {
                 ..SnapshotSummary::default()
             },
             errors: Vec::new(),
+            warnings: Vec::new(),
             changed: Vec::new(),
             records_xattrs: cfg.records_xattrs(),
             xattrs_dropped: (0, None),

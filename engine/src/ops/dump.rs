@@ -196,7 +196,9 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 /// both when extracting, the attributes with `--xattrs`).
 fn pax_records(node: &Node) -> Vec<u8> {
     let mut out = Vec::new();
-    let (secs, nanos) = (node.mtime.timestamp(), node.mtime.timestamp_subsec_nanos());
+    // A leap second's nanoseconds run past 10^9: keep the fraction below one second.
+    let secs = node.mtime.timestamp();
+    let nanos = node.mtime.timestamp_subsec_nanos().min(999_999_999);
     if nanos != 0 && secs >= 0 {
         out.extend(pax_record(
             b"mtime",
@@ -205,7 +207,14 @@ fn pax_records(node: &Node) -> Vec<u8> {
     }
     for x in &node.xattrs {
         let mut key = b"SCHILY.xattr.".to_vec();
-        key.extend_from_slice(&x.name.0);
+        // GNU tar reads `%` and `=` in an attribute's name percent-encoded.
+        for &b in &x.name.0 {
+            match b {
+                b'%' => key.extend_from_slice(b"%25"),
+                b'=' => key.extend_from_slice(b"%3D"),
+                _ => key.push(b),
+            }
+        }
         out.extend(pax_record(&key, &x.value.0));
     }
     out

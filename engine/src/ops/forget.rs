@@ -121,6 +121,7 @@ pub fn plan_by_policy(
 /// Removes the snapshot files of `plan`, once the lock is known to be still held. Returns how many
 /// were removed.
 pub fn execute(repo: &Repository, plan: &ForgetPlan, lock: &LockHealth) -> Result<usize> {
+    repo.ensure_writable()?;
     lock.check()?;
     for id in &plan.remove {
         repo.backend().remove(FileType::Snapshot, id.as_bytes())?;

@@ -668,6 +668,7 @@ pub fn execute(
     lock: &crate::repo::lock::LockHealth,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PruneReport> {
+    repo.ensure_writable()?;
     let mut report = PruneReport::default();
     if plan.is_empty() {
         return Ok(report);

@@ -39,6 +39,7 @@ pub fn repair_index(
     lock: &LockHealth,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<RepairIndexReport> {
+    repo.ensure_writable()?;
     let mut listed: Vec<(BlobType, PackId, u64)> = repo
         .list_packs()?
         .into_iter()
@@ -220,6 +221,7 @@ pub fn repair_snapshots(
     verify_data: bool,
     lock: &LockHealth,
 ) -> Result<RepairSnapshotsReport> {
+    repo.ensure_writable()?;
     let index = repo.load_index()?;
     let mut r = Repairer {
         repo,

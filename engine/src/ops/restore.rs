@@ -233,9 +233,11 @@ fn set_owner(path: &Path, node: &Node) -> io::Result<()> {
 fn set_times(path: &Path, node: &Node) -> io::Result<()> {
     use nix::sys::stat::{utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
+    // A leap second (second 60) is held as nanoseconds past 10^9, which utimensat refuses
+    // or, at two values, takes for UTIME_NOW or UTIME_OMIT.
     let t = TimeSpec::new(
         node.mtime.timestamp(),
-        node.mtime.timestamp_subsec_nanos() as _,
+        node.mtime.timestamp_subsec_nanos().min(999_999_999) as _,
     );
     utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
 }
@@ -244,33 +246,37 @@ fn set_times(path: &Path, node: &Node) -> io::Result<()> {
 struct MetaWriter {
     xattrs: XattrFilter,
     problems: XattrProblems,
+    /// The snapshot's repository records attributes (format version 2 on): an entry without
+    /// any had none, rather than none recorded.
+    recorded: bool,
 }
 
 impl MetaWriter {
-    fn new(opts: &RestoreOptions) -> Result<Self> {
+    fn new(repo: &Repository, opts: &RestoreOptions) -> Result<Self> {
         Ok(Self {
             xattrs: XattrFilter::new(&opts.include_xattrs, &opts.exclude_xattrs)?,
             problems: XattrProblems::default(),
+            recorded: repo.config().records_xattrs(),
         })
     }
 
     /// Owner, then extended attributes (chown drops `security.capability`), then mode (after
     /// chown, which clears setuid and setgid bits; its group bits are an ACL's mask), then times.
-    fn set(&mut self, path: &Path, node: &Node) -> io::Result<()> {
+    /// `made`: the restore created this entry, so attributes the snapshot lacks are removed
+    /// from it; a folder that was already there keeps its own.
+    fn set(&mut self, path: &Path, node: &Node, made: bool) -> io::Result<()> {
         set_owner(path, node)?;
-        self.set_xattrs(path, node);
+        self.set_xattrs(path, node, made);
         fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
         set_times(path, node)
     }
 
-    fn set_xattrs(&mut self, path: &Path, node: &Node) {
-        attrs::write(
-            path,
-            &node.xattrs,
-            &self.xattrs,
-            is_root(),
-            &mut self.problems,
-        );
+    fn set_xattrs(&mut self, path: &Path, node: &Node, made: bool) {
+        let mode = attrs::WriteMode {
+            is_root: is_root(),
+            remove_extra: made && self.recorded,
+        };
+        attrs::write(path, &node.xattrs, &self.xattrs, mode, &mut self.problems);
     }
 }
 
@@ -330,7 +336,7 @@ pub fn plan_restore(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<RestorePlan> {
-    MetaWriter::new(opts)?;
+    MetaWriter::new(repo, opts)?;
     let plan = build_plan(repo, index, snap, subpath, opts)?;
     existing_targets(&plan, opts)?;
     Ok(RestorePlan(plan))
@@ -479,7 +485,7 @@ fn run_plan(
     plan: Plan,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
-    let mut meta = MetaWriter::new(opts)?;
+    let mut meta = MetaWriter::new(repo, opts)?;
     let existing = existing_targets(&plan, opts)?;
     make_folders(&plan, opts)?;
     let failures = Failures::default();
@@ -815,7 +821,7 @@ fn finish_files(
             continue;
         }
         if f.link_to.is_none() {
-            if let Err(e) = meta.set(&f.path, &f.node) {
+            if let Err(e) = meta.set(&f.path, &f.node, true) {
                 failures.insert(i, format!("metadata: {e}"));
                 continue;
             }
@@ -845,7 +851,7 @@ fn finish_others_and_folders(plan: &Plan, meta: &mut MetaWriter, summary: &mut R
         }
     }
     for (path, node) in plan.dirs.iter().rev() {
-        match meta.set(path, node) {
+        match meta.set(path, node, false) {
             Ok(()) => summary.dirs += 1,
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
@@ -869,7 +875,7 @@ fn restore_other(path: &Path, node: &Node, meta: &mut MetaWriter) -> io::Result<
                 .ok_or_else(|| io::Error::other("symlink without target"))?;
             std::os::unix::fs::symlink(target.as_os(), path)?;
             set_owner(path, node)?;
-            meta.set_xattrs(path, node);
+            meta.set_xattrs(path, node, true);
             set_times(path, node)?;
             return Ok(true);
         }
@@ -885,7 +891,7 @@ fn restore_other(path: &Path, node: &Node, meta: &mut MetaWriter) -> io::Result<
         }
         _ => return Ok(false),
     }
-    meta.set(path, node)?;
+    meta.set(path, node, true)?;
     Ok(true)
 }
 

@@ -141,6 +141,7 @@ pub fn execute(
     forget: bool,
     lock: &LockHealth,
 ) -> Result<RewriteReport> {
+    repo.ensure_writable()?;
     let mut writer = TreeWriter::new(repo, false)?;
     for r in &plan.rewrites {
         for (_, t) in &r.trees {

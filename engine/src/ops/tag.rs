@@ -65,6 +65,7 @@ pub fn execute(
     plan: TagPlan,
     lock: &LockHealth,
 ) -> Result<Vec<(SnapshotId, SnapshotId)>> {
+    repo.ensure_writable()?;
     let mut done = Vec::new();
     for (old, snapshot) in plan.changes {
         lock.check()?;

@@ -60,6 +60,7 @@ impl Repository {
     /// Adds a key file for `password`, with the key derivation costs of the key file that opened
     /// the repository. Returns its id.
     pub fn add_key(&self, password: &[u8]) -> Result<KeyId> {
+        self.ensure_writable()?;
         if password.is_empty() {
             return Err(Error::InvalidOptions(
                 "an empty password is not accepted".into(),
@@ -87,6 +88,7 @@ impl Repository {
     /// Removes key file `id`. The key that opened the repository and the last key are refused:
     /// the first would end this session's access, the second everyone's.
     pub fn remove_key(&self, id: KeyId) -> Result<()> {
+        self.ensure_writable()?;
         let keys = self.list_keys()?;
         if !keys.iter().any(|k| k.id == id) {
             return Err(Error::KeyNotFound(id.short()));

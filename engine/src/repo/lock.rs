@@ -30,6 +30,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockFile {
     /// When the lock was taken or last refreshed.
+    #[serde(deserialize_with = "crate::format::timestamp::fixed")]
     pub time: DateTime<FixedOffset>,
     /// True for an exclusive lock.
     pub exclusive: bool,

@@ -189,6 +189,11 @@ impl Repository {
 
     /// Creates a repository in empty storage and returns it open.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Self> {
+        if password.is_empty() {
+            return Err(Error::InvalidOptions(
+                "an empty password is not accepted".into(),
+            ));
+        }
         opts.chunker.validate()?;
         if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&opts.version) {
             return Err(Error::InvalidOptions(format!(
@@ -743,6 +748,65 @@ mod tests {
         let backend = Arc::new(MemoryBackend::new());
         let repo = test_repository(backend.clone());
         (backend, repo)
+    }
+
+    #[test]
+    fn a_config_breaking_the_version_rules_or_bounds_is_refused() {
+        let (_, repo) = store();
+        let good = repo.config().clone();
+        assert_eq!(good.version, FORMAT_VERSION);
+        assert!(good.chunker_seed.is_some());
+        check_config(&good).unwrap();
+        let bad = [
+            (
+                "a version 1 config has no chunker_seed",
+                Config {
+                    version: 1,
+                    ..good.clone()
+                },
+            ),
+            (
+                "chunker_seed member is missing",
+                Config {
+                    chunker_seed: None,
+                    ..good.clone()
+                },
+            ),
+            (
+                "compression level out of range",
+                Config {
+                    compression_level: 99,
+                    ..good.clone()
+                },
+            ),
+            (
+                "pack sizes out of range",
+                Config {
+                    data_pack_size: 0,
+                    ..good.clone()
+                },
+            ),
+            (
+                "is not supported",
+                Config {
+                    version: 3,
+                    ..good.clone()
+                },
+            ),
+            (
+                "is not supported",
+                Config {
+                    version: 0,
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (why, config) in bad {
+            let err = check_config(&config).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        let empty = Repository::init(Arc::new(MemoryBackend::new()), b"", &InitOptions::default());
+        assert!(matches!(empty, Err(Error::InvalidOptions(_))));
     }
 
     #[test]

@@ -171,7 +171,8 @@ impl Backend for LocalBackend {
                     let Some(first) = name.to_str().and_then(pack_folder_byte) else {
                         continue;
                     };
-                    if !sub.file_type().is_ok_and(|f| f.is_dir()) {
+                    // A folder, or a link to one (a pack folder moved to another disk).
+                    if !fs::metadata(sub.path()).is_ok_and(|m| m.is_dir()) {
                         continue;
                     }
                     let at = out.len();
@@ -338,6 +339,20 @@ mod tests {
         let listed = b.list(FileType::DataPack).unwrap();
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!(listed[0].id, [0x5a; 32]);
+        // A pack folder that is a link to a folder elsewhere is listed through it.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        let other = hex::encode([0x7d; 32]);
+        fs::write(elsewhere.join(&other), b"pack").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("7d")).unwrap();
+        let mut ids: Vec<_> = b
+            .list(FileType::DataPack)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [[0x5a; 32], [0x7d; 32]]);
         fs::write(dir.path().join("snapshots").join(name.to_uppercase()), b"s").unwrap();
         assert!(b.list(FileType::Snapshot).unwrap().is_empty());
     }
