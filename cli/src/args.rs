@@ -62,6 +62,19 @@ pub fn parse_count(s: &str) -> Result<u32, String> {
         .map_err(|_| "expected a whole number of snapshots, 0 or more".to_string())
 }
 
+/// An extended attribute name pattern (`--include-xattr`, `--exclude-xattr`), checked when the
+/// command line is read: a typo is a usage error (exit 2), before any password is asked for.
+pub fn parse_xattr_pattern(s: &str) -> Result<String, String> {
+    floe_engine::check_xattr_pattern(s)
+        .map(|_| s.to_string())
+        .map_err(|e| match e {
+            floe_engine::Error::InvalidPattern { reason, .. } => {
+                format!("not a glob over attribute names: {reason}")
+            }
+            e => e.to_string(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

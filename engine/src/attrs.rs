@@ -39,6 +39,11 @@ fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>> {
     })
 }
 
+/// Checks one attribute name pattern, as a filter would take it.
+pub fn check_pattern(pattern: &str) -> Result<()> {
+    glob_set(&[pattern.to_string()]).map(|_| ())
+}
+
 impl XattrFilter {
     /// A filter from include and exclude patterns.
     pub fn new(includes: &[String], excludes: &[String]) -> Result<Self> {

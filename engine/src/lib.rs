@@ -36,7 +36,7 @@ mod testing;
 mod units;
 
 // The whole API the CLI uses.
-pub use attrs::XattrWarning;
+pub use attrs::{check_pattern as check_xattr_pattern, XattrWarning};
 pub use cold::thaw::{
     prefer_readable_copies, request as request_thaw, PackGate, PollOptions, ThawPlan, ThawSummary,
     Waiter,

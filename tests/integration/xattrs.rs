@@ -249,9 +249,21 @@ fn attribute_filters_on_backup_and_restore() {
         ["user.empty", "user.text"]
     );
 
-    let out = env.run(&["backup", "--exclude-xattr", "user.[", src.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("user.["), "{}", stderr(&out));
+    // A typo in a pattern is a usage error, found before the password is needed.
+    for cmd in ["backup", "restore"] {
+        let out = env
+            .cmd()
+            .env("FLOE_PASSWORD", "not the password")
+            .args([cmd, "--exclude-xattr", "user.[", src.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--exclude-xattr") && stderr(&out).contains("user.["),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]
@@ -485,6 +497,13 @@ fn a_version_1_repository_warns_that_attributes_are_not_recorded_until_upgraded(
         "{cat}"
     );
     assert!(cat.contains("chunker_seed"), "{cat}");
+    let typo = env.run(&["migrate", "upgrade_repo_v9"]);
+    assert_eq!(typo.status.code(), Some(2), "{}", stderr(&typo));
+    assert!(
+        stderr(&typo).contains("known: upgrade_repo_v2"),
+        "{}",
+        stderr(&typo)
+    );
     let again = env.run(&["migrate", "upgrade_repo_v2"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(

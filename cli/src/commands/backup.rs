@@ -74,7 +74,7 @@ pub struct Args {
     #[arg(short = 'x', long)]
     one_file_system: bool,
     /// Do not record the extended attributes whose name matches PATTERN (`security.selinux`)
-    #[arg(long = "exclude-xattr", value_name = "PATTERN")]
+    #[arg(long = "exclude-xattr", value_name = "PATTERN", value_parser = crate::args::parse_xattr_pattern)]
     exclude_xattrs: Vec<String>,
     /// Do everything but write to the repository
     #[arg(short = 'n', long)]

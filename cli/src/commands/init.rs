@@ -38,7 +38,7 @@ fn parse_version(s: &str) -> Result<u32, String> {
             .parse()
             .ok()
             .filter(|v| (oldest..=latest).contains(v))
-            .ok_or_else(|| format!("expected {oldest} to {latest}, or latest")),
+            .ok_or_else(|| format!("expected {oldest}, {latest} or latest")),
     }
 }
 

@@ -5,8 +5,21 @@ use crate::{exit, output, GlobalArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The migration to run (`upgrade_repo_v2`); without one, list those that apply
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = migration_name)]
     name: Option<String>,
+}
+
+/// A migration this build knows, checked before the password is asked for.
+fn migration_name(s: &str) -> Result<String, String> {
+    let known: Vec<&str> = floe_engine::MIGRATIONS.iter().map(|m| m.name).collect();
+    if known.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "no migration is called {s:?} (known: {})",
+            known.join(", ")
+        ))
+    }
 }
 
 #[derive(serde::Serialize)]

@@ -26,10 +26,10 @@ pub struct Args {
     #[arg(long)]
     overwrite: bool,
     /// Restore only the extended attributes whose name matches PATTERN (`user.*`); all by default
-    #[arg(long = "include-xattr", value_name = "PATTERN")]
+    #[arg(long = "include-xattr", value_name = "PATTERN", value_parser = crate::args::parse_xattr_pattern)]
     include_xattrs: Vec<String>,
     /// Do not restore the extended attributes whose name matches PATTERN (`security.selinux`)
-    #[arg(long = "exclude-xattr", value_name = "PATTERN")]
+    #[arg(long = "exclude-xattr", value_name = "PATTERN", value_parser = crate::args::parse_xattr_pattern)]
     exclude_xattrs: Vec<String>,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
@@ -84,9 +84,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     for w in &summary.xattr_warnings {
         eprintln!(
-            "warning: {} extended attribute(s) of the {}.* namespace not restored: {} (first: {})",
+            "warning: {} extended attribute(s) of the {}.* namespace{} not restored: {} (first: {})",
             w.count,
             w.namespace,
+            if w.namespace == "system" { " (ACLs)" } else { "" },
             w.reason,
             w.first_path.display()
         );

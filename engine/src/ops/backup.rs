@@ -508,7 +508,7 @@ impl<'a> Walker<'a> {
                 &first,
                 format!(
                     "extended attributes not recorded: this repository is of format version 1, \
-                     which cannot hold them ({count} entries have some, this one first); \
+                     which cannot hold them ({count} entries have some, the first named here); \
                      `floe migrate upgrade_repo_v2` upgrades it"
                 ),
             );
