@@ -177,15 +177,6 @@ fn unreadable_files_are_reported_and_exit_3() {
     );
 }
 
-/// Unmounts on drop, so that a failed assertion does not leave a mount behind.
-struct Mounted(std::path::PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn one_file_system_keeps_the_mount_point_but_not_what_is_mounted_there() {
     if !is_root() {

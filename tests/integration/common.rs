@@ -343,3 +343,12 @@ pub fn assert_same_tree(a: &Path, b: &Path, check_owner: bool) {
         );
     }
 }
+
+/// Unmounts on drop, so that a failed assertion does not leave a mount behind.
+pub struct Mounted(pub PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}

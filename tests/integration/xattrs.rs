@@ -89,6 +89,18 @@ fn tree_with_user_attrs(src: &Path) -> usize {
     long
 }
 
+/// A new repository and the source tree of [`tree_with_user_attrs`], or `None` (with the reason
+/// printed) when the test folder takes no user attributes.
+fn repository_and_source() -> Option<(Env, PathBuf)> {
+    let env = Env::init();
+    if !user_xattrs_work(&env) {
+        return None;
+    }
+    let src = env.path("src");
+    tree_with_user_attrs(&src);
+    Some((env, src))
+}
+
 #[test]
 fn user_attributes_of_files_and_folders_round_trip() {
     let env = Env::init();
@@ -172,12 +184,9 @@ fn a_symlinks_own_attributes_are_read_and_never_its_targets() {
 
 #[test]
 fn an_unchanged_tree_with_attributes_adds_no_tree_blob_and_a_changed_attribute_is_recorded() {
-    let env = Env::init();
-    if !user_xattrs_work(&env) {
+    let Some((env, src)) = repository_and_source() else {
         return;
-    }
-    let src = env.path("src");
-    tree_with_user_attrs(&src);
+    };
     env.backup_json(&[&src]);
     let again = env.backup_json(&[&src]);
     assert_eq!(n(&again, "tree_blobs_added"), 0, "{again}");
@@ -192,9 +201,13 @@ fn an_unchanged_tree_with_attributes_adds_no_tree_blob_and_a_changed_attribute_i
     let second = snaps[1]["id"].as_str().unwrap().to_string();
     let diff = env.ok(&["diff", "--metadata", &second, "latest"]);
     let f = format!("{}/f", src.display());
+    assert!(diff.lines().any(|l| l == format!("U    {f}")), "{diff}");
+    let json = env.ok(&["diff", "--json", "--metadata", &second, "latest"]);
     assert!(
-        diff.lines().any(|l| l.starts_with('U') && l.ends_with(&f)),
-        "{diff}"
+        json.lines()
+            .any(|l| l.contains(&format!("\"path\":\"{f}\""))
+                && l.contains(r#""changed":["xattrs"]"#)),
+        "{json}"
     );
     let plain = env.ok(&["diff", &second, "latest"]);
     assert!(!plain.contains(&f), "without --metadata: {plain}");
@@ -204,12 +217,9 @@ fn an_unchanged_tree_with_attributes_adds_no_tree_blob_and_a_changed_attribute_i
 
 #[test]
 fn attribute_filters_on_backup_and_restore() {
-    let env = Env::init();
-    if !user_xattrs_work(&env) {
+    let Some((env, src)) = repository_and_source() else {
         return;
-    }
-    let src = env.path("src");
-    tree_with_user_attrs(&src);
+    };
     let s = src.as_os_str();
     env.ok(&[
         OsStr::new("backup"),
@@ -339,27 +349,15 @@ fn file_capabilities_come_back_as_root() {
     );
 }
 
-/// Unmounts a mount point when dropped.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_target_that_refuses_attributes_gives_one_warning_per_kind_and_exit_3() {
     if !is_root() {
         eprintln!("SKIPPED: mounting a ramfs (which takes no user attributes) needs root");
         return;
     }
-    let env = Env::init();
-    if !user_xattrs_work(&env) {
+    let Some((env, src)) = repository_and_source() else {
         return;
-    }
-    let src = env.path("src");
-    tree_with_user_attrs(&src);
+    };
     xattr::set(src.join("plain"), "user.second", b"2").unwrap();
     env.ok(&[OsStr::new("backup"), src.as_os_str()]);
 
@@ -394,12 +392,9 @@ fn a_target_that_refuses_attributes_gives_one_warning_per_kind_and_exit_3() {
 
 #[test]
 fn dump_writes_attributes_that_gnu_tar_extracts() {
-    let env = Env::init();
-    if !user_xattrs_work(&env) {
+    let Some((env, src)) = repository_and_source() else {
         return;
-    }
-    let src = env.path("src");
-    tree_with_user_attrs(&src);
+    };
     env.ok(&[OsStr::new("backup"), src.as_os_str()]);
     let tar_file = env.path("dump.tar");
     env.ok(&[

@@ -30,6 +30,27 @@ struct JsonChange<'a> {
     old: Option<output::EntryJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     new: Option<output::EntryJson<'a>>,
+    /// For a metadata change: what changed (`mode`, `owner`, `mtime`, `xattrs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    changed: Vec<&'static str>,
+}
+
+/// What differs between two entries' metadata, by name.
+fn metadata_changes(a: &Node, b: &Node) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.mode != b.mode {
+        out.push("mode");
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        out.push("owner");
+    }
+    if a.mtime != b.mtime {
+        out.push("mtime");
+    }
+    if a.xattrs != b.xattrs {
+        out.push("xattrs");
+    }
+    out
 }
 
 #[derive(serde::Serialize)]
@@ -108,12 +129,17 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             return Ok(());
         }
         let shown = path.to_string_lossy();
+        let changed = match (kind, old, new) {
+            (ChangeKind::Metadata, Some(a), Some(b)) => metadata_changes(a, b),
+            _ => Vec::new(),
+        };
         let r = if json {
             output::json(&JsonChange {
                 change: kind,
                 path: shown.to_string(),
                 old: old.map(|n| output::EntryJson::new(n, &shown)),
                 new: new.map(|n| output::EntryJson::new(n, &shown)),
+                changed,
             })
             .map_err(|e| std::io::Error::other(e.to_string()))
         } else {
