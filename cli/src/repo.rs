@@ -132,7 +132,35 @@ pub fn read_lock(
     if g.no_lock {
         return Ok(None);
     }
-    take_lock(g, repo, false, command).map(Some)
+    take_lock(g, repo, false, command)
+        .map(Some)
+        .map_err(|e| hint_no_lock(e, command))
+}
+
+/// A read-only user cannot write the lock a reading command takes: say how to go without one.
+fn hint_no_lock(err: anyhow::Error, command: &str) -> anyhow::Error {
+    use floe_engine::BackendError;
+    let refused = err.chain().any(|c| {
+        // The engine's error is transparent over the backend's: look inside it.
+        let backend = match c.downcast_ref::<floe_engine::Error>() {
+            Some(floe_engine::Error::Backend(b)) => Some(b),
+            _ => c.downcast_ref::<BackendError>(),
+        };
+        match backend {
+            Some(BackendError::Io { op, source, .. }) => {
+                *op == "write" && source.kind() == std::io::ErrorKind::PermissionDenied
+            }
+            Some(BackendError::Remote { op, code, .. }) => *op == "write" && code == "AccessDenied",
+            _ => false,
+        }
+    });
+    if !refused {
+        return err;
+    }
+    err.context(format!(
+        "{command} could not take its lock: this user may not write to the repository \
+         (`--no-lock` runs commands that only read without one)"
+    ))
 }
 
 /// The snapshot a `SNAPSHOT[:PATH]` argument names among those `filter` selects, and the path

@@ -155,3 +155,45 @@ fn a_damaged_extra_key_file_does_not_lock_users_out() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_user_who_may_not_write_the_repository_is_told_about_no_lock() {
+    if !is_root() {
+        eprintln!("SKIPPED: running floe as another user needs root");
+        return;
+    }
+    let env = Env::init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"readable by all").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // Everything readable by others, nothing writable: a read-only copy of the repository.
+    let status = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let as_nobody = |args: &[&str]| {
+        let c = env.cmd();
+        let floe = c.get_program().to_owned();
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(floe)
+            .args(c.get_args())
+            .args(args)
+            .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        cmd.output().unwrap()
+    };
+    let out = as_nobody(&["ls", "latest"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ls could not take its lock") && stderr(&out).contains("--no-lock"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_nobody(&["--no-lock", "ls", "latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("/src/a"), "{listing}");
+}
