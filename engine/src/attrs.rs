@@ -5,7 +5,9 @@
 //! `system.posix_acl_default` attributes, file capabilities as `security.capability`.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -67,25 +69,26 @@ fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOTSUP))
 }
 
-/// The extended attributes of `path` (not following a symlink) that `filter` allows, sorted by
-/// name. A file system without attributes gives none.
-pub fn read(path: &Path, filter: &XattrFilter) -> io::Result<Vec<Xattr>> {
+/// The names of the extended attributes of `path` (not following a symlink) that `filter`
+/// allows, without reading their values. A file system without attributes gives none.
+pub fn names(path: &Path, filter: &XattrFilter) -> io::Result<Vec<OsString>> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         Err(e) if unsupported(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    Ok(names.filter(|n| filter.allows(n.as_bytes())).collect())
+}
+
+/// The extended attributes of `path` (not following a symlink) that `filter` allows, sorted by
+/// name. A file system without attributes gives none.
+pub fn read(path: &Path, filter: &XattrFilter) -> io::Result<Vec<Xattr>> {
     let mut out = Vec::new();
-    for name in names {
-        use std::os::unix::ffi::OsStrExt;
-        let bytes = name.as_bytes();
-        if !filter.allows(bytes) {
-            continue;
-        }
+    for name in names(path, filter)? {
         // An attribute removed between the listing and the read is simply gone.
         if let Some(value) = xattr::get(path, &name)? {
             out.push(Xattr {
-                name: ByteString(bytes.to_vec()),
+                name: ByteString(name.into_vec()),
                 value: ByteString(value),
             });
         }
@@ -206,7 +209,6 @@ pub fn write(
 }
 
 fn remove_extra(path: &Path, wanted: &[Xattr], filter: &XattrFilter, problems: &mut XattrProblems) {
-    use std::os::unix::ffi::OsStrExt;
     let Ok(present) = xattr::list(path) else {
         return;
     };

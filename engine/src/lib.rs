@@ -52,7 +52,7 @@ pub use ops::backup::{
     SourceError,
 };
 pub use ops::check::{check, check_gated, CheckReport, ReadData, ReadGate};
-pub use ops::diff::{diff_trees, ChangeKind, DiffStats};
+pub use ops::diff::{diff_trees, metadata_changes, ChangeKind, DiffStats};
 pub use ops::dump::{plan_dump, DumpPlan, DumpStats};
 pub use ops::find::{find, FindOptions, FindStats};
 pub use ops::forget::retention::{

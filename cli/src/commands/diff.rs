@@ -35,24 +35,6 @@ struct JsonChange<'a> {
     changed: Vec<&'static str>,
 }
 
-/// What differs between two entries' metadata, by name.
-fn metadata_changes(a: &Node, b: &Node) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if a.mode != b.mode {
-        out.push("mode");
-    }
-    if (a.uid, a.gid) != (b.uid, b.gid) {
-        out.push("owner");
-    }
-    if a.mtime != b.mtime {
-        out.push("mtime");
-    }
-    if a.xattrs != b.xattrs {
-        out.push("xattrs");
-    }
-    out
-}
-
 #[derive(serde::Serialize)]
 struct JsonTotals<'a> {
     totals: &'a floe_engine::DiffStats,
@@ -130,7 +112,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         let shown = path.to_string_lossy();
         let changed = match (kind, old, new) {
-            (ChangeKind::Metadata, Some(a), Some(b)) => metadata_changes(a, b),
+            (ChangeKind::Metadata, Some(a), Some(b)) => floe_engine::metadata_changes(a, b),
             _ => Vec::new(),
         };
         let r = if json {

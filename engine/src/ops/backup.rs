@@ -483,22 +483,26 @@ impl<'a> Walker<'a> {
     }
 
     /// The entry's extended attributes; one that cannot be read gives a warning, and the entry
-    /// is kept without them.
+    /// is kept without them. A version 1 repository records none: only their names are listed,
+    /// to count the entries that had some.
     fn xattrs(&mut self, path: &Path) -> Vec<Xattr> {
-        let found = match attrs::read(path, &self.rules.xattrs) {
-            Ok(found) => found,
-            Err(e) => {
-                self.warn(path, format!("extended attributes not recorded: {e}"));
-                return Vec::new();
-            }
+        let filter = &self.rules.xattrs;
+        let found = if self.records_xattrs {
+            attrs::read(path, filter)
+        } else {
+            attrs::names(path, filter).map(|names| {
+                if !names.is_empty() {
+                    let (count, first) = &mut self.xattrs_dropped;
+                    *count += 1;
+                    first.get_or_insert_with(|| path.to_path_buf());
+                }
+                Vec::new()
+            })
         };
-        if self.records_xattrs || found.is_empty() {
-            return found;
-        }
-        let (count, first) = &mut self.xattrs_dropped;
-        *count += 1;
-        first.get_or_insert_with(|| path.to_path_buf());
-        Vec::new()
+        found.unwrap_or_else(|e| {
+            self.warn(path, format!("extended attributes not recorded: {e}"));
+            Vec::new()
+        })
     }
 
     /// In a version 1 repository, one warning for all the attributes that were left out.

@@ -79,12 +79,27 @@ fn same_content(a: &Node, b: &Node) -> bool {
     a.content == b.content && a.link_target == b.link_target && a.rdev == b.rdev
 }
 
+/// What differs between two entries' metadata, by name: `mode`, `owner`, `mtime`, `xattrs`.
+/// Empty when they are the same.
+pub fn metadata_changes(a: &Node, b: &Node) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if a.mode != b.mode {
+        out.push("mode");
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        out.push("owner");
+    }
+    if a.mtime != b.mtime {
+        out.push("mtime");
+    }
+    if a.xattrs != b.xattrs {
+        out.push("xattrs");
+    }
+    out
+}
+
 fn same_metadata(a: &Node, b: &Node) -> bool {
-    a.mode == b.mode
-        && a.uid == b.uid
-        && a.gid == b.gid
-        && a.mtime == b.mtime
-        && a.xattrs == b.xattrs
+    metadata_changes(a, b).is_empty()
 }
 
 impl Differ<'_, '_> {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::{BackendError, Error, Object, Result};
 use crate::format::chunker::ChunkerParams;
 use crate::format::compress;
+use crate::format::config::XATTRS_VERSION;
 pub use crate::format::config::{Config, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use crate::format::crypto::MasterKey;
 use crate::format::index_file::IndexPack;
@@ -174,9 +175,9 @@ fn check_config(config: &Config) -> Result<()> {
     if !zstd::compression_level_range().contains(&config.compression_level) {
         return Err(corrupt("compression level out of range"));
     }
-    match (config.version, config.chunker_seed) {
-        (1, Some(_)) => Err(corrupt("a version 1 config has no chunker_seed")),
-        (v, None) if v >= 2 => Err(corrupt("the chunker_seed member is missing")),
+    match (config.version >= XATTRS_VERSION, config.chunker_seed) {
+        (false, Some(_)) => Err(corrupt("a version 1 config has no chunker_seed")),
+        (true, None) => Err(corrupt("the chunker_seed member is missing")),
         _ => Ok(()),
     }
 }
@@ -233,7 +234,7 @@ impl Repository {
             version: opts.version,
             id: RepoId::from_bytes(rand::random()),
             chunker: opts.chunker,
-            chunker_seed: (opts.version >= 2)
+            chunker_seed: (opts.version >= XATTRS_VERSION)
                 .then(|| opts.chunker_seed.unwrap_or_else(rand::random)),
             compression_level: opts.compression_level,
             data_pack_size: opts.data_pack_size,

@@ -175,16 +175,9 @@ impl Backend for LocalBackend {
                     if !fs::metadata(sub.path()).is_ok_and(|m| m.is_dir()) {
                         continue;
                     }
-                    let at = out.len();
-                    Self::list_dir(&sub.path(), &mut out)?;
-                    let mut kept = at;
-                    for i in at..out.len() {
-                        if out[i].id[0] == first {
-                            out.swap(kept, i);
-                            kept += 1;
-                        }
-                    }
-                    out.truncate(kept);
+                    let mut listed = Vec::new();
+                    Self::list_dir(&sub.path(), &mut listed)?;
+                    out.extend(listed.into_iter().filter(|e| e.id[0] == first));
                 }
             }
             _ => Self::list_dir(&dir, &mut out)?,
