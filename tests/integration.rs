@@ -38,5 +38,7 @@ mod select;
 mod snapshots;
 #[path = "integration/sources.rs"]
 mod sources;
+#[path = "integration/tls.rs"]
+mod tls;
 #[path = "integration/xattrs.rs"]
 mod xattrs;

@@ -118,6 +118,17 @@ pub struct S3Args {
     /// Attempts per request to the object store before giving up (backoff with jitter between)
     #[arg(long, env = "FLOE_S3_ATTEMPTS", global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub s3_attempts: u32,
+    /// Also trust the authorities in this PEM file for the endpoint (repeatable; wins over
+    /// AWS_CA_BUNDLE and the AWS profile's ca_bundle; the system's authorities stay trusted)
+    #[arg(long, env = "FLOE_CACERT", global = true, value_name = "FILE")]
+    pub cacert: Vec<std::path::PathBuf>,
+    /// Client certificate and its private key, in one PEM file, for stores that want mutual TLS
+    #[arg(long, env = "FLOE_TLS_CLIENT_CERT", global = true, value_name = "FILE")]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// Accept any certificate from the endpoint (for a test endpoint only: anyone on the path
+    /// can then read and change what is sent)
+    #[arg(long, global = true)]
+    pub insecure_tls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,15 +268,33 @@ fn parse() -> Cli {
     }
 }
 
+/// The layers under a network failure, which `-v` prints after the one-line message.
+fn network_causes(err: &anyhow::Error) -> &[String] {
+    err.chain()
+        .find_map(|c| match c.downcast_ref::<floe_engine::Error>() {
+            Some(floe_engine::Error::Backend(b)) => Some(b.causes()),
+            _ => c
+                .downcast_ref::<floe_engine::BackendError>()
+                .map(|b| b.causes()),
+        })
+        .unwrap_or(&[])
+}
+
 fn main() -> ExitCode {
     drop_empty_variables();
     let cli = parse();
     output::set_quiet(cli.global.quiet);
+    let verbose = cli.global.verbose > 0;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
+            if verbose {
+                for cause in network_causes(&e) {
+                    eprintln!("  caused by: {cause}");
+                }
+            }
             ExitCode::from(exit_code_of(&e))
         }
     }

@@ -42,6 +42,17 @@ fn s3_at(g: &GlobalArgs, loc: &str) -> anyhow::Result<S3Backend> {
     o.connections = g.s3.connections as usize;
     o.attempt_timeout = g.s3.s3_timeout;
     o.max_attempts = g.s3.s3_attempts;
+    o.tls = floe_engine::TlsOptions {
+        cacert: g.s3.cacert.clone(),
+        client_cert: g.s3.tls_client_cert.clone(),
+        insecure: g.s3.insecure_tls,
+    };
+    if g.s3.insecure_tls {
+        eprintln!(
+            "warning: --insecure-tls: the store's certificate is not checked; anyone on the \
+             path can read and change what is sent"
+        );
+    }
     Ok(S3Backend::new(&o)?)
 }
 

@@ -90,8 +90,9 @@ pub use storage::s3::{
     LocationError, LocationProblem, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,
 };
 pub use storage::{
-    conformance, Backend, BackendError, DryRunBackend, FileType, LocalBackend, MemoryBackend,
-    S3Backend, S3Options, StorageClass, ThawState, ThawTier,
+    choose_ca_files, conformance, Backend, BackendError, CaFile, DryRunBackend, FileType,
+    LocalBackend, MemoryBackend, NetworkProblem, S3Backend, S3Options, StorageClass, ThawState,
+    ThawTier, TlsOptions,
 };
 pub use units::{parse_size, ParseError};
 

@@ -14,6 +14,7 @@ mod dry_run;
 mod error;
 #[cfg(test)]
 pub(crate) mod faulty;
+mod http;
 pub mod lifecycle;
 mod local;
 mod memory;
@@ -22,6 +23,7 @@ pub mod s3;
 pub mod conformance;
 
 pub use dry_run::DryRunBackend;
+pub use http::{choose_ca_files, CaFile, NetworkProblem, TlsOptions};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use s3::{S3Backend, S3Options};

@@ -378,26 +378,6 @@ fn refused_credentials_name_bucket_key_and_code_and_are_not_retried() {
     );
 }
 
-#[test]
-fn an_unreachable_store_is_a_clear_error() {
-    // Port 9 (discard) has no listener on the test machines: every connection is refused.
-    let mut env = Env::new();
-    env.repo = "s3:http://127.0.0.1:9/bucket/prefix".into();
-    env.vars.extend([
-        ("FLOE_S3_REGION".into(), "test".into()),
-        ("FLOE_S3_ATTEMPTS".into(), "2".into()),
-        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-    ]);
-    let out = env.run(&["snapshots"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("s3://bucket/prefix/config") && err.contains("connection failed"),
-        "{err}"
-    );
-}
-
 /// The fault-injecting proxy of `tests/servers/flaky_proxy.py`, in front of a server.
 pub struct FlakyProxy {
     child: std::process::Child,

@@ -38,6 +38,29 @@ pub enum BackendError {
         /// The HTTP status, when a response arrived.
         status: Option<u16>,
     },
+    /// The object store could not be reached, or not safely (after every retry that could
+    /// help). Says what happened and what to do; the layers under it are in `causes`.
+    #[error("{problem}")]
+    Unreachable {
+        /// What was being done (read, write, list, remove, create).
+        op: &'static str,
+        /// The bucket and key (`s3://bucket/key`).
+        location: String,
+        /// What went wrong.
+        problem: Box<super::http::NetworkProblem>,
+        /// The errors of the HTTP stack, outermost first (printed with `-v`).
+        causes: Vec<String>,
+    },
+    /// A file of TLS settings (`--cacert`, `AWS_CA_BUNDLE`, `--tls-client-cert`) is unusable.
+    #[error("{setting} {}: {problem}", path.display())]
+    TlsSetup {
+        /// The setting that named the file.
+        setting: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The object is in an archive storage class and must be restored (thawed) before reading.
     #[error("{location} is in storage class {storage_class} and must be restored from the archive before it can be read")]
     NeedsThaw {
@@ -58,4 +81,14 @@ pub enum BackendError {
         /// Bytes available.
         got: u64,
     },
+}
+
+impl BackendError {
+    /// The errors under a network failure, outermost first; empty for every other error.
+    pub fn causes(&self) -> &[String] {
+        match self {
+            BackendError::Unreachable { causes, .. } => causes,
+            _ => &[],
+        }
+    }
 }

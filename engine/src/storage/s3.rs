@@ -25,6 +25,7 @@ use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use super::http::{self, NetworkFailure, NetworkProblem, TlsOptions};
 use super::{
     Backend, FileType, ObjectEntry, ObjectState, StorageClass, ThawRequest, ThawState, ThawTier,
     CONFIG_ID,
@@ -60,6 +61,8 @@ pub struct S3Options {
     pub attempt_timeout: Duration,
     /// Attempts per request, the first included.
     pub max_attempts: u32,
+    /// Trust and client certificate for an `https` endpoint (and AWS).
+    pub tls: TlsOptions,
 }
 
 /// An S3 location that does not parse.
@@ -136,6 +139,7 @@ impl S3Options {
             connect_timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(300),
             max_attempts: 8,
+            tls: TlsOptions::default(),
         })
     }
 }
@@ -191,7 +195,22 @@ impl S3Backend {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the I/O runtime: {e}")))?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let https = opts
+            .endpoint
+            .as_deref()
+            .is_none_or(|e| e.starts_with("https://"));
+        let ca_files = if https {
+            let env = std::env::var_os("AWS_CA_BUNDLE")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from);
+            http::choose_ca_files(&opts.tls.cacert, env, || {
+                rt.block_on(profile_ca_bundle(opts.profile.as_deref()))
+            })
+        } else {
+            Vec::new()
+        };
+        let http_client = http::client(&opts.tls, &ca_files, https, opts.connect_timeout)?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client);
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
@@ -281,6 +300,14 @@ impl S3Backend {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let location = self.url(key);
+        if let Some((problem, causes)) = self.network_problem(&err) {
+            return BackendError::Unreachable {
+                op,
+                location,
+                problem: Box::new(problem),
+                causes,
+            };
+        }
         let (code, status, message) = match &err {
             SdkError::ServiceError(se) => {
                 let status = se.raw().status().as_u16();
@@ -336,6 +363,29 @@ impl S3Backend {
                 status,
             },
         }
+    }
+
+    /// The network problem under a failed request: one the HTTP client named, or a timeout of
+    /// the last attempt. `None` when the store answered.
+    fn network_problem<E>(&self, err: &SdkError<E>) -> Option<(NetworkProblem, Vec<String>)>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if let SdkError::TimeoutError(_) = err {
+            let problem = NetworkProblem::AttemptTimeout {
+                limit: self.attempt_timeout,
+                attempts: self.max_attempts,
+            };
+            return Some((problem, vec![DisplayErrorContext(err).to_string()]));
+        }
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = next {
+            if let Some(f) = e.downcast_ref::<NetworkFailure>() {
+                return Some((f.problem.clone(), f.causes.clone()));
+            }
+            next = e.source();
+        }
+        None
     }
 
     /// GETs `key` (or a range of it), appending the body to `buf`.
@@ -507,6 +557,22 @@ impl S3Backend {
     pub fn region(&self) -> &str {
         &self.region
     }
+}
+
+/// The `ca_bundle` of the AWS profile in use (`profile`, else `AWS_PROFILE`, else `default`),
+/// with the profile's name. `None` when there is none, or no AWS configuration at all.
+async fn profile_ca_bundle(profile: Option<&str>) -> Option<(String, std::path::PathBuf)> {
+    use aws_types::os_shim_internal::{Env, Fs};
+    let set = aws_config::profile::load(
+        &Fs::real(),
+        &Env::real(),
+        &aws_runtime::env_config::file::EnvConfigFiles::default(),
+        profile.map(|p| std::borrow::Cow::Owned(p.to_string())),
+    )
+    .await
+    .ok()?;
+    let path = set.get("ca_bundle")?;
+    Some((set.selected_profile().to_string(), path.into()))
 }
 
 fn status_name(status: u16) -> &'static str {
