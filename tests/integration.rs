@@ -30,6 +30,8 @@ mod output;
 mod postgres;
 #[path = "integration/restore.rs"]
 mod restore;
+#[path = "integration/resume.rs"]
+mod resume;
 #[path = "integration/s3.rs"]
 mod s3;
 #[path = "integration/select.rs"]

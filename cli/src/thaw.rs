@@ -125,6 +125,26 @@ pub fn prepare(
     })))
 }
 
+/// The thaw a command would need (`--dry-run`), on stderr; nothing when every pack it reads is
+/// readable.
+pub fn show(
+    repo: &Repository,
+    packs: &BTreeSet<PackId>,
+    a: &ThawArgs,
+    what: &str,
+) -> anyhow::Result<()> {
+    if !repo.backend().is_remote() {
+        return Ok(());
+    }
+    let plan = ThawPlan::of(repo, packs)?;
+    if !plan.all_readable() {
+        let prices = load_prices(a.prices.as_deref())?;
+        let s = plan.summary(a.thaw_tier, &prices);
+        print_plan(&plan, &s, a, what, &prices.as_of);
+    }
+    Ok(())
+}
+
 /// The plan on stderr: how many packs are archived, in which classes, and what a thaw with the
 /// chosen tier takes and costs.
 fn print_plan(plan: &ThawPlan, s: &ThawSummary, a: &ThawArgs, what: &str, prices_as_of: &str) {

@@ -141,7 +141,7 @@ pub enum Error {
     #[error("path {0:?} not found in snapshot")]
     PathNotFound(String),
     /// Restore would overwrite files that exist.
-    #[error("restore would overwrite {count} existing file(s), the first being {first}; pass --overwrite to replace them")]
+    #[error("restore would overwrite {count} existing file(s), the first being {first}; pass --overwrite to replace them, or --overwrite if-changed to leave those already in place (to continue a restore that stopped)")]
     TargetExists {
         /// How many targets exist.
         count: usize,

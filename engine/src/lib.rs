@@ -69,8 +69,8 @@ pub use ops::prune::{
 };
 pub use ops::repair::{repair_index, repair_snapshots, RepairIndexReport, RepairSnapshotsReport};
 pub use ops::restore::{
-    needed_packs, plan_restore, restore, restore_planned, RestoreError, RestoreOptions,
-    RestorePlan, RestoreSummary,
+    needed_packs, plan_restore, restore, restore_planned, Overwrite, RestoreError, RestoreOptions,
+    RestorePlan, RestorePreview, RestoreSummary,
 };
 pub use ops::rewrite::{
     execute as rewrite, plan as plan_rewrite, Rewrite, RewritePlan, RewriteReport,

@@ -50,7 +50,7 @@ fn json_backups_and_restores_print_status_lines_then_the_summary() {
         target.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(summary_json(&out.stdout)["files"], 1);
+    assert_eq!(summary_json(&out.stdout)["files_restored"], 1);
 }
 
 #[test]

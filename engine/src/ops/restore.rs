@@ -1,16 +1,28 @@
 //! Restore: plan every file's blobs, read each pack once, decrypt and write in parallel, then set
 //! metadata bottom-up (ARCHITECTURE.md, "Restore").
 //!
-//! Files are created at their final size and zero blocks are not written, so sparse files stay
-//! sparse. A file whose blobs fail to read or authenticate is removed and reported: restore never
-//! leaves damaged bytes behind as if they were good.
+//! Files are written under a temporary name in their folder, at their final size, with zero
+//! blocks left as holes (sparse files stay sparse); when every chunk is written, the file gets
+//! its metadata and is renamed into place. A killed restore thus never leaves a file at its final
+//! name whose bytes are not the snapshot's, and a restore run again continues from what the
+//! killed one wrote: chunks already in place, in the temporary file or in the file being
+//! replaced, are found by their keyed hashes and not read from the repository again
+//! ([`local`]). A file whose blobs fail to read or authenticate is reported and never renamed
+//! into place.
+
+mod local;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+pub use local::Overwrite;
+use local::{part_path, Chunk};
 
 use rayon::prelude::*;
 
@@ -18,6 +30,7 @@ use crate::attrs::{self, XattrFilter, XattrProblems, XattrWarning};
 use crate::cold::thaw::PackGate;
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
+use crate::format::blob::BlobType;
 use crate::format::pack::{BlobOpener, PackEntry};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
@@ -44,8 +57,13 @@ pub struct RestoreOptions {
     pub includes: Vec<String>,
     /// Leave out entries matching (or inside an entry matching) one of these patterns.
     pub excludes: Vec<String>,
-    /// Replace existing files instead of refusing.
-    pub overwrite: bool,
+    /// What to do with entries already in the target.
+    pub overwrite: Overwrite,
+    /// Remove entries of the target's folders that the snapshot's folders do not have (and no
+    /// `excludes` pattern protects).
+    pub delete: bool,
+    /// Read every file back after the restore and compare its chunks with the snapshot's.
+    pub verify: bool,
     /// Parallel pack readers (0: two per core).
     pub threads: usize,
     /// Data packs that are not readable yet (archived, thawing) and how to wait for them;
@@ -68,19 +86,37 @@ pub struct RestoreError {
     pub message: String,
 }
 
-/// The outcome of a restore.
+/// The outcome of a restore (its JSON uses restic's names where restic has them).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RestoreSummary {
-    /// Regular files restored.
-    pub files: u64,
+    /// Regular files of the snapshot the restore covered.
+    pub total_files: u64,
+    /// Their bytes.
+    pub total_bytes: u64,
+    /// Regular files written.
+    pub files_restored: u64,
+    /// Regular files already in place, left alone (`--overwrite if-changed|if-newer|never`).
+    pub files_skipped: u64,
+    /// Entries `--delete` removed (a folder counts once).
+    pub files_deleted: u64,
+    /// Bytes of the files written.
+    pub bytes_restored: u64,
+    /// Bytes of the files left alone.
+    pub bytes_skipped: u64,
+    /// Bytes of the written files that were already in place on disk and not read again.
+    pub bytes_in_place: u64,
+    /// Bytes read from the repository (encrypted and compressed, as stored).
+    pub bytes_read: u64,
     /// Folders restored.
     pub dirs: u64,
     /// Links, fifos and devices restored.
     pub others: u64,
     /// Entries recorded but not restored: sockets, and device nodes when not run as root.
-    pub skipped: u64,
-    /// Bytes of file content restored.
-    pub bytes: u64,
+    pub others_skipped: u64,
+    /// Files read back and found equal to the snapshot (`--verify`).
+    pub files_verified: u64,
+    /// Files read back and found different (`--verify`).
+    pub verify_errors: Vec<RestoreError>,
     /// Failures (damaged or missing data, local write errors).
     pub errors: Vec<RestoreError>,
     /// Extended attributes that could not be set, one entry per namespace and reason.
@@ -92,6 +128,35 @@ struct PlannedFile {
     node: Node,
     /// Restore as a hard link to this earlier file.
     link_to: Option<usize>,
+    /// Leave the file in the target alone (`--overwrite`).
+    skip: bool,
+    /// The file's chunks, from the index.
+    chunks: Vec<Chunk>,
+    /// Chunks the working file already holds.
+    have: Vec<bool>,
+    /// Where the working (temporary) file starts from.
+    base: Base,
+    /// Why the file cannot be restored, known before reading (a blob missing from the index).
+    problem: Option<String>,
+}
+
+/// What the temporary file of a file being written starts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Base {
+    /// A new, empty file: unwritten ranges are holes.
+    Fresh,
+    /// The temporary file a killed restore left.
+    Part,
+    /// A copy of the file being replaced.
+    Final,
+}
+
+/// A folder of the snapshot and the names it holds, for `--delete`.
+struct Listing {
+    dir: PathBuf,
+    snap: PathBuf,
+    inherited: bool,
+    names: HashSet<OsString>,
 }
 
 #[derive(Default)]
@@ -99,6 +164,11 @@ struct Plan {
     dirs: Vec<(PathBuf, Node)>,
     files: Vec<PlannedFile>,
     others: Vec<(PathBuf, Node)>,
+    listings: Vec<Listing>,
+    /// Entries `--delete` removes.
+    deletes: Vec<PathBuf>,
+    /// Temporary files of an earlier restore that no file continues from.
+    leftovers: Vec<PathBuf>,
 }
 
 struct Filter {
@@ -126,6 +196,8 @@ struct Planner<'a> {
     repo: &'a Repository,
     index: &'a Index,
     filter: Filter,
+    /// Record folder listings (a whole folder is restored, not one entry of it).
+    list: bool,
 }
 
 fn plan_tree(
@@ -138,6 +210,18 @@ fn plan_tree(
 ) -> Result<bool> {
     let filter = &ctx.filter;
     let mut any = false;
+    if ctx.list {
+        plan.listings.push(Listing {
+            dir: dest.to_path_buf(),
+            snap: snap_path.to_path_buf(),
+            inherited,
+            names: tree
+                .nodes
+                .iter()
+                .map(|n| n.name.as_os().to_owned())
+                .collect(),
+        });
+    }
     for node in &tree.nodes {
         let name = node.name.as_os();
         let path = dest.join(name);
@@ -166,6 +250,11 @@ fn plan_tree(
                     path,
                     node: node.clone(),
                     link_to: None,
+                    skip: false,
+                    chunks: Vec::new(),
+                    have: Vec::new(),
+                    base: Base::Fresh,
+                    problem: None,
                 });
                 any = true;
             }
@@ -290,20 +379,38 @@ fn clear(path: &Path) -> io::Result<()> {
     }
 }
 
-/// A restore worked out from the snapshot's trees, not yet carried out: [`plan_restore`] makes
-/// it, [`restore_planned`] runs it, and in between a caller can see which packs it reads.
+/// A restore worked out from the snapshot's trees and the target, not yet carried out:
+/// [`plan_restore`] makes it, [`restore_planned`] runs it, and in between a caller can see which
+/// packs it reads, or show it instead (`--dry-run`).
 pub struct RestorePlan(Plan);
 
+/// What a restore would do (`--dry-run`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestorePreview {
+    /// Files written where nothing is.
+    pub files_new: u64,
+    /// Their bytes.
+    pub bytes_new: u64,
+    /// Files written in place of an existing entry.
+    pub files_replaced: u64,
+    /// Their bytes.
+    pub bytes_replaced: u64,
+    /// Files left alone (`--overwrite`).
+    pub files_skipped: u64,
+    /// Their bytes.
+    pub bytes_skipped: u64,
+    /// Bytes of the files to write that are already in place on disk.
+    pub bytes_in_place: u64,
+    /// Bytes of the files to write that come from the repository.
+    pub bytes_to_read: u64,
+    /// Entries `--delete` would remove.
+    pub deletes: Vec<PathBuf>,
+}
+
 impl RestorePlan {
-    /// Bytes of file content the plan writes (hard links counted once) and the files.
+    /// Bytes the restore writes from the repository (hard links counted once) and the files.
     pub fn totals(&self) -> (u64, usize) {
-        let bytes = self
-            .0
-            .files
-            .iter()
-            .filter(|f| f.link_to.is_none())
-            .map(|f| f.node.size)
-            .sum();
+        let bytes = self.0.writes().map(pending_bytes).sum();
         (bytes, self.0.files.len())
     }
 
@@ -312,22 +419,73 @@ impl RestorePlan {
         self.0.dirs.is_empty() && self.0.files.is_empty() && self.0.others.is_empty()
     }
 
-    /// The data packs the restore reads.
+    /// The data packs the restore reads: those of the chunks not already in place.
     pub fn needed_packs(&self, index: &Index) -> std::collections::BTreeSet<PackId> {
         let mut out = std::collections::BTreeSet::new();
-        for f in self.0.files.iter().filter(|f| f.link_to.is_none()) {
-            for id in f.node.content.iter().flatten() {
-                if let Some(loc) = index.get(id) {
+        for f in self.0.writes() {
+            for (c, _) in f.chunks.iter().zip(&f.have).filter(|(_, have)| !**have) {
+                if let Some(loc) = index.get(&c.id) {
                     out.insert(loc.pack);
                 }
             }
         }
         out
     }
+
+    /// What the restore would write, leave alone and delete.
+    pub fn preview(&self) -> RestorePreview {
+        let mut p = RestorePreview {
+            deletes: self.0.deletes.clone(),
+            ..Default::default()
+        };
+        for f in self.0.files.iter().filter(|f| f.link_to.is_none()) {
+            let size = f.node.size;
+            match (f.skip, fs::symlink_metadata(&f.path).is_ok()) {
+                (true, _) => {
+                    (p.files_skipped, p.bytes_skipped) =
+                        (p.files_skipped + 1, p.bytes_skipped + size)
+                }
+                (false, true) => {
+                    (p.files_replaced, p.bytes_replaced) =
+                        (p.files_replaced + 1, p.bytes_replaced + size)
+                }
+                (false, false) => {
+                    (p.files_new, p.bytes_new) = (p.files_new + 1, p.bytes_new + size)
+                }
+            }
+        }
+        p.bytes_to_read = self.0.writes().map(pending_bytes).sum();
+        p.bytes_in_place = self
+            .0
+            .writes()
+            .map(|f| f.node.size - pending_bytes(f))
+            .sum();
+        p
+    }
 }
 
-/// Plans a restore of `subpath` (empty for everything) without reading any data pack. Fails as
-/// the restore would when it would overwrite files without `opts.overwrite`, so that nothing is
+impl Plan {
+    /// The files whose content the restore writes.
+    fn writes(&self) -> impl Iterator<Item = &PlannedFile> {
+        self.files
+            .iter()
+            .filter(|f| f.link_to.is_none() && !f.skip && f.problem.is_none())
+    }
+}
+
+/// Bytes of a file's chunks not yet in place.
+fn pending_bytes(f: &PlannedFile) -> u64 {
+    f.chunks
+        .iter()
+        .zip(&f.have)
+        .filter(|(_, have)| !**have)
+        .map(|(c, _)| c.len as u64)
+        .sum()
+}
+
+/// Plans a restore of `subpath` (empty for everything) without reading any data pack: what the
+/// target holds is looked at, and the chunks already in place there are read and hashed. Fails
+/// as the restore would when files are in the way without `opts.overwrite`, so that nothing is
 /// thawed for a restore that cannot run.
 pub fn plan_restore(
     repo: &Repository,
@@ -337,8 +495,9 @@ pub fn plan_restore(
     opts: &RestoreOptions,
 ) -> Result<RestorePlan> {
     MetaWriter::new(repo, opts)?;
-    let plan = build_plan(repo, index, snap, subpath, opts)?;
+    let mut plan = build_plan(repo, index, snap, subpath, opts)?;
     existing_targets(&plan, opts)?;
+    inspect(repo, index, &mut plan, opts)?;
     Ok(RestorePlan(plan))
 }
 
@@ -361,11 +520,11 @@ pub fn restore(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
-    let plan = build_plan(repo, index, snap, subpath, opts)?;
-    run_plan(repo, index, plan, opts)
+    let plan = plan_restore(repo, index, snap, subpath, opts)?;
+    run_plan(repo, index, plan.0, opts)
 }
 
-/// Carries out a plan of [`plan_restore`] (the target is checked again: time may have passed).
+/// Carries out a plan of [`plan_restore`].
 pub fn restore_planned(
     repo: &Repository,
     index: &Index,
@@ -382,13 +541,14 @@ fn build_plan(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<Plan> {
-    let ctx = Planner {
+    let mut ctx = Planner {
         repo,
         index,
         filter: Filter {
             includes: PathMatcher::new(&opts.includes)?,
             excludes: PathMatcher::new(&opts.excludes)?,
         },
+        list: opts.delete,
     };
     let (node, tree) = resolve(repo, index, snap, subpath)?;
     let snap_root = Path::new("/").join(subpath.trim_start_matches('/'));
@@ -398,15 +558,21 @@ fn build_plan(
             plan_tree(&ctx, &tree, &opts.target, &snap_root, false, &mut plan)?;
         }
         (Some(n), None) => {
-            // A single entry: it is restored into the target folder under its own name.
+            // A single entry: it is restored into the target folder under its own name, and
+            // --delete leaves the rest of the target alone.
+            ctx.list = false;
             let one = Tree { nodes: vec![n] };
             let parent = snap_root.parent().unwrap_or(Path::new("/")).to_path_buf();
             plan_tree(&ctx, &one, &opts.target, &parent, false, &mut plan)?;
         }
         (None, None) => unreachable!("resolve returns a tree for the root"),
     }
+    link_hard_links(&mut plan);
+    Ok(plan)
+}
 
-    // Hard links: the first file of each (device, inode) carries the content.
+/// Hard links: the first file of each (device, inode) carries the content.
+fn link_hard_links(plan: &mut Plan) {
     let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
     for i in 0..plan.files.len() {
         let n = &plan.files[i].node;
@@ -419,34 +585,143 @@ fn build_plan(
             }
         }
     }
-
-    Ok(plan)
 }
 
-/// Paths of the plan that exist in the target; an error unless `opts.overwrite`.
-fn existing_targets<'p>(plan: &'p Plan, opts: &RestoreOptions) -> Result<Vec<&'p PathBuf>> {
-    // A target folder that does not exist yet holds nothing.
-    let fresh_target = fs::symlink_metadata(&opts.target).is_err();
-    let existing: Vec<&PathBuf> =
-        plan.files
-            .iter()
-            .map(|f| &f.path)
-            .chain(plan.others.iter().map(|(p, _)| p))
-            .filter(|p| !fresh_target && fs::symlink_metadata(p).is_ok())
-            .chain(
-                // Something that is not a folder where the snapshot has one would be replaced too.
-                plan.dirs.iter().map(|(p, _)| p).filter(|p| {
-                    !fresh_target && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir())
-                }),
-            )
-            .collect();
-    if !existing.is_empty() && !opts.overwrite {
-        return Err(Error::TargetExists {
-            count: existing.len(),
-            first: existing[0].clone(),
-        });
+/// Without `--overwrite`, anything in the way of the plan is an error, before anything is
+/// written.
+fn existing_targets(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
+    if opts.overwrite != Overwrite::Refuse || fs::symlink_metadata(&opts.target).is_err() {
+        return Ok(());
     }
-    Ok(existing)
+    let existing: Vec<&PathBuf> = plan
+        .files
+        .iter()
+        .map(|f| &f.path)
+        .chain(plan.others.iter().map(|(p, _)| p))
+        .filter(|p| fs::symlink_metadata(p).is_ok())
+        .chain(
+            // Something that is not a folder where the snapshot has one would be replaced too.
+            plan.dirs
+                .iter()
+                .map(|(p, _)| p)
+                .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir())),
+        )
+        .collect();
+    match existing.first() {
+        Some(first) => Err(Error::TargetExists {
+            count: existing.len(),
+            first: (*first).clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Looks at the target: which files `--overwrite` leaves alone, which chunks of the others are
+/// already in place, which temporary files are left over, and what `--delete` removes.
+fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOptions) -> Result<()> {
+    let hash = |d: &[u8]| repo.key().blob_id(BlobType::Data, d);
+    plan.files
+        .par_iter_mut()
+        .filter(|f| f.link_to.is_none())
+        .for_each(|f| inspect_file(f, index, opts.overwrite, &hash));
+    for i in 0..plan.files.len() {
+        if let Some(j) = plan.files[i].link_to {
+            plan.files[i].skip =
+                plan.files[j].skip && fs::symlink_metadata(&plan.files[i].path).is_ok();
+        }
+    }
+    let claimed: HashSet<PathBuf> = plan
+        .writes()
+        .filter(|f| f.base == Base::Part)
+        .map(|f| part_path(&f.path))
+        .collect();
+    let folders: Vec<&Path> = std::iter::once(opts.target.as_path())
+        .chain(plan.dirs.iter().map(|(p, _)| p.as_path()))
+        .collect();
+    plan.leftovers = folders
+        .iter()
+        .flat_map(|d| local::leftovers(d, &claimed))
+        .collect();
+    if opts.delete {
+        plan.deletes = deletes(plan, &folders, opts)?;
+    }
+    Ok(())
+}
+
+/// A file's chunks, whether it is left alone, and what its temporary file starts from.
+fn inspect_file(
+    f: &mut PlannedFile,
+    index: &Index,
+    mode: Overwrite,
+    hash: &(dyn Fn(&[u8]) -> BlobId + Sync),
+) {
+    let mut offset = 0u64;
+    for id in f.node.content.iter().flatten() {
+        let Some(loc) = index.get(id) else {
+            f.problem = Some(Error::MissingBlob(*id).to_string());
+            return;
+        };
+        let len = loc.entry.uncompressed_length;
+        f.chunks.push(Chunk {
+            id: *id,
+            offset,
+            len,
+        });
+        offset += len as u64;
+    }
+    if offset != f.node.size {
+        // The tree and the index disagree: the file would be cut short or padded with zeros.
+        let size = f.node.size;
+        f.problem = Some(format!(
+            "its blobs hold {offset} bytes but the snapshot records {size}"
+        ));
+        return;
+    }
+    let existing = fs::symlink_metadata(&f.path).ok();
+    if existing
+        .as_ref()
+        .is_some_and(|m| local::leave_alone(mode, m, &f.node))
+    {
+        f.skip = true;
+        return;
+    }
+    let part = part_path(&f.path);
+    let (base, from) = if fs::symlink_metadata(&part).is_ok_and(|m| m.is_file()) {
+        (Base::Part, part)
+    } else if existing.is_some_and(|m| m.is_file()) {
+        (Base::Final, f.path.clone())
+    } else {
+        (Base::Fresh, part)
+    };
+    f.have = match base {
+        Base::Fresh => vec![false; f.chunks.len()],
+        _ => local::chunks_in_place(&from, &f.chunks, hash),
+    };
+    // A file being replaced that shares nothing with the snapshot's is not copied first.
+    f.base = match base {
+        Base::Final if !f.have.contains(&true) => Base::Fresh,
+        b => b,
+    };
+}
+
+/// Entries of the restored folders that the snapshot's folders lack; an entry an `--exclude`
+/// pattern matches, or outside every `--include`, is kept.
+fn deletes(plan: &Plan, folders: &[&Path], opts: &RestoreOptions) -> Result<Vec<PathBuf>> {
+    let filter = Filter {
+        includes: PathMatcher::new(&opts.includes)?,
+        excludes: PathMatcher::new(&opts.excludes)?,
+    };
+    let restored: HashSet<&Path> = folders.iter().copied().collect();
+    Ok(plan
+        .listings
+        .iter()
+        .filter(|l| restored.contains(l.dir.as_path()))
+        .flat_map(|l| {
+            local::extras(&l.dir, &l.names, |name| {
+                filter.select(&l.snap.join(name), l.inherited) != Some(true)
+            })
+        })
+        .collect())
 }
 
 /// Failures of a restore, by file number; the first failure of a file is kept.
@@ -485,26 +760,36 @@ fn run_plan(
     plan: Plan,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
-    let mut meta = MetaWriter::new(repo, opts)?;
-    let existing = existing_targets(&plan, opts)?;
+    let meta = Mutex::new(MetaWriter::new(repo, opts)?);
     make_folders(&plan, opts)?;
-    let failures = Failures::default();
-    let existing: HashSet<&PathBuf> = existing.into_iter().collect();
-    let packs = group_by_pack(&plan, index, &existing, &failures);
-    let pool = reader_pool(repo, opts)?;
-    read_packs(
-        repo,
-        &plan.files,
-        &packs,
-        opts.gate.as_ref(),
-        &pool,
-        &failures,
-        &opts.progress,
-    );
     let mut summary = RestoreSummary::default();
-    finish_files(&plan, failures.into_inner(), &mut meta, &mut summary);
-    finish_others_and_folders(&plan, &mut meta, &mut summary);
+    clear_target(&plan, &mut summary);
+    let failures = Failures::default();
+    let (packs, pending) = group_by_pack(&plan, index, &failures);
+    let done = Finisher {
+        files: &plan.files,
+        pending,
+        meta: &meta,
+        failures: &failures,
+    };
+    prepare_files(&plan, &done);
+    let pool = reader_pool(repo, opts)?;
+    let bytes_read = AtomicU64::new(0);
+    let reading = Reading {
+        repo,
+        done: &done,
+        progress: &opts.progress,
+        bytes_read: &bytes_read,
+    };
+    read_packs(&reading, &packs, opts.gate.as_ref(), &pool);
+    let mut meta = meta.into_inner().unwrap_or_else(|p| p.into_inner());
+    finish_files(&plan, failures.into_inner(), &mut summary);
+    finish_others_and_folders(&plan, opts.overwrite, &mut meta, &mut summary);
+    summary.bytes_read = bytes_read.into_inner();
     summary.xattr_warnings = meta.problems.warnings();
+    if opts.verify {
+        verify_files(repo, &plan, &mut summary);
+    }
     Ok(summary)
 }
 
@@ -527,70 +812,140 @@ fn make_folders(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
     Ok(())
 }
 
-/// Files every blob of every planned file under its pack, with the places its plaintext goes
-/// to; a blob used several times is read once. Empty files are created now; the others when
-/// their first blob is written, so that each file is opened once per pack that holds its data,
-/// never once more just to create it. Existing files in the way are removed first.
+/// Removes the temporary files no file continues from, and what `--delete` removes.
+fn clear_target(plan: &Plan, summary: &mut RestoreSummary) {
+    for p in &plan.leftovers {
+        let _ = fs::remove_file(p);
+    }
+    for p in &plan.deletes {
+        match local::remove_entry(p) {
+            Ok(()) => summary.files_deleted += 1,
+            Err(e) => summary.errors.push(RestoreError {
+                path: p.clone(),
+                message: format!("delete: {e}"),
+            }),
+        }
+    }
+}
+
+/// Files every chunk still to write under its pack, with the places its plaintext goes to; a
+/// blob used several times is read once. Also counts each file's pending writes.
 fn group_by_pack(
     plan: &Plan,
     index: &Index,
-    existing: &HashSet<&PathBuf>,
     failures: &Failures,
-) -> Vec<PackJob> {
+) -> (Vec<PackJob>, Vec<AtomicUsize>) {
     let mut by_pack: HashMap<PackId, HashMap<BlobId, BlobJob>> = HashMap::new();
+    let mut pending = vec![0usize; plan.files.len()];
     for (i, f) in plan.files.iter().enumerate() {
-        if f.link_to.is_some() {
+        if let Some(p) = &f.problem {
+            failures.fail(i, p.clone());
+        }
+        if f.link_to.is_some() || f.skip || f.problem.is_some() {
             continue;
         }
-        if existing.contains(&f.path) {
-            if let Err(e) = clear(&f.path) {
-                failures.fail(i, format!("replace: {e}"));
-                continue;
-            }
-        }
-        if f.node.content.as_ref().is_none_or(|c| c.is_empty()) {
-            if let Err(e) = open_at_size(&f.path, f.node.size) {
-                failures.fail(i, format!("create: {e}"));
-            }
-            continue;
-        }
-        let mut offset = 0u64;
-        for id in f.node.content.iter().flatten() {
-            let Some(loc) = index.get(id) else {
-                failures.fail(i, Error::MissingBlob(*id).to_string());
+        for (c, _) in f.chunks.iter().zip(&f.have).filter(|(_, have)| !**have) {
+            let Some(loc) = index.get(&c.id) else {
+                failures.fail(i, Error::MissingBlob(c.id).to_string());
                 break;
             };
             by_pack
                 .entry(loc.pack)
                 .or_default()
-                .entry(*id)
+                .entry(c.id)
                 .or_insert_with(|| BlobJob {
                     entry: loc.entry,
                     targets: Vec::new(),
                 })
                 .targets
-                .push((i, offset));
-            offset += loc.entry.uncompressed_length as u64;
-        }
-        if offset != f.node.size {
-            // The tree and the index disagree: the file would be cut short or padded with zeros.
-            failures.fail(
-                i,
-                format!(
-                    "its blobs hold {offset} bytes but the snapshot records {}",
-                    f.node.size
-                ),
-            );
+                .push((i, c.offset));
+            pending[i] += 1;
         }
     }
-    by_pack
+    let packs = by_pack
         .into_iter()
         .map(|(p, blobs)| {
             let mut v: Vec<BlobJob> = blobs.into_values().collect();
             v.sort_by_key(|b| b.entry.offset);
             (p, v)
         })
-        .collect()
+        .collect();
+    (packs, pending.into_iter().map(AtomicUsize::new).collect())
+}
+
+/// Readies the temporary files that continue from something (a copy of the file being
+/// replaced, or a killed restore's), and completes the files with nothing left to read.
+/// Files that start fresh are created when their first chunk is written.
+fn prepare_files(plan: &Plan, done: &Finisher) {
+    for (i, f) in plan.files.iter().enumerate() {
+        if f.link_to.is_some() || f.skip || f.problem.is_some() {
+            continue;
+        }
+        let part = part_path(&f.path);
+        let ready = match f.base {
+            Base::Fresh => Ok(()),
+            Base::Final => fs::copy(&f.path, &part).map(|_| ()),
+            Base::Part => Ok(()),
+        }
+        // A killed restore may have set the final mode (read-only, say) already.
+        .and_then(|()| match f.base {
+            Base::Fresh => Ok(()),
+            _ => fs::set_permissions(&part, fs::Permissions::from_mode(0o600)),
+        });
+        if let Err(e) = ready {
+            done.failures
+                .fail(i, format!("prepare {}: {e}", part.display()));
+            continue;
+        }
+        if done.pending[i].load(Ordering::Acquire) == 0 {
+            match open_at_size(&part, f.node.size) {
+                Ok(_) => done.complete(i),
+                Err(e) => done.failures.fail(i, format!("create: {e}")),
+            }
+        }
+    }
+}
+
+/// Completes files: when the last chunk of a file is written, its temporary file gets the
+/// metadata and the final name.
+struct Finisher<'a> {
+    files: &'a [PlannedFile],
+    /// Writes still to come, per file.
+    pending: Vec<AtomicUsize>,
+    meta: &'a Mutex<MetaWriter>,
+    failures: &'a Failures,
+}
+
+impl Finisher<'_> {
+    fn chunk_written(&self, i: usize) {
+        if self.pending[i].fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.complete(i);
+        }
+    }
+
+    fn complete(&self, i: usize) {
+        let f = &self.files[i];
+        let part = part_path(&f.path);
+        let placed = self
+            .meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set(&part, &f.node, true)
+            .map_err(|e| format!("metadata: {e}"))
+            .and_then(|()| place(&part, &f.path).map_err(|e| format!("rename into place: {e}")));
+        if let Err(m) = placed {
+            self.failures.fail(i, m);
+        }
+    }
+}
+
+/// Renames a complete temporary file to its final name, replacing what is there (an empty
+/// folder, where the snapshot has a file, is removed first).
+fn place(part: &Path, path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir(path)?;
+    }
+    fs::rename(part, path)
 }
 
 /// The readers: two per CPU, and at least as many as the backend has connections.
@@ -612,17 +967,18 @@ fn reader_pool(repo: &Repository, opts: &RestoreOptions) -> Result<rayon::Thread
         })
 }
 
+/// What the pack readers share.
+struct Reading<'a> {
+    repo: &'a Repository,
+    done: &'a Finisher<'a>,
+    progress: &'a crate::progress::ProgressSink,
+    /// Bytes read from the repository.
+    bytes_read: &'a AtomicU64,
+}
+
 /// Reads every pack and writes its blobs into the files. Readable packs go to the readers at
 /// once; packs behind the gate as the waiter reports them thawed.
-fn read_packs(
-    repo: &Repository,
-    files: &[PlannedFile],
-    packs: &[PackJob],
-    gate: Option<&PackGate>,
-    pool: &rayon::ThreadPool,
-    failures: &Failures,
-    progress: &crate::progress::ProgressSink,
-) {
+fn read_packs(r: &Reading, packs: &[PackJob], gate: Option<&PackGate>, pool: &rayon::ThreadPool) {
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<&PackJob>();
     let mut gated: Vec<&PackJob> = Vec::new();
     for p in packs {
@@ -633,6 +989,7 @@ fn read_packs(
             }
         }
     }
+    let failures = r.done.failures;
     std::thread::scope(|scope| {
         scope.spawn(move || {
             if let Some(gate) = gate {
@@ -646,8 +1003,8 @@ fn read_packs(
                 .iter()
                 .par_bridge()
                 .for_each_init(init, |(data, opener), (pack_id, blobs)| {
-                    let mut writer = FileWriter::new(files, failures, progress);
-                    restore_pack(repo, pack_id, blobs, data, opener, &mut writer);
+                    let mut writer = FileWriter::new(r.done, r.progress);
+                    restore_pack(r, pack_id, blobs, data, opener, &mut writer);
                 })
         });
     });
@@ -687,13 +1044,14 @@ fn feed_thawed<'p>(
 /// The blobs of one pack: neighbours are read together, each blob is opened and written at its
 /// places.
 fn restore_pack(
-    repo: &Repository,
+    r: &Reading,
     pack_id: &PackId,
     blobs: &[BlobJob],
     data: &mut Vec<u8>,
     opener: &mut BlobOpener,
     writer: &mut FileWriter,
 ) {
+    let failures = r.done.failures;
     let mut start = 0;
     while start < blobs.len() {
         let end = coalesce(blobs, start);
@@ -706,18 +1064,20 @@ fn restore_pack(
             .max()
             .unwrap_or(first);
         let bt = group[0].entry.blob_type;
-        if let Err(e) = repo.read_pack_range_into(bt, pack_id, first, last_end - first, data) {
-            writer.failures.fail_blobs(group, &e.to_string());
+        if let Err(e) = r
+            .repo
+            .read_pack_range_into(bt, pack_id, first, last_end - first, data)
+        {
+            failures.fail_blobs(group, &e.to_string());
             continue;
         }
+        r.bytes_read.fetch_add(last_end - first, Ordering::Relaxed);
         for b in group {
             let lo = (b.entry.offset as u64 - first) as usize;
             let sealed = &mut data[lo..lo + b.entry.length as usize];
-            match opener.open(repo.key(), pack_id, &b.entry, sealed) {
+            match opener.open(r.repo.key(), pack_id, &b.entry, sealed) {
                 Ok(plain) => writer.write(&b.targets, plain),
-                Err(e) => writer
-                    .failures
-                    .fail_blobs(std::slice::from_ref(b), &e.to_string()),
+                Err(e) => failures.fail_blobs(std::slice::from_ref(b), &e.to_string()),
             }
         }
     }
@@ -741,23 +1101,17 @@ fn coalesce(blobs: &[BlobJob], start: usize) -> usize {
     end
 }
 
-/// Writes plaintext into the planned files, keeping a bounded number of them open.
+/// Writes plaintext into the temporary files, keeping a bounded number of them open.
 struct FileWriter<'a> {
-    files: &'a [PlannedFile],
-    failures: &'a Failures,
+    done: &'a Finisher<'a>,
     handles: HashMap<usize, File>,
     progress: &'a crate::progress::ProgressSink,
 }
 
 impl<'a> FileWriter<'a> {
-    fn new(
-        files: &'a [PlannedFile],
-        failures: &'a Failures,
-        progress: &'a crate::progress::ProgressSink,
-    ) -> Self {
+    fn new(done: &'a Finisher<'a>, progress: &'a crate::progress::ProgressSink) -> Self {
         Self {
-            files,
-            failures,
+            done,
             handles: HashMap::new(),
             progress,
         }
@@ -766,7 +1120,7 @@ impl<'a> FileWriter<'a> {
     /// Writes `plain` at each (file, offset) of `targets`.
     fn write(&mut self, targets: &[(usize, u64)], plain: &[u8]) {
         for (i, off) in targets {
-            let f = &self.files[*i];
+            let f = &self.done.files[*i];
             if self.handles.len() >= MAX_OPEN_FILES && !self.handles.contains_key(i) {
                 // A pack may hold blobs of thousands of small files: keep the number of open
                 // descriptors bounded.
@@ -775,59 +1129,66 @@ impl<'a> FileWriter<'a> {
             let h = match self.handles.entry(*i) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    match open_at_size(&f.path, f.node.size) {
+                    match open_at_size(&part_path(&f.path), f.node.size) {
                         Ok(h) => v.insert(h),
                         Err(e) => {
-                            self.failures.fail(*i, format!("open: {e}"));
+                            self.done.failures.fail(*i, format!("open: {e}"));
                             continue;
                         }
                     }
                 }
             };
             self.progress.file_started(&f.path);
-            match write_sparse(h, *off, plain) {
-                Ok(()) => self.progress.bytes_done(plain.len() as u64),
-                Err(e) => self.failures.fail(*i, format!("write: {e}")),
+            // A temporary file that continues from older bytes gets every byte written; a
+            // fresh one keeps its zero blocks as holes.
+            let written = match f.base {
+                Base::Fresh => write_sparse(h, *off, plain),
+                _ => h.write_all_at(plain, *off),
+            };
+            match written {
+                Ok(()) => {
+                    self.progress.bytes_done(plain.len() as u64);
+                    self.done.chunk_written(*i);
+                }
+                Err(e) => self.done.failures.fail(*i, format!("write: {e}")),
             }
         }
     }
 }
 
-/// Hard links, then metadata of the files that were written whole; a file with any failure is
-/// removed, never left in place looking complete.
-fn finish_files(
-    plan: &Plan,
-    mut failures: BTreeMap<usize, String>,
-    meta: &mut MetaWriter,
-    summary: &mut RestoreSummary,
-) {
+/// Hard links, then the counts; a file with any failure loses its temporary file and is
+/// reported: it never reaches its final name.
+fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mut RestoreSummary) {
     for (i, f) in plan.files.iter().enumerate() {
-        if let Some(j) = f.link_to {
-            if let Some(msg) = failures.get(&j).cloned() {
-                failures.insert(i, format!("hard link to a file that failed: {msg}"));
-                continue;
-            }
-            if let Err(e) = clear(&f.path).and_then(|_| fs::hard_link(&plan.files[j].path, &f.path))
-            {
-                failures.insert(i, format!("hard link: {e}"));
-            }
+        let Some(j) = f.link_to.filter(|_| !f.skip) else {
+            continue;
+        };
+        if let Some(msg) = failures.get(&j).cloned() {
+            failures.insert(i, format!("hard link to a file that failed: {msg}"));
+            continue;
+        }
+        if let Err(e) = clear(&f.path).and_then(|_| fs::hard_link(&plan.files[j].path, &f.path)) {
+            failures.insert(i, format!("hard link: {e}"));
         }
     }
     for (i, f) in plan.files.iter().enumerate() {
+        let size = f.node.size;
+        summary.total_files += 1;
+        summary.total_bytes += size;
         if failures.contains_key(&i) {
             if f.link_to.is_none() {
-                let _ = fs::remove_file(&f.path);
+                let _ = fs::remove_file(part_path(&f.path));
             }
-            continue;
-        }
-        if f.link_to.is_none() {
-            if let Err(e) = meta.set(&f.path, &f.node, true) {
-                failures.insert(i, format!("metadata: {e}"));
-                continue;
+        } else if f.skip {
+            summary.files_skipped += 1;
+            summary.bytes_skipped += size;
+        } else {
+            summary.files_restored += 1;
+            summary.bytes_restored += size;
+            if f.link_to.is_none() {
+                summary.bytes_in_place += size - pending_bytes(f);
             }
         }
-        summary.files += 1;
-        summary.bytes += f.node.size;
     }
     for (i, msg) in failures {
         summary.errors.push(RestoreError {
@@ -838,12 +1199,20 @@ fn finish_files(
 }
 
 /// Links, fifos and devices, then folder metadata, deepest first, so that setting a child's
-/// mtime does not change its parent's.
-fn finish_others_and_folders(plan: &Plan, meta: &mut MetaWriter, summary: &mut RestoreSummary) {
+/// mtime does not change its parent's. `--overwrite never` leaves existing entries alone.
+fn finish_others_and_folders(
+    plan: &Plan,
+    overwrite: Overwrite,
+    meta: &mut MetaWriter,
+    summary: &mut RestoreSummary,
+) {
     for (path, node) in &plan.others {
+        if overwrite == Overwrite::Never && fs::symlink_metadata(path).is_ok() {
+            continue;
+        }
         match restore_other(path, node, meta) {
             Ok(true) => summary.others += 1,
-            Ok(false) => summary.skipped += 1,
+            Ok(false) => summary.others_skipped += 1,
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
                 message: e.to_string(),
@@ -857,6 +1226,32 @@ fn finish_others_and_folders(plan: &Plan, meta: &mut MetaWriter, summary: &mut R
                 path: path.clone(),
                 message: format!("metadata: {e}"),
             }),
+        }
+    }
+}
+
+/// `--verify`: every file the restore covered and did not fail, restored or left alone, is
+/// read back and its chunks hashed.
+fn verify_files(repo: &Repository, plan: &Plan, summary: &mut RestoreSummary) {
+    let hash = |d: &[u8]| repo.key().blob_id(BlobType::Data, d);
+    let failed: HashSet<&Path> = summary.errors.iter().map(|e| e.path.as_path()).collect();
+    let results: Vec<(PathBuf, std::result::Result<(), String>)> = plan
+        .files
+        .par_iter()
+        .filter(|f| f.problem.is_none() && !failed.contains(f.path.as_path()))
+        .map(|f| {
+            let chunks = match f.link_to {
+                Some(j) => &plan.files[j].chunks,
+                None => &f.chunks,
+            };
+            let r = local::verify(&f.path, f.node.size, chunks, &hash);
+            (f.path.clone(), r)
+        })
+        .collect();
+    for (path, r) in results {
+        match r {
+            Ok(()) => summary.files_verified += 1,
+            Err(message) => summary.verify_errors.push(RestoreError { path, message }),
         }
     }
 }
@@ -923,7 +1318,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let summary = restore(&repo, &index, &snap, "", &opts(out.path())).unwrap();
         assert!(summary.errors.is_empty(), "{:?}", summary.errors);
-        assert_eq!((summary.files, summary.others), (3, 1));
+        assert_eq!((summary.files_restored, summary.others), (3, 1));
         let at = out.path().join(src.path().strip_prefix("/").unwrap());
         assert!(fs::read(at.join("big")).unwrap() == big);
         assert_eq!(fs::read(at.join("dir/small")).unwrap(), b"abc");
@@ -945,11 +1340,73 @@ mod tests {
             "nothing touched"
         );
         let again = RestoreOptions {
-            overwrite: true,
+            overwrite: Overwrite::Always,
             ..opts(out.path())
         };
         restore(&repo, &index, &snap, "", &again).unwrap();
         assert_eq!(fs::read(at.join("dir/small")).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_killed_restore_is_continued_from_its_temporary_file() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        let big = noise(9, 6 << 20);
+        write_files(src.path(), &[("big", &big), ("small", b"abc")]);
+        let id = backup_dir(&repo, src.path(), &[]);
+        let index = repo.load_index().unwrap();
+        let snap = entry(&repo, id).snapshot;
+        let out = tempfile::tempdir().unwrap();
+        let at = out.path().join(src.path().strip_prefix("/").unwrap());
+        fs::create_dir_all(&at).unwrap();
+        // What a restore killed half-way through "big" leaves: its first half, under the
+        // temporary name; and a leftover of a file the snapshot does not have.
+        let part = local::part_path(&at.join("big"));
+        fs::write(&part, &big[..3 << 20]).unwrap();
+        fs::write(local::part_path(&at.join("gone")), b"stale").unwrap();
+        let summary = restore(&repo, &index, &snap, "", &opts(out.path())).unwrap();
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        assert!(fs::read(at.join("big")).unwrap() == big);
+        assert!(!part.exists() && !local::part_path(&at.join("gone")).exists());
+        assert!(summary.bytes_in_place > 1 << 20, "{summary:?}");
+        assert!(summary.bytes_read < 5 << 20, "{summary:?}");
+    }
+
+    #[test]
+    fn if_changed_leaves_matching_files_and_verify_reads_them_back() {
+        let repo = memory_repo();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("a", b"first"), ("b", b"second")]);
+        let id = backup_dir(&repo, src.path(), &[]);
+        let index = repo.load_index().unwrap();
+        let snap = entry(&repo, id).snapshot;
+        let out = tempfile::tempdir().unwrap();
+        let at = out.path().join(src.path().strip_prefix("/").unwrap());
+        restore(&repo, &index, &snap, "", &opts(out.path())).unwrap();
+        // Same size and time, other bytes: the quick check cannot tell, --verify can.
+        let a = at.join("a");
+        let mtime = fs::metadata(&a).unwrap().modified().unwrap();
+        fs::write(&a, b"FIRST").unwrap();
+        File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let again = RestoreOptions {
+            overwrite: Overwrite::IfChanged,
+            verify: true,
+            ..opts(out.path())
+        };
+        let summary = restore(&repo, &index, &snap, "", &again).unwrap();
+        assert_eq!(
+            (summary.files_skipped, summary.files_restored),
+            (2, 0),
+            "{summary:?}"
+        );
+        assert_eq!(summary.verify_errors.len(), 1, "{summary:?}");
+        assert_eq!(summary.verify_errors[0].path, a);
+        assert_eq!(summary.files_verified, 1);
     }
 
     #[test]
