@@ -144,6 +144,18 @@ impl XattrProblems {
             .0 += 1;
     }
 
+    /// True when nothing went wrong.
+    pub fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+
+    /// Adds the counts of `other` (gathered by another thread).
+    pub fn merge(&mut self, other: XattrProblems) {
+        for (kind, (count, path)) in other.by_kind {
+            self.by_kind.entry(kind).or_insert((0, path)).0 += count;
+        }
+    }
+
     /// One warning per kind.
     pub fn warnings(&self) -> Vec<XattrWarning> {
         self.by_kind

@@ -469,3 +469,63 @@ fn regression_walking_many_folders_fetches_each_tree_pack_once() {
         "{tree_gets} tree reads for {tree_packs} tree pack(s)"
     );
 }
+
+#[test]
+fn a_cold_restore_killed_half_way_resumes_without_asking_for_a_thaw_again() {
+    let Some(c) =
+        Cold::new("a_cold_restore_killed_half_way_resumes_without_asking_for_a_thaw_again")
+    else {
+        return;
+    };
+    let src = c.env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..8u64 {
+        write_random(&src.join(format!("f{i}")), 10 + i, 3 << 20);
+    }
+    c.env.ok(&["backup", src.to_str().unwrap()]);
+    let target = c.env.path("out");
+    let args = |extra: &[&str]| {
+        let mut a = vec!["restore", "latest", "--target", target.to_str().unwrap()];
+        a.extend_from_slice(&["--thaw", "--thaw-poll", "1s"]);
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let mut child = c
+        .env
+        .cmd()
+        .args(args(&[]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed as soon as the first file is in place.
+    let copy = restored(&target, &src);
+    let started = std::time::Instant::now();
+    while !(0..8).any(|i| copy.join(format!("f{i}")).exists()) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore ended before any file was in place"
+        );
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no file in place after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let asked = c.thaw_requests().len();
+    assert!(asked > 0);
+    let gets_before = c.data_gets().len();
+
+    let out = c.env.run(&args(&["--overwrite", "if-changed", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(c.thaw_requests().len(), asked, "a thaw was asked for again");
+    let summary = summary_json(&out.stdout);
+    assert!(summary["files_skipped"].as_u64().unwrap() >= 1, "{summary}");
+    assert!(
+        c.data_gets().len() - gets_before < c.data_packs(),
+        "the resumed restore read every pack again"
+    );
+    assert_same_tree(&src, &copy, false);
+}

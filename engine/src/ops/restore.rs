@@ -331,10 +331,11 @@ fn set_times(path: &Path, node: &Node) -> io::Result<()> {
     utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
 }
 
-/// Sets entries' metadata, and gathers the extended attributes it could not set.
+/// Sets entries' metadata, and gathers the extended attributes it could not set. Shared by the
+/// writing threads, which lock it only to count a problem.
 struct MetaWriter {
     xattrs: XattrFilter,
-    problems: XattrProblems,
+    problems: Mutex<XattrProblems>,
     /// The snapshot's repository records attributes (format version 2 on): an entry without
     /// any had none, rather than none recorded.
     recorded: bool,
@@ -344,7 +345,7 @@ impl MetaWriter {
     fn new(repo: &Repository, opts: &RestoreOptions) -> Result<Self> {
         Ok(Self {
             xattrs: XattrFilter::new(&opts.include_xattrs, &opts.exclude_xattrs)?,
-            problems: XattrProblems::default(),
+            problems: Mutex::default(),
             recorded: repo.config().records_xattrs(),
         })
     }
@@ -353,19 +354,33 @@ impl MetaWriter {
     /// chown, which clears setuid and setgid bits; its group bits are an ACL's mask), then times.
     /// `made`: the restore created this entry, so attributes the snapshot lacks are removed
     /// from it; a folder that was already there keeps its own.
-    fn set(&mut self, path: &Path, node: &Node, made: bool) -> io::Result<()> {
+    fn set(&self, path: &Path, node: &Node, made: bool) -> io::Result<()> {
         set_owner(path, node)?;
         self.set_xattrs(path, node, made);
         fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
         set_times(path, node)
     }
 
-    fn set_xattrs(&mut self, path: &Path, node: &Node, made: bool) {
+    fn set_xattrs(&self, path: &Path, node: &Node, made: bool) {
         let mode = attrs::WriteMode {
             is_root: is_root(),
             remove_extra: made && self.recorded,
         };
-        attrs::write(path, &node.xattrs, &self.xattrs, mode, &mut self.problems);
+        let mut problems = XattrProblems::default();
+        attrs::write(path, &node.xattrs, &self.xattrs, mode, &mut problems);
+        if !problems.is_empty() {
+            self.problems
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .merge(problems);
+        }
+    }
+
+    fn warnings(&self) -> Vec<XattrWarning> {
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .warnings()
     }
 }
 
@@ -620,10 +635,20 @@ fn existing_targets(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
 /// already in place, which temporary files are left over, and what `--delete` removes.
 fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOptions) -> Result<()> {
     let hash = |d: &[u8]| repo.key().blob_id(BlobType::Data, d);
+    // Under a folder that does not exist yet nothing is in the way: no need to look.
+    let existing: HashSet<&Path> = std::iter::once(opts.target.as_path())
+        .chain(plan.dirs.iter().map(|(p, _)| p.as_path()))
+        .filter(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+        .collect();
     plan.files
         .par_iter_mut()
         .filter(|f| f.link_to.is_none())
+        .filter(|f| f.path.parent().is_some_and(|d| existing.contains(d)))
         .for_each(|f| inspect_file(f, index, opts.overwrite, &hash));
+    plan.files
+        .iter_mut()
+        .filter(|f| f.link_to.is_none() && f.have.is_empty() && !f.skip)
+        .for_each(|f| fresh_file(f, index));
     for i in 0..plan.files.len() {
         if let Some(j) = plan.files[i].link_to {
             plan.files[i].skip =
@@ -635,9 +660,7 @@ fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOpti
         .filter(|f| f.base == Base::Part)
         .map(|f| part_path(&f.path))
         .collect();
-    let folders: Vec<&Path> = std::iter::once(opts.target.as_path())
-        .chain(plan.dirs.iter().map(|(p, _)| p.as_path()))
-        .collect();
+    let folders: Vec<&Path> = existing.into_iter().collect();
     plan.leftovers = folders
         .iter()
         .flat_map(|d| local::leftovers(d, &claimed))
@@ -648,6 +671,13 @@ fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOpti
     Ok(())
 }
 
+/// A file under a folder that does not exist yet: its chunks, and a fresh start.
+fn fresh_file(f: &mut PlannedFile, index: &Index) {
+    if f.chunks.is_empty() && f.problem.is_none() && chunk_list(f, index) {
+        f.have = vec![false; f.chunks.len()];
+    }
+}
+
 /// A file's chunks, whether it is left alone, and what its temporary file starts from.
 fn inspect_file(
     f: &mut PlannedFile,
@@ -655,26 +685,7 @@ fn inspect_file(
     mode: Overwrite,
     hash: &(dyn Fn(&[u8]) -> BlobId + Sync),
 ) {
-    let mut offset = 0u64;
-    for id in f.node.content.iter().flatten() {
-        let Some(loc) = index.get(id) else {
-            f.problem = Some(Error::MissingBlob(*id).to_string());
-            return;
-        };
-        let len = loc.entry.uncompressed_length;
-        f.chunks.push(Chunk {
-            id: *id,
-            offset,
-            len,
-        });
-        offset += len as u64;
-    }
-    if offset != f.node.size {
-        // The tree and the index disagree: the file would be cut short or padded with zeros.
-        let size = f.node.size;
-        f.problem = Some(format!(
-            "its blobs hold {offset} bytes but the snapshot records {size}"
-        ));
+    if !chunk_list(f, index) {
         return;
     }
     let existing = fs::symlink_metadata(&f.path).ok();
@@ -702,6 +713,34 @@ fn inspect_file(
         Base::Final if !f.have.contains(&true) => Base::Fresh,
         b => b,
     };
+}
+
+/// Fills in a file's chunks from the index; false (with the problem noted) when a blob is
+/// missing or they do not add up to the file.
+fn chunk_list(f: &mut PlannedFile, index: &Index) -> bool {
+    let mut offset = 0u64;
+    for id in f.node.content.iter().flatten() {
+        let Some(loc) = index.get(id) else {
+            f.problem = Some(Error::MissingBlob(*id).to_string());
+            return false;
+        };
+        let len = loc.entry.uncompressed_length;
+        f.chunks.push(Chunk {
+            id: *id,
+            offset,
+            len,
+        });
+        offset += len as u64;
+    }
+    if offset != f.node.size {
+        // The tree and the index disagree: the file would be cut short or padded with zeros.
+        let size = f.node.size;
+        f.problem = Some(format!(
+            "its blobs hold {offset} bytes but the snapshot records {size}"
+        ));
+        return false;
+    }
+    true
 }
 
 /// Entries of the restored folders that the snapshot's folders lack; an entry an `--exclude`
@@ -760,7 +799,7 @@ fn run_plan(
     plan: Plan,
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary> {
-    let meta = Mutex::new(MetaWriter::new(repo, opts)?);
+    let meta = MetaWriter::new(repo, opts)?;
     make_folders(&plan, opts)?;
     let mut summary = RestoreSummary::default();
     clear_target(&plan, &mut summary);
@@ -782,11 +821,10 @@ fn run_plan(
         bytes_read: &bytes_read,
     };
     read_packs(&reading, &packs, opts.gate.as_ref(), &pool);
-    let mut meta = meta.into_inner().unwrap_or_else(|p| p.into_inner());
     finish_files(&plan, failures.into_inner(), &mut summary);
-    finish_others_and_folders(&plan, opts.overwrite, &mut meta, &mut summary);
+    finish_others_and_folders(&plan, opts.overwrite, &meta, &mut summary);
     summary.bytes_read = bytes_read.into_inner();
-    summary.xattr_warnings = meta.problems.warnings();
+    summary.xattr_warnings = meta.warnings();
     if opts.verify {
         verify_files(repo, &plan, &mut summary);
     }
@@ -912,7 +950,7 @@ struct Finisher<'a> {
     files: &'a [PlannedFile],
     /// Writes still to come, per file.
     pending: Vec<AtomicUsize>,
-    meta: &'a Mutex<MetaWriter>,
+    meta: &'a MetaWriter,
     failures: &'a Failures,
 }
 
@@ -928,8 +966,6 @@ impl Finisher<'_> {
         let part = part_path(&f.path);
         let placed = self
             .meta
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .set(&part, &f.node, true)
             .map_err(|e| format!("metadata: {e}"))
             .and_then(|()| place(&part, &f.path).map_err(|e| format!("rename into place: {e}")));
@@ -942,10 +978,13 @@ impl Finisher<'_> {
 /// Renames a complete temporary file to its final name, replacing what is there (an empty
 /// folder, where the snapshot has a file, is removed first).
 fn place(part: &Path, path: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        fs::remove_dir(path)?;
+    match fs::rename(part, path) {
+        Err(e) if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) => {
+            fs::remove_dir(path).map_err(|_| e)?;
+            fs::rename(part, path)
+        }
+        r => r,
     }
-    fs::rename(part, path)
 }
 
 /// The readers: two per CPU, and at least as many as the backend has connections.
@@ -1203,7 +1242,7 @@ fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mu
 fn finish_others_and_folders(
     plan: &Plan,
     overwrite: Overwrite,
-    meta: &mut MetaWriter,
+    meta: &MetaWriter,
     summary: &mut RestoreSummary,
 ) {
     for (path, node) in &plan.others {
@@ -1258,7 +1297,7 @@ fn verify_files(repo: &Repository, plan: &Plan, summary: &mut RestoreSummary) {
 
 /// Restores a symlink, fifo or device. `Ok(false)` when the kind is skipped (sockets, or devices
 /// when not root).
-fn restore_other(path: &Path, node: &Node, meta: &mut MetaWriter) -> io::Result<bool> {
+fn restore_other(path: &Path, node: &Node, meta: &MetaWriter) -> io::Result<bool> {
     use nix::sys::stat::{mknod, Mode, SFlag};
     clear(path)?;
     let mode = Mode::from_bits_truncate(node.mode as nix::libc::mode_t);
