@@ -150,7 +150,7 @@ fn report(g: &GlobalArgs, snap: &str, summary: &RestoreSummary) -> anyhow::Resul
     }
     if summary.files_deleted > 0 {
         output::note(format!(
-            "deleted {} entr(ies) the snapshot does not have",
+            "deleted {} file(s) or folder(s) the snapshot does not have",
             summary.files_deleted
         ))?;
     }
@@ -235,7 +235,7 @@ fn dry_run(
             b(p.bytes_to_read),
             b(p.bytes_in_place)
         ))?;
-        output::line(format!("would delete {} entr(ies)", p.deletes.len()))?;
+        output::line(format!("would delete {} file(s) or folder(s)", p.deletes.len()))?;
         for d in &p.deletes {
             output::line(format!("  delete {}", d.display()))?;
         }
