@@ -214,7 +214,10 @@ fn delete_removes_only_what_the_snapshot_lacks_and_dry_run_changes_nothing() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(text.contains("would replace 1 file(s)"), "{text}");
     assert!(text.contains("would leave 1 file(s) alone"), "{text}");
-    assert!(text.contains("would delete 2 file(s) or folder(s)"), "{text}");
+    assert!(
+        text.contains("would delete 2 file(s) or folder(s)"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("delete {}", docs.join("old").display())),
         "{text}"

@@ -235,7 +235,10 @@ fn dry_run(
             b(p.bytes_to_read),
             b(p.bytes_in_place)
         ))?;
-        output::line(format!("would delete {} file(s) or folder(s)", p.deletes.len()))?;
+        output::line(format!(
+            "would delete {} file(s) or folder(s)",
+            p.deletes.len()
+        ))?;
         for d in &p.deletes {
             output::line(format!("  delete {}", d.display()))?;
         }
