@@ -165,8 +165,8 @@ struct Plan {
     files: Vec<PlannedFile>,
     others: Vec<(PathBuf, Node)>,
     listings: Vec<Listing>,
-    /// Entries `--delete` removes.
-    deletes: Vec<PathBuf>,
+    /// Entries `--delete` removes, with their paths in the snapshot's terms.
+    deletes: Vec<(PathBuf, PathBuf)>,
     /// Temporary files of an earlier restore that no file continues from.
     leftovers: Vec<PathBuf>,
 }
@@ -305,6 +305,8 @@ fn open_at_size(path: &Path, size: u64) -> io::Result<File> {
         // Another thread may already have written blobs of this file.
         .truncate(false)
         .mode(0o600)
+        // A temporary name is never followed elsewhere.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     f.set_len(size)?;
     Ok(f)
@@ -450,7 +452,7 @@ impl RestorePlan {
     /// What the restore would write, leave alone and delete.
     pub fn preview(&self) -> RestorePreview {
         let mut p = RestorePreview {
-            deletes: self.0.deletes.clone(),
+            deletes: self.0.deletes.iter().map(|(p, _)| p.clone()).collect(),
             ..Default::default()
         };
         for f in self.0.files.iter().filter(|f| f.link_to.is_none()) {
@@ -636,9 +638,15 @@ fn existing_targets(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
 fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOptions) -> Result<()> {
     let hash = |d: &[u8]| repo.key().blob_id(BlobType::Data, d);
     // Under a folder that does not exist yet nothing is in the way: no need to look.
+    let target_exists = fs::metadata(&opts.target).is_ok_and(|m| m.is_dir());
     let existing: HashSet<&Path> = std::iter::once(opts.target.as_path())
-        .chain(plan.dirs.iter().map(|(p, _)| p.as_path()))
-        .filter(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+        .filter(|_| target_exists)
+        .chain(
+            plan.dirs
+                .iter()
+                .map(|(p, _)| p.as_path())
+                .filter(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir())),
+        )
         .collect();
     plan.files
         .par_iter_mut()
@@ -649,16 +657,21 @@ fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOpti
         .iter_mut()
         .filter(|f| f.link_to.is_none() && f.have.is_empty() && !f.skip)
         .for_each(|f| fresh_file(f, index));
-    for i in 0..plan.files.len() {
-        if let Some(j) = plan.files[i].link_to {
-            plan.files[i].skip =
-                plan.files[j].skip && fs::symlink_metadata(&plan.files[i].path).is_ok();
-        }
+    for f in plan.files.iter_mut().filter(|f| f.link_to.is_some()) {
+        // A hard link is judged by what is at its own name.
+        f.skip = fs::symlink_metadata(&f.path)
+            .is_ok_and(|m| local::leave_alone(opts.overwrite, &m, &f.node));
     }
+    // Temporary files files continue from, and entries of the snapshot whose names merely look
+    // like temporary files, are never leftovers.
     let claimed: HashSet<PathBuf> = plan
         .writes()
         .filter(|f| f.base == Base::Part)
         .map(|f| part_path(&f.path))
+        .chain(plan.files.iter().map(|f| f.path.clone()))
+        .chain(plan.others.iter().map(|(p, _)| p.clone()))
+        .chain(plan.dirs.iter().map(|(p, _)| p.clone()))
+        .filter(|p| p.file_name().is_some_and(local::is_part_name))
         .collect();
     let folders: Vec<&Path> = existing.into_iter().collect();
     plan.leftovers = folders
@@ -745,7 +758,11 @@ fn chunk_list(f: &mut PlannedFile, index: &Index) -> bool {
 
 /// Entries of the restored folders that the snapshot's folders lack; an entry an `--exclude`
 /// pattern matches, or outside every `--include`, is kept.
-fn deletes(plan: &Plan, folders: &[&Path], opts: &RestoreOptions) -> Result<Vec<PathBuf>> {
+fn deletes(
+    plan: &Plan,
+    folders: &[&Path],
+    opts: &RestoreOptions,
+) -> Result<Vec<(PathBuf, PathBuf)>> {
     let filter = Filter {
         includes: PathMatcher::new(&opts.includes)?,
         excludes: PathMatcher::new(&opts.excludes)?,
@@ -756,8 +773,12 @@ fn deletes(plan: &Plan, folders: &[&Path], opts: &RestoreOptions) -> Result<Vec<
         .iter()
         .filter(|l| restored.contains(l.dir.as_path()))
         .flat_map(|l| {
-            local::extras(&l.dir, &l.names, |name| {
+            let extra = local::extras(&l.dir, &l.names, |name| {
                 filter.select(&l.snap.join(name), l.inherited) != Some(true)
+            });
+            extra.into_iter().map(|p| {
+                let snap = l.snap.join(p.file_name().unwrap_or_default());
+                (p, snap)
             })
         })
         .collect())
@@ -768,6 +789,14 @@ fn deletes(plan: &Plan, folders: &[&Path], opts: &RestoreOptions) -> Result<Vec<
 struct Failures(Mutex<BTreeMap<usize, String>>);
 
 impl Failures {
+    /// True once file `i` failed.
+    fn has(&self, i: usize) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&i)
+    }
+
     fn fail(&self, i: usize, msg: String) {
         self.0
             .lock()
@@ -802,7 +831,7 @@ fn run_plan(
     let meta = MetaWriter::new(repo, opts)?;
     make_folders(&plan, opts)?;
     let mut summary = RestoreSummary::default();
-    clear_target(&plan, &mut summary);
+    clear_target(&plan, &PathMatcher::new(&opts.excludes)?, &mut summary);
     let failures = Failures::default();
     let (packs, pending) = group_by_pack(&plan, index, &failures);
     let done = Finisher {
@@ -850,14 +879,15 @@ fn make_folders(plan: &Plan, opts: &RestoreOptions) -> Result<()> {
     Ok(())
 }
 
-/// Removes the temporary files no file continues from, and what `--delete` removes.
-fn clear_target(plan: &Plan, summary: &mut RestoreSummary) {
+/// Removes the temporary files no file continues from, and what `--delete` removes (keeping
+/// what an exclude pattern matches inside a folder it removes).
+fn clear_target(plan: &Plan, excludes: &PathMatcher, summary: &mut RestoreSummary) {
     for p in &plan.leftovers {
         let _ = fs::remove_file(p);
     }
-    for p in &plan.deletes {
-        match local::remove_entry(p) {
-            Ok(()) => summary.files_deleted += 1,
+    for (p, snap) in &plan.deletes {
+        match local::remove_entry(p, snap, &|s| excludes.matches(s)) {
+            Ok(_) => summary.files_deleted += 1,
             Err(e) => summary.errors.push(RestoreError {
                 path: p.clone(),
                 message: format!("delete: {e}"),
@@ -922,14 +952,10 @@ fn prepare_files(plan: &Plan, done: &Finisher) {
         let part = part_path(&f.path);
         let ready = match f.base {
             Base::Fresh => Ok(()),
-            Base::Final => fs::copy(&f.path, &part).map(|_| ()),
-            Base::Part => Ok(()),
-        }
-        // A killed restore may have set the final mode (read-only, say) already.
-        .and_then(|()| match f.base {
-            Base::Fresh => Ok(()),
-            _ => fs::set_permissions(&part, fs::Permissions::from_mode(0o600)),
-        });
+            Base::Final => copy_to_part(&f.path, &part),
+            // A killed restore may have set the final mode (read-only, say) already.
+            Base::Part => fs::set_permissions(&part, fs::Permissions::from_mode(0o600)),
+        };
         if let Err(e) = ready {
             done.failures
                 .fail(i, format!("prepare {}: {e}", part.display()));
@@ -942,6 +968,20 @@ fn prepare_files(plan: &Plan, done: &Finisher) {
             }
         }
     }
+}
+
+/// Copies the file being replaced to its temporary name, which is made anew (mode 0600, never
+/// through a symlink) rather than taking the old file's mode.
+fn copy_to_part(path: &Path, part: &Path) -> io::Result<()> {
+    let _ = fs::remove_file(part);
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(part)?;
+    let mut from = File::open(path)?;
+    io::copy(&mut from, &mut to).map(|_| ())
 }
 
 /// Completes files: when the last chunk of a file is written, its temporary file gets the
@@ -962,6 +1002,9 @@ impl Finisher<'_> {
     }
 
     fn complete(&self, i: usize) {
+        if self.failures.has(i) {
+            return; // its temporary file is removed at the end, never renamed into place
+        }
         let f = &self.files[i];
         let part = part_path(&f.path);
         let placed = self

@@ -362,9 +362,11 @@ impl NetworkFailure {
                             | io::ErrorKind::BrokenPipe
                             | io::ErrorKind::UnexpectedEof
                     )
-                }) || c
-                    .downcast_ref::<hyper::Error>()
-                    .is_some_and(|e| e.is_incomplete_message() || e.is_closed());
+                }) || c.downcast_ref::<hyper::Error>().is_some_and(|e| {
+                    // A pooled connection the server closed while the request went out is
+                    // reported as canceled: retried, as the SDK's own client does.
+                    e.is_incomplete_message() || e.is_closed() || e.is_canceled()
+                });
                 lost.then(|| NetworkProblem::ConnectionLost { peer: peer.addr() })
             })
             .unwrap_or_else(|| NetworkProblem::Other {
@@ -422,9 +424,8 @@ fn tls_problem(e: &rustls::Error, peer: &Peer) -> NetworkProblem {
             host,
             reason: c.to_string(),
         },
-        E::PeerIncompatible(_) | E::AlertReceived(A::ProtocolVersion) => {
-            NetworkProblem::TlsVersion { peer: peer.addr() }
-        }
+        E::PeerIncompatible(rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13)
+        | E::AlertReceived(A::ProtocolVersion) => NetworkProblem::TlsVersion { peer: peer.addr() },
         E::AlertReceived(A::CertificateRequired) => {
             NetworkProblem::ClientCertificateRequired { peer: peer.addr() }
         }
@@ -953,7 +954,11 @@ impl HttpConnector for Client {
                     .map_err(|e| ConnectorError::other(e.into(), None)),
                 Err(e) => {
                     let mut failure = NetworkFailure::classify(&e, &peer);
-                    if https && !failure.is_tls() {
+                    let unexplained = matches!(
+                        failure.problem,
+                        NetworkProblem::ConnectionLost { .. } | NetworkProblem::Other { .. }
+                    );
+                    if https && unexplained {
                         if let Some(f) = connector.listen_for_alert(&peer).await {
                             failure = f;
                         }

@@ -210,7 +210,9 @@ impl S3Backend {
             Vec::new()
         };
         let http_client = http::client(&opts.tls, &ca_files, https, opts.connect_timeout)?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client);
+        // The credential providers (STS, SSO, instance metadata) keep the SDK's own client:
+        // the trust settings are for the repository's endpoint only.
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
@@ -230,6 +232,7 @@ impl S3Backend {
             };
         let connections = opts.connections.max(1);
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .http_client(http_client)
             .region(Region::new(region.clone()))
             .force_path_style(opts.path_style.unwrap_or(opts.endpoint.is_some()))
             // Several S3-compatible stores refuse the SDK's default CRC32 trailers; the payload

@@ -173,14 +173,29 @@ pub fn leftovers(dir: &Path, claimed: &HashSet<PathBuf>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes an entry of the target, a folder with everything in it.
-pub fn remove_entry(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// Removes an entry `--delete` found (`snap`: its path in the snapshot's terms), a folder with
+/// everything in it, except what `keep` protects: a protected entry inside stays, with the
+/// folders that lead to it. True when the entry is gone whole.
+pub fn remove_entry(path: &Path, snap: &Path, keep: &dyn Fn(&Path) -> bool) -> io::Result<bool> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        fs::remove_file(path)?;
+        return Ok(true);
     }
+    let mut whole = true;
+    for e in fs::read_dir(path)? {
+        let name = e?.file_name();
+        let (p, s) = (path.join(&name), snap.join(&name));
+        whole &= !keep(&s) && remove_entry(&p, &s, keep)?;
+    }
+    if whole {
+        fs::remove_dir(path)?;
+    }
+    Ok(whole)
 }
 
 #[cfg(test)]
