@@ -143,6 +143,17 @@ pub fn dir_bytes(p: &Path) -> u64 {
 
 /// Every file under `p`, by path relative to it, with its bytes: two calls compare equal only
 /// when no file was added, removed or changed.
+/// Sets the modification time of a file or folder.
+pub fn set_mtime(p: &Path, secs: i64, nanos: u32) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs as u64, nanos);
+    let f = fs::File::options()
+        .write(true)
+        .open(p)
+        .or_else(|_| fs::File::open(p))
+        .expect("open");
+    f.set_modified(t).expect("set mtime");
+}
+
 pub fn dir_contents(p: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![p.to_path_buf()];

@@ -12,16 +12,6 @@ const MIN: usize = 512 * 1024;
 const AVG: usize = 1024 * 1024;
 const MAX: usize = 8 * 1024 * 1024;
 
-fn set_mtime(p: &Path, secs: i64, nanos: u32) {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::new(secs as u64, nanos);
-    let f = fs::File::options()
-        .write(true)
-        .open(p)
-        .or_else(|_| fs::File::open(p))
-        .expect("open");
-    f.set_modified(t).expect("set mtime");
-}
-
 /// Builds a tree with every node kind and the file sizes the format cares about.
 fn build_tree(src: &Path) {
     fs::create_dir_all(src.join("dir/nested/empty")).unwrap();

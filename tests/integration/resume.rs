@@ -46,20 +46,20 @@ fn restore_json(env: &Env, target: &Path, extra: &[&str]) -> serde_json::Value {
     summary_json(&out.stdout)
 }
 
-/// Starts a restore and kills it (SIGKILL) after `after`; true when it was still running.
-fn kill_restore_after(env: &Env, target: &Path, extra: &[&str], after: Duration) -> bool {
-    let mut child = env
-        .cmd()
+/// A restore running in the background, its output discarded.
+fn spawn_restore(env: &Env, target: &Path, extra: &[&str]) -> std::process::Child {
+    env.cmd()
         .args(restore_args(target, extra))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    std::thread::sleep(after);
-    let running = child.try_wait().unwrap().is_none();
+        .unwrap()
+}
+
+/// Kills a restore with SIGKILL, as a reboot or the OOM killer would.
+fn kill(mut child: std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
-    running
 }
 
 /// No file at its final name holds other bytes than the source's: each is absent or exact.
@@ -104,7 +104,9 @@ fn a_restore_killed_at_any_moment_leaves_no_wrong_file_and_resumes() {
         // Killed at random moments, several times over the same target.
         for _ in 0..2 {
             let at = full_time.mul_f64(rng.gen_range(0.1..0.9));
-            kill_restore_after(&env, &target, &["--overwrite", "if-changed"], at);
+            let child = spawn_restore(&env, &target, &["--overwrite", "if-changed"]);
+            std::thread::sleep(at);
+            kill(child);
             assert_nothing_wrong_in_place(&target, &src);
         }
         let resumed = restore_json(&env, &target, &["--overwrite", "if-changed"]);
@@ -123,13 +125,7 @@ fn a_restore_killed_at_any_moment_leaves_no_wrong_file_and_resumes() {
     // Killed as soon as a large file is in place: the rerun reads less than the whole
     // snapshot, and says what was in place.
     let target = env.path("half");
-    let mut child = env
-        .cmd()
-        .args(restore_args(&target, &[]))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_restore(&env, &target, &[]);
     let copy = restored(&target, &src);
     let started = Instant::now();
     while !(0..3).any(|i| copy.join(format!("big{i}/data.bin")).exists()) {
@@ -138,8 +134,7 @@ fn a_restore_killed_at_any_moment_leaves_no_wrong_file_and_resumes() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    kill(child);
     assert_nothing_wrong_in_place(&target, &src);
     let resumed = restore_json(&env, &target, &["--overwrite", "if-changed"]);
     let read = resumed["bytes_read"].as_u64().unwrap();
@@ -283,16 +278,10 @@ fn overwrite_modes_never_and_if_newer() {
     let target = env.path("out");
     env.ok(&restore_args(&target, &[]));
     let dir = restored(&target, &src);
-    let set = |name: &str, secs: u64| {
+    let set = |name: &str, secs: i64| {
         let p = dir.join(name);
         fs::write(&p, b"local edit").unwrap();
-        let t = std::time::UNIX_EPOCH + Duration::from_secs(secs);
-        fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+        set_mtime(&p, secs, 0);
     };
     set("older-here", 1_000_000_000); // 2001: older than the snapshot's
     set("newer-here", 4_000_000_000); // 2096: newer

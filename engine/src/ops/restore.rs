@@ -651,12 +651,13 @@ fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOpti
     plan.files
         .par_iter_mut()
         .filter(|f| f.link_to.is_none())
-        .filter(|f| f.path.parent().is_some_and(|d| existing.contains(d)))
-        .for_each(|f| inspect_file(f, index, opts.overwrite, &hash));
-    plan.files
-        .iter_mut()
-        .filter(|f| f.link_to.is_none() && f.have.is_empty() && !f.skip)
-        .for_each(|f| fresh_file(f, index));
+        .for_each(|f| {
+            if f.path.parent().is_some_and(|d| existing.contains(d)) {
+                inspect_file(f, index, opts.overwrite, &hash);
+            } else if chunk_list(f, index) {
+                f.have = vec![false; f.chunks.len()];
+            }
+        });
     for f in plan.files.iter_mut().filter(|f| f.link_to.is_some()) {
         // A hard link is judged by what is at its own name.
         f.skip = fs::symlink_metadata(&f.path)
@@ -682,13 +683,6 @@ fn inspect(repo: &Repository, index: &Index, plan: &mut Plan, opts: &RestoreOpti
         plan.deletes = deletes(plan, &folders, opts)?;
     }
     Ok(())
-}
-
-/// A file under a folder that does not exist yet: its chunks, and a fresh start.
-fn fresh_file(f: &mut PlannedFile, index: &Index) {
-    if f.chunks.is_empty() && f.problem.is_none() && chunk_list(f, index) {
-        f.have = vec![false; f.chunks.len()];
-    }
 }
 
 /// A file's chunks, whether it is left alone, and what its temporary file starts from.

@@ -378,7 +378,7 @@ impl NetworkFailure {
 
 /// `err` and the errors under it. After an `io::Error` comes its payload (`get_ref`), which
 /// `io::Error::source` skips.
-fn chain<'a>(
+pub(super) fn chain<'a>(
     err: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     std::iter::successors(Some(err), |&e| match e.downcast_ref::<io::Error>() {
@@ -757,21 +757,26 @@ impl tower_service::Service<http::Uri> for Connector {
         Box::pin(async move {
             let peer = Peer::of(&uri, this.client_cert);
             let https = uri.scheme_str() == Some("https");
-            match tokio::time::timeout(this.timeout, this.open(&peer, https)).await {
-                Ok(stream) => stream.map(TokioIo::new),
-                Err(_) => Err(NetworkFailure::new(
-                    NetworkProblem::ConnectTimeout {
-                        peer: peer.addr(),
-                        limit: this.timeout,
-                    },
-                    None,
-                )),
-            }
+            this.open_within(&peer, https).await.map(TokioIo::new)
         })
     }
 }
 
 impl Connector {
+    /// [`Connector::open`] within the connect timeout.
+    async fn open_within(&self, peer: &Peer, https: bool) -> Result<Stream, NetworkFailure> {
+        match tokio::time::timeout(self.timeout, self.open(peer, https)).await {
+            Ok(stream) => stream,
+            Err(_) => Err(NetworkFailure::new(
+                NetworkProblem::ConnectTimeout {
+                    peer: peer.addr(),
+                    limit: self.timeout,
+                },
+                None,
+            )),
+        }
+    }
+
     async fn open(&self, peer: &Peer, https: bool) -> Result<Stream, NetworkFailure> {
         let tcp = tcp_connect(peer).await?;
         if !https {
@@ -803,10 +808,9 @@ impl Connector {
     /// nothing and listens for a moment receives it. `None` when nothing TLS-related comes.
     async fn listen_for_alert(&self, peer: &Peer) -> Option<NetworkFailure> {
         use tokio::io::AsyncReadExt;
-        let mut stream = match tokio::time::timeout(self.timeout, self.open(peer, true)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(f)) => return f.is_tls().then_some(f),
-            Err(_) => return None,
+        let mut stream = match self.open_within(peer, true).await {
+            Ok(s) => s,
+            Err(f) => return f.is_tls().then_some(f),
         };
         let mut byte = [0u8; 1];
         match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte)).await {

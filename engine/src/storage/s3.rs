@@ -381,14 +381,9 @@ impl S3Backend {
             };
             return Some((problem, vec![DisplayErrorContext(err).to_string()]));
         }
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = next {
-            if let Some(f) = e.downcast_ref::<NetworkFailure>() {
-                return Some((f.problem.clone(), f.causes.clone()));
-            }
-            next = e.source();
-        }
-        None
+        http::chain(err)
+            .find_map(|e| e.downcast_ref::<NetworkFailure>())
+            .map(|f| (f.problem.clone(), f.causes.clone()))
     }
 
     /// GETs `key` (or a range of it), appending the body to `buf`.
