@@ -349,31 +349,35 @@ impl NetworkFailure {
         if let Some(f) = chain(err).find_map(|c| c.downcast_ref::<NetworkFailure>()) {
             return f.clone();
         }
+        // A TLS error anywhere under it says the most; otherwise any I/O error, or a
+        // connection hyper saw close, is a lost connection and retried, as the SDK's own
+        // client does.
         let problem = chain(err)
             .find_map(|c| {
-                if let Some(t) = c.downcast_ref::<rustls::Error>() {
-                    return Some(tls_problem(t, peer));
-                }
-                let lost = c.downcast_ref::<io::Error>().is_some_and(|e| {
-                    matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::BrokenPipe
-                            | io::ErrorKind::UnexpectedEof
-                    )
-                }) || c.downcast_ref::<hyper::Error>().is_some_and(|e| {
-                    // A pooled connection the server closed while the request went out is
-                    // reported as canceled: retried, as the SDK's own client does.
-                    e.is_incomplete_message() || e.is_closed() || e.is_canceled()
-                });
-                lost.then(|| NetworkProblem::ConnectionLost { peer: peer.addr() })
+                c.downcast_ref::<rustls::Error>()
+                    .map(|t| tls_problem(t, peer))
+            })
+            .or_else(|| {
+                chain(err)
+                    .any(is_lost_connection)
+                    .then(|| NetworkProblem::ConnectionLost { peer: peer.addr() })
             })
             .unwrap_or_else(|| NetworkProblem::Other {
                 message: err.to_string(),
             });
         NetworkFailure::new(problem, Some(err))
     }
+}
+
+/// True for an error of the connection itself: any I/O error, a connection the server closed
+/// (a pooled one it closed while the request went out is reported as canceled), or a failed
+/// connect.
+fn is_lost_connection(e: &(dyn StdError + 'static)) -> bool {
+    e.is::<io::Error>()
+        || e.downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_incomplete_message() || e.is_closed() || e.is_canceled())
+        || e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
 }
 
 /// `err` and the errors under it. After an `io::Error` comes its payload (`get_ref`), which
