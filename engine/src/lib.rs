@@ -4,7 +4,7 @@
 //! `storage` keeps bytes under (file type, id) names; `format` encodes every stored object, and
 //! does no I/O; `repo` opens a repository and holds its index, locks and snapshot selection;
 //! `cold` prices storage classes and thaws archived packs; `ops` are the operations (backup,
-//! restore, check, prune, forget, repair, find, diff, dump), which never import one another.
+//! restore, copy, check, prune, forget, repair, find, diff, dump), which never import one another.
 //! Everything a caller needs is re-exported below; `format` stays public for tools that read or
 //! write the bytes themselves (the format's test vectors, benchmarks).
 //!
@@ -52,6 +52,7 @@ pub use ops::backup::{
     SourceError,
 };
 pub use ops::check::{check, check_gated, CheckReport, ReadData, ReadGate};
+pub use ops::copy::{execute as copy, plan as plan_copy, CopyOptions, CopyPlan, CopyReport};
 pub use ops::diff::{diff_trees, metadata_changes, ChangeKind, DiffStats};
 pub use ops::dump::{plan_dump, DumpPlan, DumpStats};
 pub use ops::find::{find, FindOptions, FindStats};

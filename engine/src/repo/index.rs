@@ -208,6 +208,11 @@ impl Index {
         })
     }
 
+    /// The packs the index names.
+    pub fn pack_ids(&self) -> impl Iterator<Item = &PackId> {
+        self.packs.iter().map(|(p, _)| p)
+    }
+
     /// Number of distinct blobs.
     pub fn len(&self) -> usize {
         self.entries.len()
