@@ -16,6 +16,8 @@ mod check;
 mod cold;
 #[path = "integration/commands.rs"]
 mod commands;
+#[path = "integration/copy.rs"]
+mod copy;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/forget_prune.rs"]

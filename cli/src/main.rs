@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod from;
 mod output;
 mod password;
 mod progress;
@@ -93,7 +94,7 @@ pub struct GlobalArgs {
 
 /// Options of S3 repositories. Credentials come from the standard AWS chain only (environment,
 /// shared config and profiles, web identity, instance metadata).
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "S3 options")]
 pub struct S3Args {
     /// AWS region (default: from AWS_REGION or the AWS profile; us-east-1 for custom endpoints)
@@ -129,6 +130,9 @@ pub struct S3Args {
     /// can then read and change what is sent)
     #[arg(long, global = true)]
     pub insecure_tls: bool,
+    /// The option that set `insecure_tls`, for its warning.
+    #[arg(skip = "--insecure-tls")]
+    pub insecure_flag: &'static str,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +155,8 @@ enum Command {
     Dump(commands::dump::Args),
     /// Verify the repository's structure and, on demand, its data
     Check(commands::check::Args),
+    /// Copy snapshots from another repository (--from-repo) into this one
+    Copy(commands::copy::Args),
     /// Remove snapshots by a retention policy or by id
     Forget(commands::forget::Args),
     /// Delete data no snapshot needs
@@ -192,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(a) => commands::diff::run(&cli.global, a),
         Command::Dump(a) => commands::dump::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
+        Command::Copy(a) => commands::copy::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),

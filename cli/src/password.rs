@@ -19,16 +19,48 @@ fn first_line(bytes: Vec<u8>) -> Vec<u8> {
     line
 }
 
-/// The password, from (in order) `--password-file`/`FLOE_PASSWORD_FILE`,
-/// `--password-command`/`FLOE_PASSWORD_COMMAND`, `FLOE_PASSWORD`, or a prompt on the terminal.
-/// `confirm` asks twice at the prompt (for `init`).
+/// Where one repository's password comes from.
+pub struct Source<'a> {
+    /// `--password-file` or `--from-password-file`.
+    pub file: Option<&'a std::path::Path>,
+    /// `--password-command` or `--from-password-command`.
+    pub command: Option<&'a str>,
+    /// The variable holding the password itself.
+    pub env: &'static str,
+    /// The prompt on a terminal.
+    pub prompt: &'static str,
+    /// The options and variables to name when none is given.
+    pub hint: &'static str,
+}
+
+impl<'a> Source<'a> {
+    /// The repository of `-r`.
+    pub fn of(g: &'a GlobalArgs) -> Self {
+        Self {
+            file: g.password_file.as_deref(),
+            command: g.password_command.as_deref(),
+            env: "FLOE_PASSWORD",
+            prompt: "repository password: ",
+            hint: "set FLOE_PASSWORD_FILE, FLOE_PASSWORD_COMMAND or FLOE_PASSWORD",
+        }
+    }
+}
+
+/// The password of the repository of `-r`, from (in order) `--password-file`/
+/// `FLOE_PASSWORD_FILE`, `--password-command`/`FLOE_PASSWORD_COMMAND`, `FLOE_PASSWORD`, or a
+/// prompt on the terminal. `confirm` asks twice at the prompt (for `init`).
 pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
-    if let Some(path) = &g.password_file {
+    get_from(&Source::of(g), confirm)
+}
+
+/// The password from `src`, in the order of [`get`].
+pub fn get_from(src: &Source<'_>, confirm: bool) -> anyhow::Result<Vec<u8>> {
+    if let Some(path) = src.file {
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading password file {}", path.display()))?;
         return Ok(first_line(bytes));
     }
-    if let Some(cmd) = &g.password_command {
+    if let Some(cmd) = src.command {
         let out = Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -40,13 +72,13 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
         }
         return Ok(first_line(out.stdout));
     }
-    if let Some(p) = std::env::var_os("FLOE_PASSWORD").filter(|p| !p.is_empty()) {
+    if let Some(p) = std::env::var_os(src.env).filter(|p| !p.is_empty()) {
         return Ok(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no password given: set FLOE_PASSWORD_FILE, FLOE_PASSWORD_COMMAND or FLOE_PASSWORD, or run on a terminal");
+        bail!("no password given: {}, or run on a terminal", src.hint);
     }
-    let p = rpassword::prompt_password("repository password: ").context("reading the password")?;
+    let p = rpassword::prompt_password(src.prompt).context("reading the password")?;
     if confirm {
         let again =
             rpassword::prompt_password("repeat the password: ").context("reading the password")?;

@@ -6,18 +6,23 @@ use anyhow::bail;
 use floe_engine::{Backend, LocalBackend, Repository, StorageClass};
 use floe_engine::{S3Backend, S3Options};
 
-use crate::GlobalArgs;
+use crate::{GlobalArgs, S3Args};
 
 /// The backend for `-r/--repo` or `FLOE_REPOSITORY`.
 pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     let Some(loc) = g.repo.as_deref() else {
         bail!("no repository given: use -r/--repo or set FLOE_REPOSITORY");
     };
+    backend_at(loc, &g.s3)
+}
+
+/// The backend of location `loc`, with the S3 options `s3` when it is on S3.
+pub fn backend_at(loc: &str, s3: &S3Args) -> anyhow::Result<Arc<dyn Backend>> {
     if let Some(rest) = loc.strip_prefix("local:") {
         return Ok(Arc::new(LocalBackend::new(rest)));
     }
     if loc.starts_with("s3:") {
-        return Ok(Arc::new(s3_at(g, loc)?));
+        return Ok(Arc::new(s3_at(s3, loc)?));
     }
     Ok(Arc::new(LocalBackend::new(loc)))
 }
@@ -25,7 +30,7 @@ pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
 /// The S3 backend of the repository location; other locations are refused.
 pub fn s3_backend(g: &GlobalArgs) -> anyhow::Result<S3Backend> {
     match g.repo.as_deref() {
-        Some(loc) if loc.starts_with("s3:") => s3_at(g, loc),
+        Some(loc) if loc.starts_with("s3:") => s3_at(&g.s3, loc),
         Some(loc) => bail!(
             "{loc} is not an S3 repository: storage classes and lifecycle rules exist on S3 only"
         ),
@@ -33,24 +38,25 @@ pub fn s3_backend(g: &GlobalArgs) -> anyhow::Result<S3Backend> {
     }
 }
 
-fn s3_at(g: &GlobalArgs, loc: &str) -> anyhow::Result<S3Backend> {
+fn s3_at(s3: &S3Args, loc: &str) -> anyhow::Result<S3Backend> {
     let mut o = S3Options::parse_url(loc)?;
-    o.region = g.s3.s3_region.clone();
-    o.profile = g.s3.s3_profile.clone();
-    o.path_style = g.s3.s3_path_style;
-    o.data_storage_class = g.s3.data_storage_class.clone();
-    o.connections = g.s3.connections as usize;
-    o.attempt_timeout = g.s3.s3_timeout;
-    o.max_attempts = g.s3.s3_attempts;
+    o.region = s3.s3_region.clone();
+    o.profile = s3.s3_profile.clone();
+    o.path_style = s3.s3_path_style;
+    o.data_storage_class = s3.data_storage_class.clone();
+    o.connections = s3.connections as usize;
+    o.attempt_timeout = s3.s3_timeout;
+    o.max_attempts = s3.s3_attempts;
     o.tls = floe_engine::TlsOptions {
-        cacert: g.s3.cacert.clone(),
-        client_cert: g.s3.tls_client_cert.clone(),
-        insecure: g.s3.insecure_tls,
+        cacert: s3.cacert.clone(),
+        client_cert: s3.tls_client_cert.clone(),
+        insecure: s3.insecure_tls,
     };
-    if g.s3.insecure_tls {
+    if s3.insecure_tls {
         eprintln!(
-            "warning: --insecure-tls: the store's certificate is not checked; anyone on the \
-             path can read and change what is sent"
+            "warning: {}: the store's certificate is not checked; anyone on the path can \
+             read and change what is sent",
+            s3.insecure_flag
         );
     }
     Ok(S3Backend::new(&o)?)
@@ -223,7 +229,11 @@ pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
 /// The backend of a location that holds a repository (exit 10 otherwise), without asking for
 /// the password.
 pub fn existing_backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
-    let backend = backend(g)?;
+    existing(backend(g)?)
+}
+
+/// `backend`, when it holds a repository (exit 10 otherwise).
+pub fn existing(backend: Arc<dyn Backend>) -> anyhow::Result<Arc<dyn Backend>> {
     if !Repository::exists(backend.as_ref())? {
         return Err(floe_engine::Error::RepositoryNotFound {
             location: backend.location(),

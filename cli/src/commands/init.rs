@@ -25,6 +25,12 @@ pub struct Args {
     /// attributes), 2, or `latest`
     #[arg(long, value_name = "VERSION", default_value = "latest", value_parser = parse_version)]
     repository_version: u32,
+    /// Take the chunker parameters of the repository --from-repo names, so that backups into
+    /// this one cut the same chunks and deduplicate against snapshots copied from it
+    #[arg(long, requires = "from_repo")]
+    copy_chunker_params: bool,
+    #[command(flatten)]
+    from: crate::from::FromArgs,
 }
 
 fn parse_version(s: &str) -> Result<u32, String> {
@@ -42,6 +48,18 @@ fn parse_version(s: &str) -> Result<u32, String> {
     }
 }
 
+/// The chunker parameters and seed of the source repository, for `--copy-chunker-params`.
+fn chunking_of(g: &GlobalArgs, a: &Args) -> anyhow::Result<(ChunkerParams, u64)> {
+    if a.repository_version < 2 {
+        anyhow::bail!(
+            "--copy-chunker-params needs format version 2: a version 1 repository derives its \
+             chunker seed from its own key"
+        );
+    }
+    let src = a.from.open(g)?;
+    Ok((src.config().chunker, src.chunker_seed()))
+}
+
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let backend = crate::repo::backend(g)?;
     if Repository::exists(backend.as_ref())? {
@@ -50,11 +68,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         .into());
     }
+    let from = match a.copy_chunker_params {
+        true => Some(chunking_of(g, &a)?),
+        false => None,
+    };
     let password = crate::password::get(g, true)?;
     if password.is_empty() {
         anyhow::bail!("an empty password is not accepted");
     }
-    let opts = InitOptions {
+    let mut opts = InitOptions {
         chunker: ChunkerParams {
             min_size: a.chunk_min,
             avg_size: a.chunk_avg,
@@ -65,6 +87,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         version: a.repository_version,
         ..InitOptions::default()
     };
+    if let Some((chunker, seed)) = from {
+        opts.chunker = chunker;
+        opts.chunker_seed = Some(seed);
+    }
     let repo = Repository::init(backend, &password, &opts)?;
     output::note(format!(
         "created repository {} at {} (format version {})",

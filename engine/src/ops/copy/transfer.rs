@@ -45,6 +45,7 @@ pub struct CopyOptions {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CopyReport {
     /// (source id, new destination id) of each snapshot copied.
+    #[serde(skip)]
     pub copied: Vec<(SnapshotId, SnapshotId)>,
     /// Source snapshots the destination had already.
     pub snapshots_present: usize,
@@ -104,8 +105,9 @@ fn others_at_work(repo: &Repository) -> Result<bool> {
     let (host, ..) = host_and_user();
     let now = now_local();
     let pid = std::process::id();
+    let ours = |l: &crate::repo::lock::LockFile| l.hostname == host && l.pid == pid;
     Ok(list_locks(repo)?.into_iter().any(|(_, l)| match l {
-        Ok(l) => !(l.hostname == host && l.pid == pid) && !l.is_stale(now, &host),
+        Ok(l) => !ours(&l) && !l.is_stale(now, &host),
         Err(_) => true,
     }))
 }
