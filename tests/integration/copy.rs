@@ -355,3 +355,47 @@ fn local_to_garage_then_garage_to_moto_with_three_passwords() {
     let again = copy_json(&on_garage, &local, &[]);
     assert_eq!(again["copied"].as_array().unwrap().len(), 0, "{again}");
 }
+
+#[test]
+fn a_source_in_deep_archive_gets_a_thaw_plan_then_copies_after_the_thaw() {
+    let test = "a_source_in_deep_archive_gets_a_thaw_plan_then_copies_after_the_thaw";
+    let Some(m) = moto(test) else {
+        return;
+    };
+    let mut cold = m.env(&m.url("cold-copy"));
+    cold.vars
+        .push(("FLOE_PASSWORD".into(), SOURCE_PASSWORD.into()));
+    cold.vars
+        .push(("FLOE_DATA_STORAGE_CLASS".into(), "DEEP_ARCHIVE".into()));
+    cold.ok(&["init"]);
+    let tree = a_tree(&cold, 3 << 20);
+    cold.ok(&["backup", tree.to_str().unwrap()]);
+    let dest = Env::init();
+    let run = |extra: &[&str]| {
+        dest.cmd()
+            .args(["copy", "--from-repo"])
+            .arg(&cold.repo)
+            .env("FLOE_FROM_PASSWORD", SOURCE_PASSWORD)
+            .env("FLOE_FROM_S3_REGION", &m.region)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in DEEP_ARCHIVE") && stderr(&out).contains("--thaw"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot_count(&dest), 0);
+    assert_eq!(
+        dest.data_bytes(),
+        0,
+        "nothing is written before the data can be read"
+    );
+
+    let out = run(&["--thaw", "--thaw-poll", "1s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tree(&tree, &restore_latest(&dest, "out", &tree), false);
+}
