@@ -91,6 +91,15 @@ pub enum Error {
         /// The config members not understood.
         members: Vec<String>,
     },
+    /// The config asks for S3 Object Lock, and the storage has none.
+    #[error(
+        "this repository uses S3 Object Lock, which {location} does not have: it can be read, \
+         but not written there"
+    )]
+    ObjectLockUnsupported {
+        /// The storage.
+        location: String,
+    },
     /// `migrate` with a name no migration has.
     #[error("no migration is called {name:?} (known: {})", known.join(", "))]
     UnknownMigration {

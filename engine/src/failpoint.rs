@@ -14,3 +14,15 @@ pub fn hit(name: &str) {
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
 }
+
+/// The time tests pretend it is: `FLOE_FAKE_NOW` (RFC 3339), with the `failpoints` feature only;
+/// `None` otherwise, and always in release builds without it.
+pub fn fake_now() -> Option<chrono::DateTime<chrono::Utc>> {
+    #[cfg(feature = "failpoints")]
+    if let Ok(v) = std::env::var("FLOE_FAKE_NOW") {
+        return chrono::DateTime::parse_from_rfc3339(&v)
+            .ok()
+            .map(|t| t.to_utc());
+    }
+    None
+}

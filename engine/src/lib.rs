@@ -4,7 +4,7 @@
 //! `storage` keeps bytes under (file type, id) names; `format` encodes every stored object, and
 //! does no I/O; `repo` opens a repository and holds its index, locks and snapshot selection;
 //! `cold` prices storage classes and thaws archived packs; `ops` are the operations (backup,
-//! restore, copy, check, prune, forget, repair, find, diff, dump), which never import one another.
+//! restore, copy, check, prune, forget, repair, find, diff, dump, object lock, rollback), which never import one another.
 //! Everything a caller needs is re-exported below; `format` stays public for tools that read or
 //! write the bytes themselves (the format's test vectors, benchmarks).
 //!
@@ -65,6 +65,9 @@ pub use ops::forget::{
     ForgetGroup, ForgetPlan, Named,
 };
 pub use ops::migrate::{available as available_migrations, run as migrate, Migration, MIGRATIONS};
+pub use ops::object_lock::{
+    extend as extend_retention, status as retention_status, versions_rule, RetentionReport,
+};
 pub use ops::prune::{
     execute as prune, plan as plan_prune, MaxUnused, PruneOptions, PrunePlan, PruneReport,
 };
@@ -73,6 +76,7 @@ pub use ops::restore::{
     needed_packs, plan_restore, restore, restore_planned, Overwrite, RestoreError, RestoreOptions,
     RestorePlan, RestorePreview, RestoreSummary,
 };
+pub use ops::rollback::{execute as rollback, plan as plan_rollback, RollbackPlan};
 pub use ops::rewrite::{
     execute as rewrite, plan as plan_rewrite, Rewrite, RewritePlan, RewriteReport,
 };
@@ -83,17 +87,17 @@ pub use repo::index::Index;
 pub use repo::keys::KeyInfo;
 pub use repo::lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
 pub use repo::repository::{
-    now_local, pick_snapshot, read_key_file, InitOptions, Repository, StoredPack,
+    now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository, StoredPack,
 };
 pub use repo::walk::resolve;
 pub use storage::lifecycle::Rule as LifecycleRule;
 pub use storage::s3::{
-    LocationError, LocationProblem, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,
+    LocationError, LocationProblem, ObjectVersion, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,
 };
 pub use storage::{
     choose_ca_files, conformance, Backend, BackendError, CaFile, DryRunBackend, FileType,
-    LocalBackend, MemoryBackend, NetworkProblem, S3Backend, S3Options, StorageClass, ThawState,
-    ThawTier, TlsOptions,
+    LocalBackend, MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend, S3Options,
+    StorageClass, ThawState, ThawTier, TlsOptions,
 };
 pub use units::{parse_size, ParseError};
 

@@ -28,6 +28,45 @@ pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use s3::{S3Backend, S3Options};
 
+/// How S3 Object Lock protects an object version until its retention date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    /// Nobody without `s3:BypassGovernanceRetention` can destroy the version or shorten its date.
+    Governance,
+    /// Nobody at all can, the account's root user included.
+    Compliance,
+}
+
+impl RetentionMode {
+    /// The name S3 uses.
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            RetentionMode::Governance => "GOVERNANCE",
+            RetentionMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    /// `governance` or `compliance`, as given on the command line.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "governance" => Some(RetentionMode::Governance),
+            "compliance" => Some(RetentionMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+/// The retention an Object Lock repository gives every object it writes, except lock files:
+/// `mode` until `days` days after the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Retention {
+    /// The mode.
+    pub mode: RetentionMode,
+    /// Days from the write.
+    pub days: u32,
+}
+
 /// The id passed for the single `config` file, whose name carries no id.
 pub const CONFIG_ID: RawId = [0u8; 32];
 
@@ -356,6 +395,41 @@ pub trait Backend: Send + Sync {
     fn lifecycle(&self) -> Result<Option<lifecycle::Lifecycle>, BackendError> {
         Ok(None)
     }
+
+    /// From now on, every object written except lock files carries `r` (S3 Object Lock), and
+    /// [`Backend::create`] makes or checks a bucket with Object Lock. No request is sent here.
+    /// Storage without Object Lock refuses.
+    fn set_retention(&self, _r: Retention) -> Result<(), BackendError> {
+        Err(self.unsupported("S3 Object Lock"))
+    }
+
+    /// The retention date of an object, `None` when it has none.
+    fn retention(
+        &self,
+        _t: FileType,
+        _id: &RawId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        Err(self.unsupported("S3 Object Lock"))
+    }
+
+    /// Moves an object's retention date to `until`, in the mode set by
+    /// [`Backend::set_retention`]. S3 refuses to shorten it.
+    fn extend_retention(
+        &self,
+        _t: FileType,
+        _id: &RawId,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), BackendError> {
+        Err(self.unsupported("S3 Object Lock"))
+    }
+
+    /// The error of a feature this storage does not have.
+    fn unsupported(&self, feature: &'static str) -> BackendError {
+        BackendError::Unsupported {
+            feature,
+            location: self.location(),
+        }
+    }
 }
 
 macro_rules! forward_backend {
@@ -402,6 +476,15 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn lifecycle(&self) -> Result<Option<lifecycle::Lifecycle>, BackendError> {
         (**self).lifecycle()
+    }
+    fn set_retention(&self, r: Retention) -> Result<(), BackendError> {
+        (**self).set_retention(r)
+    }
+    fn retention(&self, t: FileType, id: &RawId) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        (**self).retention(t, id)
+    }
+    fn extend_retention(&self, t: FileType, id: &RawId, until: chrono::DateTime<chrono::Utc>) -> Result<(), BackendError> {
+        (**self).extend_retention(t, id, until)
     }
 }
     )*};

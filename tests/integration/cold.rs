@@ -294,6 +294,8 @@ fn tier_apply_adds_its_rule_keeps_unrelated_ones_and_reads_back_as_written() {
         transitions: vec![],
         expiration_days: Some(14),
         abort_incomplete_multipart_days: None,
+        noncurrent_expiration_days: None,
+        expired_delete_markers: false,
     };
     b.put_lifecycle_rule(&logs).unwrap();
     let out = c.env.ok(&["tier", "show"]);

@@ -179,6 +179,8 @@ pub fn data_rule(
         transitions: transitions.to_vec(),
         expiration_days: None,
         abort_incomplete_multipart_days,
+        noncurrent_expiration_days: None,
+        expired_delete_markers: false,
     })
 }
 

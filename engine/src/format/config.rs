@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::format::chunker::ChunkerParams;
 use crate::id::RepoId;
+use crate::storage::Retention;
 
 /// The repository format version this build writes into new repositories.
 pub const FORMAT_VERSION: u32 = 2;
@@ -36,6 +37,10 @@ pub struct Config {
     pub data_pack_size: u32,
     /// Target size of tree packs.
     pub tree_pack_size: u32,
+    /// S3 Object Lock: the retention every object written carries, except lock files (version
+    /// 2 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<Retention>,
     /// Members this build does not know, kept as read. A repository whose config has any may be
     /// read but not written (format-spec/format.md, "Config").
     #[serde(flatten)]
@@ -67,6 +72,7 @@ mod tests {
             compression_level: 3,
             data_pack_size: 16 << 20,
             tree_pack_size: 4 << 20,
+            object_lock: None,
             unknown: BTreeMap::new(),
         }
     }
@@ -98,10 +104,27 @@ mod tests {
     fn unknown_members_are_kept_and_written_back() {
         let mut text = serde_json::to_string(&config(2, Some(1))).unwrap();
         text.pop();
-        text.push_str(r#","object_lock":{"mode":"compliance","days":30}}"#);
+        text.push_str(r#","immutable_packs":{"after":30}}"#);
         let c: Config = serde_json::from_str(&text).unwrap();
-        assert_eq!(c.unknown.keys().collect::<Vec<_>>(), ["object_lock"]);
+        assert_eq!(c.unknown.keys().collect::<Vec<_>>(), ["immutable_packs"]);
         let again: Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn object_lock_reads_as_the_spec_writes_it() {
+        let mut text = serde_json::to_string(&config(2, Some(1))).unwrap();
+        assert!(!text.contains("object_lock"), "absent unless set: {text}");
+        text.pop();
+        text.push_str(r#","object_lock":{"mode":"compliance","days":30}}"#);
+        let c: Config = serde_json::from_str(&text).unwrap();
+        assert!(c.unknown.is_empty());
+        assert_eq!(
+            c.object_lock,
+            Some(Retention {
+                mode: crate::storage::RetentionMode::Compliance,
+                days: 30
+            })
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct InitOptions {
     pub version: u32,
     /// The chunker seed of a version 2 repository (random when `None`).
     pub chunker_seed: Option<u64>,
+    /// S3 Object Lock: the retention of every object written (version 2, S3 only).
+    pub object_lock: Option<crate::storage::Retention>,
 }
 
 impl Default for InitOptions {
@@ -59,6 +61,7 @@ impl Default for InitOptions {
             kdf: KdfParams::default(),
             version: FORMAT_VERSION,
             chunker_seed: None,
+            object_lock: None,
         }
     }
 }
@@ -85,12 +88,19 @@ pub fn now_local() -> DateTime<FixedOffset> {
     chrono::Local::now().fixed_offset()
 }
 
+/// The current time in UTC, for retention dates (tests of the `failpoints` feature may move it).
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    crate::failpoint::fake_now().unwrap_or_else(chrono::Utc::now)
+}
+
 /// An open repository.
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: MasterKey,
     key_id: KeyId,
     config: Config,
+    /// The config asks for Object Lock, and the storage has none: read only.
+    lock_unsupported: bool,
     /// Whole tree packs, on remote storage (see [`TreePackCache`]).
     tree_packs: TreePackCache,
 }
@@ -149,6 +159,21 @@ fn config_exists(backend: &dyn Backend) -> Result<bool> {
     }
 }
 
+/// The Object Lock settings a new repository may have.
+fn check_object_lock(version: u32, r: crate::storage::Retention) -> Result<()> {
+    if version < XATTRS_VERSION {
+        return Err(Error::InvalidOptions(
+            "Object Lock needs repository format version 2".into(),
+        ));
+    }
+    if !(1..=36500).contains(&r.days) {
+        return Err(Error::InvalidOptions(
+            "Object Lock days must be between 1 and 36500".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The checks of a config read from storage (format-spec/format.md, "Config").
 fn check_config(config: &Config) -> Result<()> {
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
@@ -174,6 +199,11 @@ fn check_config(config: &Config) -> Result<()> {
     }
     if !zstd::compression_level_range().contains(&config.compression_level) {
         return Err(corrupt("compression level out of range"));
+    }
+    match (config.version >= XATTRS_VERSION, config.object_lock) {
+        (false, Some(_)) => return Err(corrupt("a version 1 config has no object_lock")),
+        (_, Some(r)) if r.days == 0 => return Err(corrupt("object_lock days must be at least 1")),
+        _ => {}
     }
     match (config.version >= XATTRS_VERSION, config.chunker_seed) {
         (false, Some(_)) => Err(corrupt("a version 1 config has no chunker_seed")),
@@ -221,6 +251,10 @@ impl Repository {
                 location: backend.location(),
             });
         }
+        if let Some(r) = opts.object_lock {
+            check_object_lock(opts.version, r)?;
+            backend.set_retention(r)?;
+        }
         backend.create()?;
         let key = MasterKey::generate();
         let (host, user, _, _) = host_and_user();
@@ -239,6 +273,7 @@ impl Repository {
             compression_level: opts.compression_level,
             data_pack_size: opts.data_pack_size,
             tree_pack_size: opts.tree_pack_size,
+            object_lock: opts.object_lock,
             unknown: Default::default(),
         };
         let repo = Self {
@@ -246,6 +281,7 @@ impl Repository {
             key,
             key_id,
             config,
+            lock_unsupported: false,
             tree_packs: TreePackCache::default(),
         };
         // The key first, then the config: a repository is complete once its config exists.
@@ -297,11 +333,22 @@ impl Repository {
         let sealed = backend.read(FileType::Config, &CONFIG_ID)?;
         let config: Config = decode_file(&key, FileType::Config, &CONFIG_ID, sealed)?;
         check_config(&config)?;
+        // Storage without Object Lock (a copy of the bucket on disk) reads the repository, but
+        // may not write to it: see `ensure_writable`.
+        let lock_unsupported = match config.object_lock {
+            Some(r) => match backend.set_retention(r) {
+                Ok(()) => false,
+                Err(BackendError::Unsupported { .. }) => true,
+                Err(e) => return Err(e.into()),
+            },
+            None => false,
+        };
         Ok(Self {
             backend,
             key,
             key_id,
             config,
+            lock_unsupported,
             tree_packs: TreePackCache::default(),
         })
     }
@@ -362,6 +409,11 @@ impl Repository {
     /// members it does not know (a feature of a newer floe, such as Object Lock) may be read
     /// but not written.
     pub fn ensure_writable(&self) -> Result<()> {
+        if self.lock_unsupported {
+            return Err(Error::ObjectLockUnsupported {
+                location: self.backend.location(),
+            });
+        }
         if self.config.unknown.is_empty() {
             return Ok(());
         }
@@ -386,6 +438,7 @@ impl Repository {
             key: self.key.clone(),
             key_id: self.key_id,
             config: self.config.clone(),
+            lock_unsupported: self.lock_unsupported,
             tree_packs: TreePackCache::default(),
         }
     }

@@ -82,6 +82,25 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     fn lifecycle(&self) -> Result<Option<super::lifecycle::Lifecycle>, BackendError> {
         self.inner.lifecycle()
     }
+    fn set_retention(&self, r: super::Retention) -> Result<(), BackendError> {
+        self.inner.set_retention(r)
+    }
+    fn retention(
+        &self,
+        t: FileType,
+        id: &RawId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        self.inner.retention(t, id)
+    }
+    // Extending changes nothing: a dry run leaves dates as they are.
+    fn extend_retention(
+        &self,
+        _t: FileType,
+        _id: &RawId,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
     // A thaw request changes nothing a dry run could undo cheaply: it is dropped too.
     fn request_thaw(
         &self,

@@ -69,6 +69,14 @@ pub enum BackendError {
         /// Its storage class.
         storage_class: String,
     },
+    /// The storage does not have a feature the repository needs.
+    #[error("{location} does not support {feature}")]
+    Unsupported {
+        /// The feature.
+        feature: &'static str,
+        /// The storage.
+        location: String,
+    },
     /// A read returned fewer bytes than asked for (the object is shorter than the index says).
     #[error("{location}: short read, wanted {wanted} bytes at offset {offset}, got {got}")]
     ShortRead {

@@ -21,6 +21,10 @@ pub struct Rule {
     pub expiration_days: Option<u32>,
     /// Aborts multipart uploads left incomplete this many days.
     pub abort_incomplete_multipart_days: Option<u32>,
+    /// Deletes versions this many days after they stopped being current (versioned buckets).
+    pub noncurrent_expiration_days: Option<u32>,
+    /// Removes delete markers that no longer hide any version.
+    pub expired_delete_markers: bool,
 }
 
 /// A bucket's lifecycle rules, with the prefix of the repository they are read for.

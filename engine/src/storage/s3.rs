@@ -27,9 +27,12 @@ use tokio::sync::Semaphore;
 
 use super::http::{self, NetworkFailure, NetworkProblem, TlsOptions};
 use super::{
-    Backend, FileType, ObjectEntry, ObjectState, StorageClass, ThawRequest, ThawState, ThawTier,
-    CONFIG_ID,
+    Backend, FileType, ObjectEntry, ObjectState, Retention, StorageClass, ThawRequest, ThawState,
+    ThawTier, CONFIG_ID,
 };
+
+mod versions;
+pub use versions::{current_at, ObjectVersion};
 use crate::id::RawId;
 use crate::storage::BackendError;
 
@@ -158,6 +161,10 @@ pub struct S3Backend {
     connections: usize,
     max_attempts: u32,
     attempt_timeout: Duration,
+    /// Object Lock retention for every object written but lock files.
+    retention: std::sync::Mutex<Option<Retention>>,
+    /// A read-only view of an earlier time (`--as-of`).
+    as_of: Option<versions::AsOf>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -275,6 +282,17 @@ impl S3Backend {
             connections,
             max_attempts: opts.max_attempts.max(1),
             attempt_timeout: opts.attempt_timeout,
+            retention: Default::default(),
+            as_of: None,
+        })
+    }
+
+    /// The location constraint a new bucket needs outside us-east-1.
+    fn bucket_configuration(&self) -> Option<CreateBucketConfiguration> {
+        (self.region != "us-east-1").then(|| {
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                .build()
         })
     }
 
@@ -403,11 +421,13 @@ impl S3Backend {
             .acquire()
             .await
             .map_err(|e| GetError::Body(e.to_string()))?;
+        let version = self.version_at(key).map_err(GetError::Request)?;
         let resp = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(version)
             .set_range(range)
             .send()
             .await;
@@ -544,6 +564,29 @@ impl S3Backend {
         Ok(())
     }
 
+    /// The objects of type `t` in an `--as-of` view.
+    fn list_as_of(&self, a: &versions::AsOf, t: FileType, prefix: &str) -> Vec<ObjectEntry> {
+        let mut out = Vec::new();
+        for (key, (_, size, modified)) in &a.current {
+            let id = match t {
+                FileType::Config if key == prefix => CONFIG_ID,
+                FileType::Config => continue,
+                _ if !key.starts_with(prefix) => continue,
+                _ => match super::parse_name(key.rsplit('/').next().unwrap_or_default()) {
+                    Some(id) if self.key(t, &id) == *key => id,
+                    _ => continue,
+                },
+            };
+            out.push(ObjectEntry {
+                id,
+                size: *size,
+                modified: Some((*modified).into()),
+                storage_class: None,
+            });
+        }
+        out
+    }
+
     fn list_prefix(&self, t: FileType) -> String {
         match t {
             FileType::Config => format!("{}config", self.prefix),
@@ -607,26 +650,30 @@ impl Backend for S3Backend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
+        self.writable()?;
         self.rt.block_on(async {
             let head = self.client.head_bucket().bucket(&self.bucket).send().await;
-            match head {
-                Ok(_) => return Ok(()),
-                Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => {}
+            let exists = match head {
+                Ok(_) => true,
+                Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 404 => false,
                 // A policy may allow listing only under the repository's prefix, which HEAD on
                 // the bucket does not satisfy: go on, and let the writes tell.
                 Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 403 => {
                     return Ok(())
                 }
                 Err(e) => return Err(self.error("open bucket", "", e)),
+            };
+            if self.retention_policy().is_some() {
+                return self.create_locked(exists).await;
             }
-            let mut req = self.client.create_bucket().bucket(&self.bucket);
-            if self.region != "us-east-1" {
-                req = req.create_bucket_configuration(
-                    CreateBucketConfiguration::builder()
-                        .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
-                        .build(),
-                );
+            if exists {
+                return Ok(());
             }
+            let req = self
+                .client
+                .create_bucket()
+                .bucket(&self.bucket)
+                .set_create_bucket_configuration(self.bucket_configuration());
             match req.send().await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
@@ -637,6 +684,9 @@ impl Backend for S3Backend {
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectEntry>, BackendError> {
         let prefix = self.list_prefix(t);
+        if let Some(a) = &self.as_of {
+            return Ok(self.list_as_of(a, t, &prefix));
+        }
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
             let mut out = Vec::new();
@@ -727,6 +777,7 @@ impl Backend for S3Backend {
     }
 
     fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
+        self.writable()?;
         let key = self.key(t, id);
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
@@ -755,12 +806,14 @@ impl Backend for S3Backend {
 
     fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         let key = self.key(t, id);
+        let version = self.version_at(&key)?;
         let h = self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
             self.client
                 .head_object()
                 .bucket(&self.bucket)
                 .key(&key)
+                .set_version_id(version)
                 .send()
                 .await
                 .map_err(|e| self.error("stat", &key, e))
@@ -794,6 +847,29 @@ impl Backend for S3Backend {
             rules: self.lifecycle_rules()?,
             prefix: self.prefix().to_string(),
         }))
+    }
+
+    fn set_retention(&self, r: Retention) -> Result<(), BackendError> {
+        *self.retention.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        Ok(())
+    }
+
+    fn retention(
+        &self,
+        t: FileType,
+        id: &RawId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackendError> {
+        self.retention_of(&self.key(t, id))
+    }
+
+    fn extend_retention(
+        &self,
+        t: FileType,
+        id: &RawId,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), BackendError> {
+        self.writable()?;
+        self.extend_retention_of(&self.key(t, id), until)
     }
 
     fn request_thaw(
@@ -839,6 +915,7 @@ impl Backend for S3Backend {
 impl S3Backend {
     /// PUTs one object; returns the buffer when the HTTP client let go of it.
     fn put(&self, t: FileType, id: &RawId, data: Bytes) -> Result<Option<Vec<u8>>, BackendError> {
+        self.writable()?;
         let key = self.key(t, id);
         let class = (t == FileType::DataPack)
             .then(|| self.data_class.clone())
@@ -846,13 +923,17 @@ impl S3Backend {
         let body = data.clone();
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
-            self.client
+            let mut req = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&key)
                 .body(ByteStream::from(body))
-                .set_storage_class(class)
-                .send()
+                .set_storage_class(class);
+            if t != FileType::Lock {
+                req = self.with_retention(req);
+            }
+            req.send()
                 .await
                 .map_err(|e| self.error("write", &key, e))
         })?;
@@ -979,6 +1060,14 @@ fn rule_from_sdk(r: &aws_sdk_s3::types::LifecycleRule) -> crate::storage::lifecy
             .abort_incomplete_multipart_upload()
             .and_then(|a| a.days_after_initiation())
             .map(|d| d.max(0) as u32),
+        noncurrent_expiration_days: r
+            .noncurrent_version_expiration()
+            .and_then(|n| n.noncurrent_days())
+            .map(|d| d.max(0) as u32),
+        expired_delete_markers: r
+            .expiration()
+            .and_then(|e| e.expired_object_delete_marker())
+            .unwrap_or(false),
     }
 }
 
@@ -987,7 +1076,7 @@ fn rule_to_sdk(
 ) -> Result<aws_sdk_s3::types::LifecycleRule, aws_sdk_s3::error::BuildError> {
     use aws_sdk_s3::types::{
         AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule,
-        LifecycleRuleFilter, Transition, TransitionStorageClass,
+        LifecycleRuleFilter, NoncurrentVersionExpiration, Transition, TransitionStorageClass,
     };
     let mut b = LifecycleRule::builder()
         .id(&r.id)
@@ -1009,6 +1098,19 @@ fn rule_to_sdk(
         b = b.expiration(
             LifecycleExpiration::builder()
                 .days(d.min(i32::MAX as u32) as i32)
+                .build(),
+        );
+    } else if r.expired_delete_markers {
+        b = b.expiration(
+            LifecycleExpiration::builder()
+                .expired_object_delete_marker(true)
+                .build(),
+        );
+    }
+    if let Some(d) = r.noncurrent_expiration_days {
+        b = b.noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(d.min(i32::MAX as u32) as i32)
                 .build(),
         );
     }
