@@ -26,6 +26,8 @@ mod forget_prune;
 mod keys;
 #[path = "integration/locks.rs"]
 mod locks;
+#[path = "integration/object_lock.rs"]
+mod object_lock;
 #[path = "integration/output.rs"]
 mod output;
 #[path = "integration/postgres.rs"]

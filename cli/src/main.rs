@@ -79,6 +79,10 @@ pub struct GlobalArgs {
     /// with read-only credentials; a prune running meanwhile can make them fail
     #[arg(long, env = "FLOE_NO_LOCK", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub no_lock: bool,
+    /// Open the repository as it was at TIME, from the versions an S3 bucket with versioning
+    /// (Object Lock) keeps, for commands that only read: restore from before an attack
+    #[arg(long, global = true, value_name = "TIME", value_parser = args::parse_time)]
+    pub as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// Print JSON on stdout, where the command has a JSON form
     #[arg(long, global = true)]
     pub json: bool,
@@ -183,6 +187,10 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Lifecycle rules that move data packs to colder S3 storage classes
     Tier(commands::tier::Args),
+    /// S3 Object Lock: how far ahead the objects the snapshots need are locked
+    ObjectLock(commands::object_lock::Args),
+    /// Bring a repository in a versioned S3 bucket back to how it was at an earlier time
+    Rollback(commands::rollback::Args),
     /// What the repository stores, by folder and (with --tiers) storage class and cost
     Stats(commands::stats::Args),
 }
@@ -214,6 +222,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Unlock(a) => commands::unlock::run(&cli.global, a),
         Command::Tier(a) => commands::tier::run(&cli.global, a),
+        Command::ObjectLock(a) => commands::object_lock::run(&cli.global, a),
+        Command::Rollback(a) => commands::rollback::run(&cli.global, a),
         Command::Stats(a) => commands::stats::run(&cli.global, a),
     }
 }

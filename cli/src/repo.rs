@@ -13,7 +13,14 @@ pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     let Some(loc) = g.repo.as_deref() else {
         bail!("no repository given: use -r/--repo or set FLOE_REPOSITORY");
     };
-    backend_at(loc, &g.s3)
+    match g.as_of {
+        None => backend_at(loc, &g.s3),
+        Some(t) if loc.starts_with("s3:") => Ok(Arc::new(s3_at(&g.s3, loc)?.as_of(t.to_utc())?)),
+        Some(_) => bail!(
+            "--as-of reads earlier versions of the repository's objects, which only an S3 bucket \
+             with versioning keeps; {loc} is not on S3"
+        ),
+    }
 }
 
 /// The backend of location `loc`, with the S3 options `s3` when it is on S3.
@@ -119,6 +126,12 @@ pub fn lock(
              commands that only read"
         );
     }
+    if g.as_of.is_some() {
+        anyhow::bail!(
+            "{command} changes the repository; --as-of opens it as it was, for commands that \
+             only read"
+        );
+    }
     repo.ensure_writable()?;
     take_lock(g, repo, exclusive, command)
 }
@@ -146,7 +159,8 @@ pub fn read_lock(
     repo: &Repository,
     command: &str,
 ) -> anyhow::Result<Option<floe_engine::RepoLock>> {
-    if g.no_lock {
+    // A view of the past is read only: it cannot hold a lock, and nothing can change it.
+    if g.no_lock || g.as_of.is_some() {
         return Ok(None);
     }
     take_lock(g, repo, false, command)
@@ -217,6 +231,28 @@ pub fn index_for_reading(repo: &Repository) -> anyhow::Result<floe_engine::Index
     let mut index = repo.load_index()?;
     floe_engine::prefer_readable_copies(repo, &mut index)?;
     Ok(index)
+}
+
+/// On an Object Lock repository, moves ahead the retention of the objects the snapshots need
+/// (after backup, copy and prune); prints a line when a date moved, unless `--json`.
+pub fn keep_locked(
+    g: &GlobalArgs,
+    repo: &Repository,
+    lock: &floe_engine::RepoLock,
+) -> anyhow::Result<Option<floe_engine::RetentionReport>> {
+    if repo.config().object_lock.is_none() {
+        return Ok(None);
+    }
+    let index = repo.load_index()?;
+    let r = floe_engine::extend_retention(repo, &index, floe_engine::now_utc(), &lock.health())?;
+    if let (Some(until), false) = (r.extended_until, g.json) {
+        crate::output::note(format!(
+            "Object Lock: extended the retention of {} object(s) to {}",
+            r.extended,
+            until.format("%Y-%m-%d %H:%M:%S UTC")
+        ))?;
+    }
+    Ok(Some(r))
 }
 
 /// Opens the repository with the password from the usual sources.

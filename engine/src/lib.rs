@@ -67,6 +67,7 @@ pub use ops::forget::{
 pub use ops::migrate::{available as available_migrations, run as migrate, Migration, MIGRATIONS};
 pub use ops::object_lock::{
     extend as extend_retention, status as retention_status, versions_rule, RetentionReport,
+    VERSIONS_MARGIN_DAYS,
 };
 pub use ops::prune::{
     execute as prune, plan as plan_prune, MaxUnused, PruneOptions, PrunePlan, PruneReport,
@@ -76,10 +77,10 @@ pub use ops::restore::{
     needed_packs, plan_restore, restore, restore_planned, Overwrite, RestoreError, RestoreOptions,
     RestorePlan, RestorePreview, RestoreSummary,
 };
-pub use ops::rollback::{execute as rollback, plan as plan_rollback, RollbackPlan};
 pub use ops::rewrite::{
     execute as rewrite, plan as plan_rewrite, Rewrite, RewritePlan, RewriteReport,
 };
+pub use ops::rollback::{execute as rollback, plan as plan_rollback, RollbackPlan};
 pub use ops::stats::{snapshot_stats, SnapshotStats};
 pub use ops::tag::{execute as tag, plan as plan_tag, TagChange, TagPlan};
 pub use progress::{FileChange, Progress, ProgressSink};

@@ -56,7 +56,19 @@ fn config() -> Config {
         compression_level: 3,
         data_pack_size: 16 << 20,
         tree_pack_size: 4 << 20,
+        object_lock: None,
         unknown: Default::default(),
+    }
+}
+
+/// The version 2 config of `config-v2-lock.bin`: a repository with S3 Object Lock.
+fn config_v2_lock() -> Config {
+    Config {
+        object_lock: Some(floe_engine::Retention {
+            mode: floe_engine::RetentionMode::Governance,
+            days: 30,
+        }),
+        ..config_v2()
     }
 }
 
@@ -222,6 +234,22 @@ fn regenerate_v2() {
                    "xorshift_state": state, "chunk_lengths": lengths})
         })
         .collect();
+    fs::write(
+        d.join("vectors.json"),
+        serde_json::to_vec_pretty(&v).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+#[ignore = "rewrites the Object Lock config of format-spec/vectors; run by hand when it changes"]
+fn regenerate_object_lock() {
+    let d = dir();
+    let cfg = encode_file(&master(), 3, FileType::Config, &config_v2_lock()).unwrap();
+    fs::write(d.join("config-v2-lock.bin"), &cfg).unwrap();
+    let mut v = vectors();
+    v["config_v2_lock"] = json!({"file": "config-v2-lock.bin",
+                                 "value": serde_json::to_value(config_v2_lock()).unwrap()});
     fs::write(
         d.join("vectors.json"),
         serde_json::to_vec_pretty(&v).unwrap(),
@@ -425,6 +453,31 @@ fn version_2_config_decodes_with_its_seed() {
     assert_eq!(
         cfg.effective_chunker_seed(master().chunker_seed()),
         0x8000_0000_0000_0001
+    );
+}
+
+#[test]
+fn object_lock_config_decodes_with_mode_and_days() {
+    let v = vectors();
+    let cfg: Config = decode_file(
+        &master(),
+        FileType::Config,
+        &[0; 32],
+        read("config-v2-lock.bin"),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_value(&cfg).unwrap(),
+        v["config_v2_lock"]["value"]
+    );
+    assert_eq!(
+        v["config_v2_lock"]["value"]["object_lock"]["mode"],
+        "governance"
+    );
+    assert_eq!(cfg, config_v2_lock());
+    assert!(
+        cfg.unknown.is_empty(),
+        "object_lock is a member this build knows"
     );
 }
 

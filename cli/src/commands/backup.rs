@@ -225,6 +225,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     drop(display);
     let report = report?;
     print_report(&report, g.json)?;
+    crate::repo::keep_locked(g, &repo, &lock)?;
     Ok(warn_partial(&report))
 }
 

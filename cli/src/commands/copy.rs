@@ -54,6 +54,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let report = copy(&src, &src_index, &dest, plan, &opts);
     drop(display);
     print_report(g, &copies, &report?)?;
+    if let Some(lock) = &lock {
+        crate::repo::keep_locked(g, &dest, lock)?;
+    }
     Ok(exit::OK)
 }
 

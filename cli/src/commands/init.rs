@@ -31,6 +31,20 @@ pub struct Args {
     copy_chunker_params: bool,
     #[command(flatten)]
     from: crate::from::FromArgs,
+    /// S3 Object Lock: every object but lock files is locked in this mode, governance or
+    /// compliance, for --object-lock-days; the bucket is created with Object Lock (and so
+    /// versioning), or must have it
+    #[arg(long, value_name = "MODE", requires = "object_lock_days", value_parser = parse_mode)]
+    object_lock_mode: Option<floe_engine::RetentionMode>,
+    /// Days each object stays locked after it is written; backups and prunes extend the lock of
+    /// what the snapshots still need
+    #[arg(long, value_name = "DAYS", requires = "object_lock_mode", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    object_lock_days: Option<u32>,
+}
+
+fn parse_mode(s: &str) -> Result<floe_engine::RetentionMode, String> {
+    floe_engine::RetentionMode::parse(s)
+        .ok_or_else(|| format!("unknown mode {s:?}: expected governance or compliance"))
 }
 
 fn parse_version(s: &str) -> Result<u32, String> {
@@ -58,6 +72,22 @@ fn chunking_of(g: &GlobalArgs, a: &Args) -> anyhow::Result<(ChunkerParams, u64)>
     }
     let src = a.from.open(g)?;
     Ok((src.config().chunker, src.chunker_seed()))
+}
+
+/// Installs the bucket's rule for the versions a locked repository leaves behind.
+fn lock_rule(g: &GlobalArgs, r: floe_engine::Retention) -> anyhow::Result<()> {
+    let s3 = crate::repo::s3_backend(g)?;
+    let rule = floe_engine::versions_rule(s3.prefix(), r);
+    s3.put_lifecycle_rule(&rule)?;
+    output::note(format!(
+        "Object Lock: every object but lock files is locked ({}) for {} day(s) from its write; \
+         lifecycle rule {} removes replaced versions {} days after they stop being current",
+        r.mode.s3_name().to_lowercase(),
+        r.days,
+        rule.id,
+        r.days + floe_engine::VERSIONS_MARGIN_DAYS
+    ))?;
+    Ok(())
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -91,7 +121,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         opts.chunker = chunker;
         opts.chunker_seed = Some(seed);
     }
+    opts.object_lock = a
+        .object_lock_mode
+        .zip(a.object_lock_days)
+        .map(|(mode, days)| floe_engine::Retention { mode, days });
     let repo = Repository::init(backend, &password, &opts)?;
+    if let Some(r) = opts.object_lock {
+        lock_rule(g, r)?;
+    }
     output::note(format!(
         "created repository {} at {} (format version {})",
         repo.config().id.short(),

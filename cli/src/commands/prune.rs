@@ -173,7 +173,34 @@ pub fn prune_locked(
             ))?,
         }
     }
-    Ok(serde_json::json!({ "dry_run": dry_run, "plan": plan, "report": report }))
+    let retention = match report {
+        Some(_) => locked_note(g, repo, lock)?,
+        None => None,
+    };
+    Ok(
+        serde_json::json!({ "dry_run": dry_run, "plan": plan, "report": report, "retention": retention }),
+    )
+}
+
+/// On an Object Lock repository: what deleting means there, and the retention moved ahead.
+fn locked_note(
+    g: &GlobalArgs,
+    repo: &Repository,
+    lock: &floe_engine::RepoLock,
+) -> anyhow::Result<Option<floe_engine::RetentionReport>> {
+    let Some(r) = repo.config().object_lock else {
+        return Ok(None);
+    };
+    if !g.json {
+        let last = floe_engine::now_utc() + chrono::Days::new(r.days.into());
+        output::note(format!(
+            "Object Lock: each deleted object left a delete marker; its locked version stays, \
+             and is billed, until its retention ends (by {} at the latest), then the bucket's \
+             versions rule removes it",
+            last.format("%Y-%m-%d")
+        ))?;
+    }
+    crate::repo::keep_locked(g, repo, lock)
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {

@@ -240,9 +240,18 @@ mod tests {
             id: [0; 32],
             modified: d.map(at),
         };
-        assert!(!may_need_extension(&written(Some(90)), r, margin_end), "locked to day 120");
-        assert!(!may_need_extension(&written(Some(85)), r, margin_end), "day 115: the margin");
+        assert!(
+            !may_need_extension(&written(Some(90)), r, margin_end),
+            "locked to day 120"
+        );
+        assert!(
+            !may_need_extension(&written(Some(85)), r, margin_end),
+            "day 115: the margin"
+        );
         assert!(may_need_extension(&written(Some(84)), r, margin_end));
-        assert!(may_need_extension(&written(None), r, margin_end), "no date: ask");
+        assert!(
+            may_need_extension(&written(None), r, margin_end),
+            "no date: ask"
+        );
     }
 }

@@ -131,7 +131,10 @@ mod tests {
                 vec!["snapshots/a@30".to_string(), "snapshots/a@40".to_string()]
             )]
         );
-        assert_eq!(p.revert, vec![("config".to_string(), "config@5".to_string())]);
+        assert_eq!(
+            p.revert,
+            vec![("config".to_string(), "config@5".to_string())]
+        );
         assert_eq!(p.hide, vec!["snapshots/new".to_string()]);
         assert!(plan(&versions, DateTime::from_timestamp(50, 0).unwrap()).is_empty());
     }

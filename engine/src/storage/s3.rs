@@ -32,9 +32,9 @@ use super::{
 };
 
 mod versions;
-pub use versions::{current_at, ObjectVersion};
 use crate::id::RawId;
 use crate::storage::BackendError;
+pub use versions::{current_at, ObjectVersion};
 
 /// Requests in flight at once unless told otherwise.
 pub const DEFAULT_CONNECTIONS: usize = 5;
@@ -933,9 +933,7 @@ impl S3Backend {
             if t != FileType::Lock {
                 req = self.with_retention(req);
             }
-            req.send()
-                .await
-                .map_err(|e| self.error("write", &key, e))
+            req.send().await.map_err(|e| self.error("write", &key, e))
         })?;
         Ok(data.try_into_mut().ok().map(Vec::from))
     }

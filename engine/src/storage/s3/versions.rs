@@ -47,13 +47,21 @@ fn from_sdk(t: &SdkTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
+/// The retention date of an object written now.
+fn retain_until(r: Retention) -> DateTime<Utc> {
+    crate::failpoint::fake_now().unwrap_or_else(Utc::now) + chrono::Days::new(r.days.into())
+}
+
 fn sdk_mode(m: RetentionMode) -> ObjectLockMode {
     ObjectLockMode::from(m.s3_name())
 }
 
 /// For each key, the version current at `time`: the latest version written at or before it,
 /// unless that is a delete marker. Keys are as listed.
-pub fn current_at(versions: &[ObjectVersion], time: DateTime<Utc>) -> HashMap<&str, &ObjectVersion> {
+pub fn current_at(
+    versions: &[ObjectVersion],
+    time: DateTime<Utc>,
+) -> HashMap<&str, &ObjectVersion> {
     let mut at: HashMap<&str, &ObjectVersion> = HashMap::new();
     for v in versions.iter().filter(|v| v.modified <= time) {
         let e = at.entry(v.key.as_str()).or_insert(v);
@@ -80,7 +88,7 @@ impl S3Backend {
         match self.retention_policy() {
             Some(r) => req
                 .object_lock_mode(sdk_mode(r.mode))
-                .object_lock_retain_until_date(to_sdk(Utc::now() + chrono::Days::new(r.days.into())))
+                .object_lock_retain_until_date(to_sdk(retain_until(r)))
                 .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32),
             None => req,
         }
@@ -130,25 +138,21 @@ impl S3Backend {
         ))
     }
 
-    /// The retention date of `key`'s current version.
+    /// The retention date of `key`'s current version, from its headers (a HEAD, which S3
+    /// answers with the date for callers allowed `s3:GetObjectRetention`).
     pub(super) fn retention_of(&self, key: &str) -> Result<Option<DateTime<Utc>>, BackendError> {
+        let version = self.version_at(key)?;
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
-            match self
-                .client
-                .get_object_retention()
+            self.client
+                .head_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .set_version_id(version)
                 .send()
                 .await
-            {
-                Ok(r) => Ok(r
-                    .retention()
-                    .and_then(|r| r.retain_until_date())
-                    .and_then(from_sdk)),
-                Err(e) if e.code() == Some("NoSuchObjectLockConfiguration") => Ok(None),
-                Err(e) => Err(self.error("read the retention of", key, e)),
-            }
+                .map(|h| h.object_lock_retain_until_date().and_then(from_sdk))
+                .map_err(|e| self.error("read the retention of", key, e))
         })
     }
 
@@ -205,10 +209,24 @@ impl S3Backend {
                 .await
                 .map_err(|e| self.error("list the versions of", &self.prefix, e))?;
             for v in page.versions() {
-                out.extend(self.version(v.key(), v.version_id(), v.last_modified(), false, v.is_latest(), v.size()));
+                out.extend(self.version(
+                    v.key(),
+                    v.version_id(),
+                    v.last_modified(),
+                    false,
+                    v.is_latest(),
+                    v.size(),
+                ));
             }
             for m in page.delete_markers() {
-                out.extend(self.version(m.key(), m.version_id(), m.last_modified(), true, m.is_latest(), None));
+                out.extend(self.version(
+                    m.key(),
+                    m.version_id(),
+                    m.last_modified(),
+                    true,
+                    m.is_latest(),
+                    None,
+                ));
             }
             if !page.is_truncated().unwrap_or(false) {
                 return Ok(out);
@@ -275,9 +293,7 @@ impl S3Backend {
             if let Some(r) = self.retention_policy() {
                 req = req
                     .object_lock_mode(sdk_mode(r.mode))
-                    .object_lock_retain_until_date(to_sdk(
-                        Utc::now() + chrono::Days::new(r.days.into()),
-                    ));
+                    .object_lock_retain_until_date(to_sdk(retain_until(r)));
             }
             req.send()
                 .await
@@ -371,7 +387,10 @@ mod tests {
             v("d", 8, true),
         ];
         let at = current_at(&all, DateTime::from_timestamp(25, 0).unwrap());
-        assert_eq!(at["a"].version_id, "a@10", "deleted later: still there at 25");
+        assert_eq!(
+            at["a"].version_id, "a@10",
+            "deleted later: still there at 25"
+        );
         assert_eq!(at["b"].version_id, "b@20", "the newer write counts");
         assert!(!at.contains_key("c"), "written after 25");
         assert!(!at.contains_key("d"), "deleted before 25");
