@@ -280,6 +280,13 @@ fn retention_of_kept_snapshots_is_extended_and_of_forgotten_ones_not() {
     }
     let check = l.env.ok(&["check"]);
     assert!(check.contains(" 0 error(s)"), "{check}");
+    // The versions rule shows among the bucket's rules, with what it does.
+    let rules = l.env.ok(&["tier", "show"]);
+    assert!(rules.contains("floe-versions:repo"), "{rules}");
+    assert!(
+        rules.contains("9 days after a version is replaced or deleted"),
+        "{rules}"
+    );
 }
 
 #[cfg(not(feature = "failpoints"))]

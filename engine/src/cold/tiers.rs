@@ -244,6 +244,14 @@ pub fn describe(rules: &[Rule], prefix: &str) -> Vec<RuleImpact> {
                     "incomplete multipart uploads aborted after {d} days"
                 ));
             }
+            if let Some(d) = r.noncurrent_expiration_days {
+                actions.push(format!(
+                    "{d} days after a version is replaced or deleted: that version removed"
+                ));
+            }
+            if r.expired_delete_markers {
+                actions.push("delete markers with no version left: removed".into());
+            }
             let hot: Vec<&String> = affects.iter().filter(|f| *f != "data/").collect();
             let warning = if !r.enabled || hot.is_empty() && r.expiration_days.is_none() {
                 None

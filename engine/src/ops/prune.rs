@@ -83,6 +83,10 @@ pub struct PruneOptions {
     /// ([`crate::cold::tiers::class_entry_days`]). A transition does not change an object's
     /// modification time, but the minimum storage duration counts from the transition.
     pub class_entry_days: BTreeMap<String, u32>,
+    /// Days a deleted pack's version stays in the bucket after the delete (S3 Object Lock: its
+    /// retention, then the versions rule): it is billed until then, and its age when it really
+    /// goes is what the minimum storage duration is measured against.
+    pub versions_kept_days: u32,
 }
 
 impl Default for PruneOptions {
@@ -95,6 +99,7 @@ impl Default for PruneOptions {
             ignore_min_duration: false,
             now: SystemTime::now(),
             class_entry_days: BTreeMap::new(),
+            versions_kept_days: 0,
         }
     }
 }
@@ -260,6 +265,8 @@ impl Decider<'_> {
                 age -= entered;
             }
         }
+        // A locked version outlives its delete: its age counts until it really goes.
+        age += Duration::from_secs(u64::from(self.opts.versions_kept_days) * 24 * 3600);
         (age < crate::cold::tiers::min_storage_duration(class))
             .then(|| crate::cold::tiers::early_deletion_charge(class, size, age))
     }
@@ -940,6 +947,12 @@ mod tests {
             ..opts.clone()
         };
         assert_eq!(data_deleted(moved.clone()), (0, 1, true));
+        // With Object Lock keeping deleted versions 150 days more, the delete is not early.
+        let locked = PruneOptions {
+            versions_kept_days: 150,
+            ..moved.clone()
+        };
+        assert_eq!(data_deleted(locked), (1, 0, false));
         // Asked to, it goes anyway, and the charge is reported.
         let forced = plan(
             &repo,
