@@ -546,16 +546,15 @@ fn edit_config(env: &Env, edit: impl FnOnce(&mut serde_json::Value)) {
     .unwrap();
 }
 
-#[test]
-fn a_config_member_this_build_does_not_know_allows_reading_but_not_writing() {
+/// Writes refused on a repository whose config `edit` changed: each command exits 1 with a
+/// message containing every one of `says`; restore and check still work.
+fn only_reading_works(edit: impl FnOnce(&mut serde_json::Value), says: &[&str]) {
     let env = Env::init();
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("a"), b"before the lock").unwrap();
+    fs::write(src.join("a"), b"before the change").unwrap();
     env.ok(&[OsStr::new("backup"), src.as_os_str()]);
-    edit_config(&env, |c| {
-        c["object_lock"] = serde_json::json!({"mode": "compliance", "days": 30});
-    });
+    edit_config(&env, edit);
     for args in [
         vec!["backup", src.to_str().unwrap()],
         vec!["forget", "--keep-last", "1", "--prune"],
@@ -569,15 +568,30 @@ fn a_config_member_this_build_does_not_know_allows_reading_but_not_writing() {
         let out = env.run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("config members: object_lock")
-                && stderr(&out).contains("needs a newer floe"),
+            says.iter().all(|s| stderr(&out).contains(s)),
             "{args:?}: {}",
             stderr(&out)
         );
     }
     let out = restored(&env.restore("latest", "out"), &src);
-    assert_eq!(fs::read(out.join("a")).unwrap(), b"before the lock");
+    assert_eq!(fs::read(out.join("a")).unwrap(), b"before the change");
     env.ok(&["check"]);
+}
+
+#[test]
+fn a_config_member_this_build_does_not_know_allows_reading_but_not_writing() {
+    only_reading_works(
+        |c| c["immutable_packs"] = serde_json::json!({"after": 30}),
+        &["config members: immutable_packs", "needs a newer floe"],
+    );
+}
+
+#[test]
+fn an_object_lock_repository_copied_to_disk_is_read_only_there() {
+    only_reading_works(
+        |c| c["object_lock"] = serde_json::json!({"mode": "compliance", "days": 30}),
+        &["uses S3 Object Lock", "can be read, but not written there"],
+    );
 }
 
 #[test]

@@ -123,10 +123,10 @@ fn print_report(g: &GlobalArgs, copies: &[String], r: &CopyReport) -> anyhow::Re
         ))?;
     }
     if r.copied.is_empty() {
-        output::note(format!(
-            "nothing to copy: the {} snapshot(s) selected are here already",
-            r.snapshots_present
-        ))?;
+        output::note(match r.snapshots_present {
+            0 => "nothing to copy: the source has no snapshot".to_string(),
+            n => format!("nothing to copy: the {n} snapshot(s) selected are here already"),
+        })?;
         return Ok(());
     }
     for (text, (_, new)) in copies.iter().zip(&r.copied) {

@@ -48,6 +48,26 @@ fn parse_step(s: &str) -> Result<(u32, StorageClass), String> {
     Ok((days, crate::repo::parse_storage_class(class)?))
 }
 
+/// On a bucket with Object Lock, the rule for the versions a locked repository leaves, with the
+/// days of its config (which takes the password).
+fn versions_rule(g: &GlobalArgs, s3: &floe_engine::S3Backend) -> anyhow::Result<()> {
+    let repo = crate::repo::open(g)?;
+    let Some(r) = repo.config().object_lock else {
+        return Ok(());
+    };
+    let rule = floe_engine::versions_rule(s3.prefix(), r);
+    s3.put_lifecycle_rule(&rule)?;
+    output::line(format!(
+        "rule {} applied to prefix {:?}: {}",
+        rule.id,
+        rule.prefix,
+        describe_rules(std::slice::from_ref(&rule), s3.prefix())[0]
+            .actions
+            .join("; ")
+    ))?;
+    Ok(())
+}
+
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let s3 = crate::repo::s3_backend(g)?;
     match a.command {
@@ -130,6 +150,10 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                     .actions
                     .join("; ")
             ))?;
+            // Stores without Object Lock (Garage) may not know the request: no rule to add.
+            if s3.object_lock_enabled().unwrap_or(false) {
+                versions_rule(g, &s3)?;
+            }
             Ok(exit::OK)
         }
     }

@@ -73,6 +73,11 @@ pub struct Snapshot {
     /// of a chain of such changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
+    /// In a snapshot `copy` wrote, the tree it wrote: a later copy trusts the snapshot as an
+    /// exact translation of its `original` only while `tree` still equals it (`rewrite` and
+    /// `repair` change `tree` and keep this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_tree: Option<BlobId>,
     /// Exclude patterns in force.
     #[serde(default)]
     pub excludes: Vec<String>,
@@ -118,6 +123,7 @@ mod tests {
             tree: BlobId::hash_of(b"tree"),
             parent: None,
             original: None,
+            copied_tree: None,
             excludes: Vec::new(),
             program_version: "floe test".into(),
             summary: None,

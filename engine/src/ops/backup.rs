@@ -1150,6 +1150,7 @@ fn described_by(opts: &BackupOptions) -> Snapshot {
         tree: BlobId::default(),
         parent: None,
         original: None,
+        copied_tree: None,
         excludes: opts.excludes.clone(),
         program_version: format!("floe {}", env!("CARGO_PKG_VERSION")),
         summary: None,

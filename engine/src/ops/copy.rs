@@ -77,7 +77,8 @@ impl CopyPlan {
 }
 
 /// The source snapshot a destination snapshot was copied from, or the reverse: `(source,
-/// destination)` pairs whose trees have the same shape.
+/// destination)` pairs. A copy rewritten or repaired since still pairs (the destination has
+/// the snapshot: it is not copied again), but see [`exact`].
 fn pairs(sources: &[SnapshotEntry], dest: &[SnapshotEntry]) -> Vec<(SnapshotEntry, SnapshotEntry)> {
     let by_id: HashMap<SnapshotId, &SnapshotEntry> = sources.iter().map(|s| (s.id, s)).collect();
     let mut out = Vec::new();
@@ -94,6 +95,17 @@ fn pairs(sources: &[SnapshotEntry], dest: &[SnapshotEntry]) -> Vec<(SnapshotEntr
     out
 }
 
+/// True when the copy in a pair still has the tree the copy wrote: its folders are exact
+/// translations of the other side's, and may stand for them.
+fn exact((s, d): &(SnapshotEntry, SnapshotEntry)) -> bool {
+    let copy = if d.snapshot.original == Some(s.id) {
+        &d.snapshot
+    } else {
+        &s.snapshot
+    };
+    copy.copied_tree == Some(copy.tree)
+}
+
 /// The copied pair to walk beside `s`: the latest of the same host and paths, else the latest.
 fn reference<'p>(
     s: &SnapshotEntry,
@@ -102,11 +114,13 @@ fn reference<'p>(
     let latest = |it: &mut dyn Iterator<Item = &'p (SnapshotEntry, SnapshotEntry)>| {
         it.max_by_key(|(src, _)| src.snapshot.time)
     };
-    latest(&mut pairs.iter().filter(|(src, _)| {
-        src.snapshot
-            .same_source(&s.snapshot.hostname, &s.snapshot.paths)
+    latest(&mut pairs.iter().filter(|p| {
+        exact(p)
+            && p.0
+                .snapshot
+                .same_source(&s.snapshot.hostname, &s.snapshot.paths)
     }))
-    .or_else(|| latest(&mut pairs.iter()))
+    .or_else(|| latest(&mut pairs.iter().filter(|p| exact(p))))
 }
 
 /// Plans copying `chosen` (source snapshots) from `src` into `dest`. Reads source and
@@ -376,6 +390,37 @@ mod tests {
         restored(&dest, r.copied[0].1, out.path());
         assert_eq!(file(out.path(), dir.path(), "sub1/new"), noise(99, 50_000));
         assert_eq!(file(out.path(), dir.path(), "sub2/f2"), noise(2, 40_000));
+        assert_eq!(r.copied[0].0, second);
+    }
+
+    #[test]
+    fn a_copy_rewritten_since_is_not_taken_for_a_translation_of_its_source() {
+        let (src, dest) = (memory_repo(), memory_repo());
+        let dir = tempfile::tempdir().unwrap();
+        write_files(
+            dir.path(),
+            &[("keep", &noise(1, 50_000)), ("sub/secret", b"s")],
+        );
+        backup_dir(&src, dir.path(), &[]);
+        copy_all(&src, &dest);
+        // The copy loses a file in the destination; its original keeps it.
+        let index = dest.load_index().unwrap();
+        let excludes = ["secret".to_string()];
+        let plan = crate::ops::rewrite::plan(&dest, &index, dest.snapshots().unwrap(), &excludes);
+        let lock = crate::repo::lock::LockHealth::unlocked();
+        crate::ops::rewrite::execute(&dest, &index, plan.unwrap(), true, &lock).unwrap();
+        write_files(dir.path(), &[("new", b"n")]);
+        let second = backup_dir(&src, dir.path(), &[]);
+        let (p, r) = copy_all(&src, &dest);
+        assert_eq!(
+            p.present.len(),
+            1,
+            "the rewritten copy still stands for its original"
+        );
+        let out = tempfile::tempdir().unwrap();
+        restored(&dest, r.copied[0].1, out.path());
+        // sub/ is unchanged in the source: the rewritten copy of it must not stand for it.
+        assert_eq!(file(out.path(), dir.path(), "sub/secret"), b"s");
         assert_eq!(r.copied[0].0, second);
     }
 

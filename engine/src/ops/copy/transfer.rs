@@ -162,8 +162,8 @@ pub fn execute(
 }
 
 /// The destination's snapshot for source snapshot `s`: the same description, its tree
-/// translated, the source snapshot as `original`, and no parent (the source's parent is not a
-/// snapshot of the destination).
+/// translated (and recorded as `copied_tree`), the source snapshot as `original`, and no parent
+/// (the source's parent is not a snapshot of the destination).
 fn copied_snapshot(
     s: &SnapshotEntry,
     known: &HashMap<BlobId, BlobId>,
@@ -171,6 +171,7 @@ fn copied_snapshot(
     let mut snap = s.snapshot.clone();
     snap.tree = translate(known, &s.snapshot.tree)?;
     snap.original = Some(s.id);
+    snap.copied_tree = Some(snap.tree);
     snap.parent = None;
     Ok(snap)
 }

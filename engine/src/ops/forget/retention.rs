@@ -794,6 +794,7 @@ mod tests {
                 tree: BlobId::default(),
                 parent: None,
                 original: None,
+                copied_tree: None,
                 excludes: Vec::new(),
                 program_version: "floe test".to_string(),
                 summary: None,

@@ -111,21 +111,7 @@ impl S3Backend {
                 .map(|_| ())
                 .map_err(|e| self.error("create bucket", "", e));
         }
-        let conf = self
-            .client
-            .get_object_lock_configuration()
-            .bucket(&self.bucket)
-            .send()
-            .await;
-        let enabled = match conf {
-            Ok(c) => c
-                .object_lock_configuration()
-                .and_then(|c| c.object_lock_enabled())
-                .is_some_and(|e| *e == ObjectLockEnabled::Enabled),
-            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => false,
-            Err(e) => return Err(self.error("read the Object Lock setting of", "", e)),
-        };
-        if enabled {
+        if self.lock_enabled().await? {
             return Ok(());
         }
         Err(self.failure(
@@ -136,6 +122,28 @@ impl S3Backend {
              Object Lock), or turn Object Lock on for this one first"
                 .into(),
         ))
+    }
+
+    /// True when the bucket has Object Lock enabled.
+    pub fn object_lock_enabled(&self) -> Result<bool, BackendError> {
+        self.rt.block_on(self.lock_enabled())
+    }
+
+    async fn lock_enabled(&self) -> Result<bool, BackendError> {
+        let conf = self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await;
+        match conf {
+            Ok(c) => Ok(c
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+            Err(e) => Err(self.error("read the Object Lock setting of", "", e)),
+        }
     }
 
     /// The retention date of `key`'s current version, from its headers (a HEAD, which S3
