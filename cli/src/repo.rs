@@ -36,6 +36,9 @@ pub fn backend_at(loc: &str, s3: &S3Args) -> anyhow::Result<Arc<dyn Backend>> {
 
 /// The S3 backend of the repository location; other locations are refused.
 pub fn s3_backend(g: &GlobalArgs) -> anyhow::Result<S3Backend> {
+    if g.as_of.is_some() {
+        bail!("--as-of is for commands that read snapshots; this one works on the bucket as it is");
+    }
     match g.repo.as_deref() {
         Some(loc) if loc.starts_with("s3:") => s3_at(&g.s3, loc),
         Some(loc) => bail!(
@@ -126,6 +129,16 @@ pub fn lock(
              commands that only read"
         );
     }
+    write_lock(g, repo, exclusive, command)
+}
+
+/// As [`lock`], whatever `--no-lock` says (`copy` applies it to the source only).
+pub fn write_lock(
+    g: &GlobalArgs,
+    repo: &Repository,
+    exclusive: bool,
+    command: &str,
+) -> anyhow::Result<floe_engine::RepoLock> {
     if g.as_of.is_some() {
         anyhow::bail!(
             "{command} changes the repository; --as-of opens it as it was, for commands that \

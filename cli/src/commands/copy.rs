@@ -28,7 +28,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let _src_lock = crate::repo::read_lock(g, &src, "copy")?;
     let lock = match a.dry_run {
         true => None,
-        false => Some(crate::repo::lock(g, &dest, false, "copy")?),
+        // --no-lock spares the source (read-only credentials); the destination is written.
+        false => Some(crate::repo::write_lock(g, &dest, false, "copy")?),
     };
     let chosen = crate::select::chosen(&src, &a.ids, &a.filter)?;
     let src_index = crate::repo::index_for_reading(&src)?;

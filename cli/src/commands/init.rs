@@ -85,7 +85,7 @@ fn lock_rule(g: &GlobalArgs, r: floe_engine::Retention) -> anyhow::Result<()> {
         r.mode.s3_name().to_lowercase(),
         r.days,
         rule.id,
-        r.days + floe_engine::VERSIONS_MARGIN_DAYS
+        r.days.saturating_add(floe_engine::VERSIONS_MARGIN_DAYS)
     ))?;
     Ok(())
 }
@@ -127,7 +127,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         .map(|(mode, days)| floe_engine::Retention { mode, days });
     let repo = Repository::init(backend, &password, &opts)?;
     if let Some(r) = opts.object_lock {
-        lock_rule(g, r)?;
+        // The repository exists and is locked by now: a rule that cannot be written is for
+        // `tier apply` to put in later, not a failed init.
+        if let Err(e) = lock_rule(g, r) {
+            eprintln!(
+                "warning: the lifecycle rule for old versions was not written ({e:#}); \
+                 `floe tier apply` writes it, with the right to change lifecycle rules"
+            );
+        }
     }
     output::note(format!(
         "created repository {} at {} (format version {})",

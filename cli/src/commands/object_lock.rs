@@ -21,6 +21,7 @@ struct Status {
     days: u32,
     needed_objects: usize,
     earliest_retention: Option<String>,
+    unprotected_objects: usize,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -44,6 +45,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             days: r.days,
             needed_objects: report.needed,
             earliest_retention: earliest,
+            unprotected_objects: report.unprotected,
         })
         .map(|_| exit::OK);
     }
@@ -55,7 +57,13 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     output::line(format!(
         "{} object(s) needed by the snapshots; the earliest retention among them ends {}",
         report.needed,
-        earliest.unwrap_or_else(|| "(none is needed)".into())
+        earliest.unwrap_or_else(|| "(none has a retention date)".into())
     ))?;
+    if report.unprotected > 0 {
+        eprintln!(
+            "warning: {} needed object(s) have no retention date: nothing protects them",
+            report.unprotected
+        );
+    }
     Ok(exit::OK)
 }

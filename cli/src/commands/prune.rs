@@ -131,7 +131,7 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
 /// durations count from the transition into a class, not from the upload.
 pub fn lifecycle_aware(repo: &Repository, mut opts: PruneOptions) -> PruneOptions {
     if let Some(r) = repo.config().object_lock {
-        opts.versions_kept_days = r.days + floe_engine::VERSIONS_MARGIN_DAYS;
+        opts.versions_kept_days = r.days.saturating_add(floe_engine::VERSIONS_MARGIN_DAYS);
     }
     match repo.backend().lifecycle() {
         Ok(Some(l)) => opts.class_entry_days = floe_engine::class_entry_days(&l.rules, &l.prefix),

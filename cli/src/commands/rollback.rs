@@ -43,6 +43,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     if let Some(r) = then.config().object_lock {
         floe_engine::Backend::set_retention(&s3, r)?;
     }
+    if a.write {
+        refuse_while_busy(&s3)?;
+    }
     let plan = floe_engine::plan_rollback(&s3.versions()?, to);
     if g.json {
         output::json(&Json {
@@ -63,6 +66,26 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         output::note("nothing was changed: run again with --write to roll back")?;
     }
     Ok(exit::OK)
+}
+
+/// A lock file younger than the age at which locks turn stale may belong to a running command
+/// (a backup would write a snapshot over packs the rollback hides): refuse until it is gone.
+fn refuse_while_busy(s3: &floe_engine::S3Backend) -> anyhow::Result<()> {
+    use floe_engine::{Backend, FileType};
+    let stale_after = std::time::Duration::from_secs(30 * 60);
+    let now = std::time::SystemTime::now();
+    let busy = s3.list(FileType::Lock)?.into_iter().filter(|l| {
+        l.modified
+            .is_none_or(|m| now.duration_since(m).unwrap_or_default() < stale_after)
+    });
+    if let Some(l) = busy.into_iter().next() {
+        anyhow::bail!(
+            "lock {} is less than 30 minutes old: a command may be running on the repository; \
+             stop scheduled jobs and run the rollback again once no lock is that recent",
+            crate::output::hex(&l.id[..4])
+        );
+    }
+    Ok(())
 }
 
 fn print_plan(

@@ -152,7 +152,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             ))?;
             // Stores without Object Lock (Garage) may not know the request: no rule to add.
             if s3.object_lock_enabled().unwrap_or(false) {
-                versions_rule(g, &s3)?;
+                if let Err(e) = versions_rule(g, &s3) {
+                    eprintln!(
+                        "warning: the bucket has Object Lock, and the rule for old versions of \
+                         a locked repository was not written: {e:#}"
+                    );
+                }
             }
             Ok(exit::OK)
         }

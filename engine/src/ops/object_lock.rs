@@ -9,7 +9,10 @@
 //! only forgotten snapshots needed are left to expire.
 //!
 //! Retention dates are read with one request per object, so only objects whose write date
-//! (from the listing) does not already guarantee the margin are asked about.
+//! (from the listing) does not already guarantee the margin are asked about, and when none is,
+//! no tree is walked. Past the first `days / 2` days of an object's life, every pass asks about
+//! it again (its write date no longer tells): on a large repository a pass costs one HEAD per
+//! such object, and a walk of the trees.
 
 use std::collections::HashSet;
 
@@ -17,12 +20,12 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::id::{PackId, RawId};
+use crate::error::{Error, Result};
+use crate::format::tree::NodeKind;
+use crate::id::{BlobId, PackId, RawId};
 use crate::repo::index::Index;
 use crate::repo::lock::LockHealth;
 use crate::repo::repository::Repository;
-use crate::repo::walk::reachable_blobs;
 use crate::storage::lifecycle::Rule;
 use crate::storage::{FileType, Retention, CONFIG_ID};
 
@@ -40,6 +43,9 @@ pub struct RetentionReport {
     /// The earliest retention date among the needed objects checked, after the pass; `None`
     /// when none was checked.
     pub earliest: Option<DateTime<Utc>>,
+    /// Needed objects with no retention at all (written before the repository had Object
+    /// Lock, or by another program): nothing protects them.
+    pub unprotected: usize,
 }
 
 /// One stored object with the write date its listing gives.
@@ -87,12 +93,35 @@ fn stored(repo: &Repository) -> Result<Vec<Stored>> {
     Ok(out)
 }
 
+/// Every blob reachable from `roots`. A storage failure stops the walk (a pass that skipped a
+/// folder would leave its packs to expire); a damaged or missing tree is passed over, since
+/// there is nothing below it to keep, and `check` reports it.
+fn reachable(repo: &Repository, index: &Index, roots: &[BlobId]) -> Result<HashSet<BlobId>> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<BlobId> = roots.to_vec();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let tree = match repo.load_tree(index, &id) {
+            Ok(t) => t,
+            Err(Error::Corrupt { .. } | Error::MissingBlob(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        for node in &tree.nodes {
+            seen.extend(node.content.iter().flatten().copied());
+            stack.extend(node.subtree.filter(|_| node.kind == NodeKind::Dir));
+        }
+    }
+    Ok(seen)
+}
+
 /// The objects the snapshots need: every snapshot file, key file and the config, the packs
 /// holding blobs reachable from the snapshots, and the index files naming those packs.
 fn needed(repo: &Repository, index: &Index) -> Result<HashSet<(FileType, RawId)>> {
     let snaps = repo.snapshots()?;
     let roots: Vec<_> = snaps.iter().map(|s| s.snapshot.tree).collect();
-    let packs: HashSet<PackId> = reachable_blobs(repo, index, &roots)
+    let packs: HashSet<PackId> = reachable(repo, index, &roots)?
         .iter()
         .filter_map(|b| index.get(b).map(|l| l.pack))
         .collect();
@@ -184,9 +213,10 @@ pub fn status(repo: &Repository, index: &Index) -> Result<RetentionReport> {
         ..Default::default()
     };
     for d in dates {
-        // An object without a date counts as unprotected: the earliest of all.
-        let d = d?.unwrap_or(DateTime::<Utc>::MIN_UTC);
-        report.earliest = Some(report.earliest.map_or(d, |e| e.min(d)));
+        match d? {
+            Some(d) => report.earliest = Some(report.earliest.map_or(d, |e| e.min(d))),
+            None => report.unprotected += 1,
+        }
     }
     Ok(report)
 }

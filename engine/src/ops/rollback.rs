@@ -69,14 +69,18 @@ pub fn plan(versions: &[ObjectVersion], to: DateTime<Utc>) -> RollbackPlan {
 }
 
 /// Carries out `plan` on `s3`. Returns how many keys were changed.
+///
+/// Reverts come first: a copy of an archived version fails (it must be thawed first), and
+/// should fail before anything else changed. A rollback stopped half way is finished by running
+/// it again.
 pub fn execute(s3: &S3Backend, plan: &RollbackPlan) -> Result<usize> {
+    for (key, version) in &plan.revert {
+        s3.restore_version(key, version)?;
+    }
     for (key, markers) in &plan.undelete {
         for m in markers {
             s3.delete_version(key, m)?;
         }
-    }
-    for (key, version) in &plan.revert {
-        s3.restore_version(key, version)?;
     }
     for key in &plan.hide {
         s3.hide(key)?;
@@ -96,6 +100,7 @@ mod tests {
             delete_marker: marker,
             latest: false,
             size: 1,
+            storage_class: None,
         }
     }
 

@@ -159,6 +159,9 @@ fn config_exists(backend: &dyn Backend) -> Result<bool> {
     }
 }
 
+/// Most days of an Object Lock (format-spec/format.md, "Config").
+pub const MAX_LOCK_DAYS: u32 = 36500;
+
 /// The Object Lock settings a new repository may have.
 fn check_object_lock(version: u32, r: crate::storage::Retention) -> Result<()> {
     if version < XATTRS_VERSION {
@@ -166,7 +169,7 @@ fn check_object_lock(version: u32, r: crate::storage::Retention) -> Result<()> {
             "Object Lock needs repository format version 2".into(),
         ));
     }
-    if !(1..=36500).contains(&r.days) {
+    if !(1..=MAX_LOCK_DAYS).contains(&r.days) {
         return Err(Error::InvalidOptions(
             "Object Lock days must be between 1 and 36500".into(),
         ));
@@ -202,7 +205,9 @@ fn check_config(config: &Config) -> Result<()> {
     }
     match (config.version >= XATTRS_VERSION, config.object_lock) {
         (false, Some(_)) => return Err(corrupt("a version 1 config has no object_lock")),
-        (_, Some(r)) if r.days == 0 => return Err(corrupt("object_lock days must be at least 1")),
+        (_, Some(r)) if !(1..=MAX_LOCK_DAYS).contains(&r.days) => {
+            return Err(corrupt("object_lock days must be between 1 and 36500"))
+        }
         _ => {}
     }
     match (config.version >= XATTRS_VERSION, config.chunker_seed) {

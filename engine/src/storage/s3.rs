@@ -498,6 +498,7 @@ impl S3Backend {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(self.version_at(key).ok().flatten())
             .send()
             .await
             .ok()?;
@@ -567,7 +568,7 @@ impl S3Backend {
     /// The objects of type `t` in an `--as-of` view.
     fn list_as_of(&self, a: &versions::AsOf, t: FileType, prefix: &str) -> Vec<ObjectEntry> {
         let mut out = Vec::new();
-        for (key, (_, size, modified)) in &a.current {
+        for (key, v) in &a.current {
             let id = match t {
                 FileType::Config if key == prefix => CONFIG_ID,
                 FileType::Config => continue,
@@ -579,9 +580,9 @@ impl S3Backend {
             };
             out.push(ObjectEntry {
                 id,
-                size: *size,
-                modified: Some((*modified).into()),
-                storage_class: None,
+                size: v.size,
+                modified: Some(v.modified.into()),
+                storage_class: v.storage_class.clone(),
             });
         }
         out
@@ -659,7 +660,10 @@ impl Backend for S3Backend {
                 // A policy may allow listing only under the repository's prefix, which HEAD on
                 // the bucket does not satisfy: go on, and let the writes tell.
                 Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 403 => {
-                    return Ok(())
+                    if self.retention_policy().is_some() {
+                        return self.create_locked(true).await;
+                    }
+                    return Ok(());
                 }
                 Err(e) => return Err(self.error("open bucket", "", e)),
             };
@@ -889,6 +893,7 @@ impl Backend for S3Backend {
             .days(days.min(i32::MAX as u32) as i32)
             .glacier_job_parameters(params)
             .build();
+        let version = self.version_at(&key)?;
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
             match self
@@ -896,6 +901,7 @@ impl Backend for S3Backend {
                 .restore_object()
                 .bucket(&self.bucket)
                 .key(&key)
+                .set_version_id(version)
                 .restore_request(request)
                 .send()
                 .await

@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{
 use chrono::{DateTime, Utc};
 
 use super::S3Backend;
-use crate::storage::{BackendError, Retention, RetentionMode};
+use crate::storage::{BackendError, Retention, RetentionMode, StorageClass};
 
 /// One version of one key, or a delete marker, as the bucket lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,14 +29,16 @@ pub struct ObjectVersion {
     pub latest: bool,
     /// Bytes (0 for a marker).
     pub size: u64,
+    /// Storage class (`None` for a marker).
+    pub storage_class: Option<StorageClass>,
 }
 
 /// The repository as it was at a time: for each key, the version then current.
 #[derive(Debug, Default)]
 pub(super) struct AsOf {
     pub(super) time: DateTime<Utc>,
-    /// Full key → (version id, size, modified).
-    pub(super) current: HashMap<String, (String, u64, DateTime<Utc>)>,
+    /// Full key → the version current then.
+    pub(super) current: HashMap<String, ObjectVersion>,
 }
 
 fn to_sdk(t: DateTime<Utc>) -> SdkTime {
@@ -217,24 +219,35 @@ impl S3Backend {
                 .await
                 .map_err(|e| self.error("list the versions of", &self.prefix, e))?;
             for v in page.versions() {
-                out.extend(self.version(
-                    v.key(),
-                    v.version_id(),
-                    v.last_modified(),
-                    false,
-                    v.is_latest(),
-                    v.size(),
-                ));
+                let class = v.storage_class().map_or("STANDARD", |c| c.as_str());
+                out.extend(
+                    self.version(
+                        v.key(),
+                        v.version_id(),
+                        v.last_modified(),
+                        v.is_latest(),
+                        v.size(),
+                    )
+                    .map(|o| ObjectVersion {
+                        storage_class: Some(StorageClass::parse(class)),
+                        ..o
+                    }),
+                );
             }
             for m in page.delete_markers() {
-                out.extend(self.version(
-                    m.key(),
-                    m.version_id(),
-                    m.last_modified(),
-                    true,
-                    m.is_latest(),
-                    None,
-                ));
+                out.extend(
+                    self.version(
+                        m.key(),
+                        m.version_id(),
+                        m.last_modified(),
+                        m.is_latest(),
+                        None,
+                    )
+                    .map(|o| ObjectVersion {
+                        delete_marker: true,
+                        ..o
+                    }),
+                );
             }
             if !page.is_truncated().unwrap_or(false) {
                 return Ok(out);
@@ -253,7 +266,6 @@ impl S3Backend {
         key: Option<&str>,
         version_id: Option<&str>,
         modified: Option<&SdkTime>,
-        delete_marker: bool,
         latest: Option<bool>,
         size: Option<i64>,
     ) -> Option<ObjectVersion> {
@@ -261,9 +273,10 @@ impl S3Backend {
             key: key?.strip_prefix(&self.prefix)?.to_string(),
             version_id: version_id.unwrap_or("null").to_string(),
             modified: modified.and_then(from_sdk)?,
-            delete_marker,
+            delete_marker: false,
             latest: latest.unwrap_or(false),
             size: size.unwrap_or(0).max(0) as u64,
+            storage_class: None,
         })
     }
 
@@ -326,20 +339,36 @@ impl S3Backend {
         })
     }
 
-    /// This backend, showing the repository as it was at `time` and refusing every change.
+    /// This backend, showing the repository as it was at `time` and refusing every change. The
+    /// bucket must keep versions.
     pub fn as_of(mut self, time: DateTime<Utc>) -> Result<Self, BackendError> {
+        if !self.versioning_enabled()? {
+            return Err(BackendError::Unsupported {
+                feature: "reading earlier versions (versioning is not enabled on the bucket)",
+                location: self.location.clone(),
+            });
+        }
         let versions = self.versions()?;
         let current = current_at(&versions, time)
             .into_iter()
-            .map(|(k, v)| {
-                (
-                    format!("{}{k}", self.prefix),
-                    (v.version_id.clone(), v.size, v.modified),
-                )
-            })
+            .map(|(k, v)| (format!("{}{k}", self.prefix), v.clone()))
             .collect();
         self.as_of = Some(AsOf { time, current });
         Ok(self)
+    }
+
+    /// True when the bucket keeps every version (versioning enabled, as Object Lock needs).
+    pub fn versioning_enabled(&self) -> Result<bool, BackendError> {
+        self.rt.block_on(async {
+            let _permit = self.permits.acquire().await.ok();
+            self.client
+                .get_bucket_versioning()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map(|v| v.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled))
+                .map_err(|e| self.error("read the versioning setting of", "", e))
+        })
     }
 
     /// The version to read of `key` in an `--as-of` view (`Err` when the key did not exist
@@ -349,7 +378,7 @@ impl S3Backend {
             return Ok(None);
         };
         match a.current.get(key) {
-            Some((v, ..)) => Ok(Some(v.clone())),
+            Some(v) => Ok(Some(v.version_id.clone())),
             None => Err(BackendError::NotFound {
                 location: format!("{} (as of {})", self.url(key), a.time.to_rfc3339()),
             }),
@@ -380,6 +409,7 @@ mod tests {
             delete_marker: marker,
             latest: false,
             size: 1,
+            storage_class: None,
         }
     }
 
