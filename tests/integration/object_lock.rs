@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use floe_engine::{Backend, FileType, Repository, S3Backend, S3Options};
 
 use crate::common::*;
-use crate::s3::{moto, unique};
+use crate::s3::{garage, moto, unique};
 
 /// A repository in a new bucket of its own (Object Lock is set when a bucket is created).
 struct Locked {
@@ -325,4 +325,23 @@ fn object_lock_is_refused_where_it_cannot_work() {
     let out = env.run(&["--as-of", "2026-01-01", "snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not on S3"), "{}", stderr(&out));
+}
+
+#[test]
+fn as_of_on_a_bucket_without_versions_says_so() {
+    let Some(g) = garage("as_of_on_a_bucket_without_versions_says_so") else {
+        return;
+    };
+    let env = g.env(&g.url("as-of"));
+    env.ok(&["init"]);
+    let out = env.run(&["--as-of", "2026-01-01", "snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("versioning is not enabled on the bucket"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["rollback", "--to", "2026-01-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("versioning"), "{}", stderr(&out));
 }

@@ -357,8 +357,13 @@ impl S3Backend {
         Ok(self)
     }
 
-    /// True when the bucket keeps every version (versioning enabled, as Object Lock needs).
+    /// True when the bucket keeps every version: Object Lock is on (it needs versioning, which
+    /// can then never be suspended), or versioning is enabled.
     pub fn versioning_enabled(&self) -> Result<bool, BackendError> {
+        // Stores without Object Lock may not know the request: ask about versioning then.
+        if self.object_lock_enabled().unwrap_or(false) {
+            return Ok(true);
+        }
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
             self.client
