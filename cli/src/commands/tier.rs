@@ -55,13 +55,17 @@ fn versions_rule(g: &GlobalArgs, s3: &floe_engine::S3Backend) -> anyhow::Result<
     let Some(r) = repo.config().object_lock else {
         return Ok(());
     };
-    let rule = floe_engine::versions_rule(s3.prefix(), r);
-    s3.put_lifecycle_rule(&rule)?;
+    apply(s3, &floe_engine::versions_rule(s3.prefix(), r))
+}
+
+/// Writes `rule` (the bucket's other rules stay) and says what it does.
+fn apply(s3: &floe_engine::S3Backend, rule: &LifecycleRule) -> anyhow::Result<()> {
+    s3.put_lifecycle_rule(rule)?;
     output::line(format!(
         "rule {} applied to prefix {:?}: {}",
         rule.id,
         rule.prefix,
-        describe_rules(std::slice::from_ref(&rule), s3.prefix())[0]
+        describe_rules(std::slice::from_ref(rule), s3.prefix())[0]
             .actions
             .join("; ")
     ))?;
@@ -141,15 +145,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 output::json(&serde_json::json!({ "Rules": [rule_json(&rule)] }))?;
                 return Ok(exit::OK);
             }
-            s3.put_lifecycle_rule(&rule)?;
-            output::line(format!(
-                "rule {} applied to prefix {:?}: {}",
-                rule.id,
-                rule.prefix,
-                describe_rules(std::slice::from_ref(&rule), s3.prefix())[0]
-                    .actions
-                    .join("; ")
-            ))?;
+            apply(&s3, &rule)?;
             // Stores without Object Lock (Garage) may not know the request: no rule to add.
             if s3.object_lock_enabled().unwrap_or(false) {
                 if let Err(e) = versions_rule(g, &s3) {

@@ -92,17 +92,7 @@ pub fn execute(s3: &S3Backend, plan: &RollbackPlan) -> Result<usize> {
 mod tests {
     use super::*;
 
-    fn v(key: &str, secs: i64, marker: bool) -> ObjectVersion {
-        ObjectVersion {
-            key: key.into(),
-            version_id: format!("{key}@{secs}"),
-            modified: DateTime::from_timestamp(secs, 0).unwrap(),
-            delete_marker: marker,
-            latest: false,
-            size: 1,
-            storage_class: None,
-        }
-    }
+    use crate::storage::s3::test_version as v;
 
     #[test]
     fn deleted_keys_come_back_overwritten_ones_are_reverted_and_new_ones_hidden() {

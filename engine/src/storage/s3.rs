@@ -34,6 +34,8 @@ use super::{
 mod versions;
 use crate::id::RawId;
 use crate::storage::BackendError;
+#[cfg(test)]
+pub(crate) use versions::test_version;
 pub use versions::{current_at, ObjectVersion};
 
 /// Requests in flight at once unless told otherwise.

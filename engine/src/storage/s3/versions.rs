@@ -402,21 +402,25 @@ impl S3Backend {
     }
 }
 
+/// A version of `key` written at `secs` (seconds since the epoch), with id `key@secs`.
+#[cfg(test)]
+pub(crate) fn test_version(key: &str, secs: i64, marker: bool) -> ObjectVersion {
+    ObjectVersion {
+        key: key.into(),
+        version_id: format!("{key}@{secs}"),
+        modified: DateTime::from_timestamp(secs, 0).unwrap_or_default(),
+        delete_marker: marker,
+        latest: false,
+        size: 1,
+        storage_class: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn v(key: &str, secs: i64, marker: bool) -> ObjectVersion {
-        ObjectVersion {
-            key: key.into(),
-            version_id: format!("{key}@{secs}"),
-            modified: DateTime::from_timestamp(secs, 0).unwrap(),
-            delete_marker: marker,
-            latest: false,
-            size: 1,
-            storage_class: None,
-        }
-    }
+    use super::test_version as v;
 
     #[test]
     fn the_version_current_at_a_time_is_the_latest_before_it_unless_deleted() {
