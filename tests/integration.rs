@@ -22,6 +22,8 @@ mod copy;
 mod errors;
 #[path = "integration/forget_prune.rs"]
 mod forget_prune;
+#[path = "integration/health.rs"]
+mod health;
 #[path = "integration/keys.rs"]
 mod keys;
 #[path = "integration/locks.rs"]

@@ -9,6 +9,7 @@ pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod generate;
+pub mod health;
 pub mod init;
 pub mod key;
 pub mod list;

@@ -36,6 +36,8 @@ pub mod exit {
     pub const WRONG_PASSWORD: u8 = 12;
     /// Data the command needs is archived and not readable yet (thaw needed, or asked for).
     pub const NEEDS_THAW: u8 = 13;
+    /// `health`: a group's newest snapshot is older than `--max-age`, or there is none.
+    pub const STALE: u8 = 14;
 }
 
 #[derive(Debug, Parser)]
@@ -159,6 +161,9 @@ enum Command {
     Dump(commands::dump::Args),
     /// Verify the repository's structure and, on demand, its data
     Check(commands::check::Args),
+    /// Whether each host and paths has a snapshot younger than --max-age (exit 14 if not);
+    /// reads no pack and takes no lock, for monitoring
+    Health(commands::health::Args),
     /// Copy snapshots from another repository (--from-repo) into this one
     Copy(commands::copy::Args),
     /// Remove snapshots by a retention policy or by id
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Diff(a) => commands::diff::run(&cli.global, a),
         Command::Dump(a) => commands::dump::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
+        Command::Health(a) => commands::health::run(&cli.global, a),
         Command::Copy(a) => commands::copy::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),

@@ -64,6 +64,7 @@ pub use ops::forget::{
     execute as forget, plan_by_ids as plan_forget_by_ids, plan_by_policy as plan_forget_by_policy,
     ForgetGroup, ForgetPlan, Named,
 };
+pub use ops::health::{assess as assess_health, health, GroupHealth, HealthReport};
 pub use ops::migrate::{available as available_migrations, run as migrate, Migration, MIGRATIONS};
 pub use ops::object_lock::{
     extend as extend_retention, status as retention_status, versions_rule, RetentionReport,

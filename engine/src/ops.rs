@@ -8,6 +8,7 @@ pub mod diff;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod health;
 pub mod migrate;
 pub mod object_lock;
 pub mod prune;
