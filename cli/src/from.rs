@@ -80,8 +80,8 @@ impl FromArgs {
                 command: self.from_password_command.as_deref(),
                 env: "FLOE_FROM_PASSWORD",
                 prompt: "source repository password: ",
-                hint: "set FLOE_FROM_PASSWORD_FILE, FLOE_FROM_PASSWORD_COMMAND or \
-                       FLOE_FROM_PASSWORD",
+                hint: "give --from-password-file or --from-password-command, or set \
+                       FLOE_FROM_PASSWORD_FILE, FLOE_FROM_PASSWORD_COMMAND or FLOE_FROM_PASSWORD",
             },
             false,
         )?;

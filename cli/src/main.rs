@@ -26,6 +26,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Any error.
     pub const ERROR: u8 = 1;
+    /// Invalid command line (clap reports most of these itself).
+    pub const USAGE: u8 = 2;
     /// Backup finished, but some source files could not be read.
     pub const PARTIAL: u8 = 3;
     /// The repository does not exist.

@@ -85,7 +85,7 @@ pub fn parse_storage_class(s: &str) -> Result<StorageClass, String> {
 
 /// Parses a wait such as `30s`, `5m`, `1h30m` or `0`.
 pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected for example 30s, 5m or 1h30m");
+    let bad = || format!("invalid duration {s:?}: expected for example 30s, 5m, 1h30m or 7d");
     if s == "0" {
         return Ok(std::time::Duration::ZERO);
     }

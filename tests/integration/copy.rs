@@ -193,7 +193,11 @@ fn a_wrong_or_missing_source_says_which_repository_and_exits_as_documented() {
         stderr(&out)
     );
     let out = dest.run(&["copy"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing option is a usage error"
+    );
     assert!(stderr(&out).contains("--from-repo"), "{}", stderr(&out));
     // A repository into itself.
     let out = dest

@@ -54,6 +54,11 @@ fn a_group_without_a_recent_snapshot_is_named_and_exits_14() {
     assert_eq!(code, Some(14));
     assert!(out.contains("no snapshot matches the filters"), "{out}");
 
+    // Under -q only what is wrong is printed.
+    let (_, quiet, _) = health(&env, &["-q", "--max-age", "26h"]);
+    assert_eq!(quiet.lines().count(), 1, "{quiet}");
+    assert!(quiet.starts_with("STALE"), "{quiet}");
+
     let (code, json, _) = health(&env, &["--max-age", "26h", "--json"]);
     assert_eq!(code, Some(14));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -101,4 +106,20 @@ fn a_lock_left_by_a_killed_backup_is_reported_and_a_missing_repository_exits_10(
     assert_eq!(code, Some(10), "{err}");
     let out = missing.run(&["health"]);
     assert_eq!(out.status.code(), Some(2), "--max-age is required");
+}
+
+#[test]
+fn a_snapshot_dated_in_the_future_is_warned_about() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let ahead = (chrono::Local::now() + chrono::Duration::days(30)).to_rfc3339();
+    env.ok(&["backup", "--time", &ahead, src.to_str().unwrap()]);
+    let (code, _, err) = health(&env, &["--max-age", "26h"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        err.contains("in the future") && err.contains("clock"),
+        "{err}"
+    );
 }

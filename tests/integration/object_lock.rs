@@ -325,6 +325,13 @@ fn object_lock_is_refused_where_it_cannot_work() {
     let out = env.run(&["--as-of", "2026-01-01", "snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not on S3"), "{}", stderr(&out));
+    let out = env.run(&["rollback", "--to", "2026-01-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("earlier versions") && stderr(&out).contains("not on S3"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -22,7 +22,11 @@ pub struct Args {
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    a.from.location()?;
+    if let Err(e) = a.from.location() {
+        // A missing option is a usage error, as clap reports the others.
+        eprintln!("error: {e}");
+        return Ok(exit::USAGE);
+    }
     let dest = crate::repo::open(g)?;
     let src = a.from.open(g)?;
     let _src_lock = crate::repo::read_lock(g, &src, "copy")?;

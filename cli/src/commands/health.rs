@@ -54,7 +54,21 @@ fn print(r: &floe_engine::HealthReport, a: &Args) -> anyhow::Result<()> {
         })?;
     }
     for gr in &r.groups {
-        output::line(format!(
+        if gr.in_future {
+            eprintln!(
+                "warning: the newest snapshot of {} [{}] is dated {}, in the future: is that \
+                 host's clock wrong?",
+                gr.host,
+                gr.paths.join(", "),
+                gr.newest.format("%Y-%m-%d %H:%M:%S")
+            );
+        }
+        // Under -q only what is wrong is printed.
+        let print = |s: String| match gr.stale {
+            true => output::line(s),
+            false => output::note(s),
+        };
+        print(format!(
             "{}  {} [{}]  newest {} ago ({}, {}){}",
             if gr.stale { "STALE" } else { "ok   " },
             gr.host,
@@ -70,7 +84,7 @@ fn print(r: &floe_engine::HealthReport, a: &Args) -> anyhow::Result<()> {
         ))?;
     }
     for l in &r.stale_locks {
-        eprintln!("warning: stale {l} (`floe unlock` removes it)");
+        eprintln!("warning: stale lock: {l} (`floe unlock` removes it)");
     }
     if r.damaged_locks > 0 {
         eprintln!(

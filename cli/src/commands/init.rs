@@ -102,6 +102,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         true => Some(chunking_of(g, &a)?),
         false => None,
     };
+    if !a.copy_chunker_params && a.from.from_repo.is_some() {
+        eprintln!(
+            "warning: init reads --from-repo (FLOE_FROM_REPOSITORY) only with \
+             --copy-chunker-params; the new repository gets chunker settings of its own"
+        );
+    }
     let password = crate::password::get(g, true)?;
     if password.is_empty() {
         anyhow::bail!("an empty password is not accepted");

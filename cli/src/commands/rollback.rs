@@ -26,6 +26,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     if g.as_of.is_some() {
         anyhow::bail!("rollback changes the bucket: give the time with --to, not --as-of");
     }
+    if let Some(loc) = g.repo.as_deref().filter(|l| !l.starts_with("s3:")) {
+        anyhow::bail!(
+            "rollback brings back earlier versions of objects, which only an S3 bucket with \
+             versioning keeps; {loc} is not on S3"
+        );
+    }
     let to = a.to.to_utc();
     // The repository as it was then must open: that proves the time is a good one, and gives
     // the retention that copied-back objects must carry.

@@ -95,6 +95,18 @@ fn pairs(sources: &[SnapshotEntry], dest: &[SnapshotEntry]) -> Vec<(SnapshotEntr
     out
 }
 
+/// A destination snapshot that is another copy of the snapshot `s` is a copy of (both name the
+/// same `original`, with the same time and tags): copies made through a third repository. It
+/// counts as present, but is no reference for the walk.
+fn sibling<'d>(s: &SnapshotEntry, dest: &'d [SnapshotEntry]) -> Option<&'d SnapshotEntry> {
+    let origin = s.snapshot.original?;
+    dest.iter().find(|d| {
+        d.snapshot.original == Some(origin)
+            && d.snapshot.time == s.snapshot.time
+            && d.snapshot.tags == s.snapshot.tags
+    })
+}
+
 /// True when the copy in a pair still has the tree the copy wrote: its folders are exact
 /// translations of the other side's, and may stand for them.
 fn exact((s, d): &(SnapshotEntry, SnapshotEntry)) -> bool {
@@ -155,8 +167,9 @@ pub fn plan(
     };
     let (mut snapshots, mut present) = (Vec::new(), Vec::new());
     for s in chosen {
-        match pairs.iter().find(|(src, _)| src.id == s.id) {
-            Some((_, d)) => present.push((s.id, d.id)),
+        let paired = pairs.iter().find(|(src, _)| src.id == s.id).map(|(_, d)| d);
+        match paired.or_else(|| sibling(&s, &dest_snaps)) {
+            Some(d) => present.push((s.id, d.id)),
             None => snapshots.push(s),
         }
     }
@@ -434,6 +447,29 @@ mod tests {
         let (_, r) = copy_all(&src, &dest);
         assert_eq!(r.data_blobs_read, 1);
         assert_eq!((r.data_blobs_present, r.data_blobs_added), (1, 0));
+    }
+
+    #[test]
+    fn copies_of_one_snapshot_made_through_another_repository_are_the_same_snapshot() {
+        let (a, b, c) = (memory_repo(), memory_repo(), memory_repo());
+        let dir = tempfile::tempdir().unwrap();
+        write_files(dir.path(), &[("f", b"x")]);
+        backup_dir(&a, dir.path(), &[]);
+        copy_all(&a, &b);
+        copy_all(&a, &c);
+        let (p, _) = copy_all(&c, &b);
+        assert!(p.is_empty() && p.present.len() == 1, "{:?}", p.present);
+        // A tag changed since makes it another snapshot, as restic counts it.
+        let change = crate::ops::tag::TagChange {
+            add: vec!["kept".into()],
+            remove: vec![],
+            set: None,
+        };
+        let t = crate::ops::tag::plan(c.snapshots().unwrap(), &change).unwrap();
+        let lock = crate::repo::lock::LockHealth::unlocked();
+        crate::ops::tag::execute(&c, t, &lock).unwrap();
+        let (p, _) = copy_all(&c, &b);
+        assert_eq!(p.snapshots.len(), 1, "{:?}", p.present);
     }
 
     #[test]

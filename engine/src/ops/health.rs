@@ -31,6 +31,9 @@ pub struct GroupHealth {
     pub snapshots: usize,
     /// True when the newest snapshot is older than the maximum.
     pub stale: bool,
+    /// True when the newest snapshot is dated more than 5 minutes ahead of now (a wrong clock
+    /// on the host that made it would keep the group looking fresh).
+    pub in_future: bool,
 }
 
 /// What `health` found.
@@ -93,6 +96,7 @@ pub fn assess(
                 age_seconds: age.as_secs(),
                 snapshots: n,
                 stale: age > max_age,
+                in_future: s.snapshot.time > now + chrono::Duration::minutes(5),
             }
         })
         .collect();

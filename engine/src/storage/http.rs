@@ -369,15 +369,15 @@ impl NetworkFailure {
     }
 }
 
-/// True for an error of the connection itself: any I/O error, a connection the server closed
-/// (a pooled one it closed while the request went out is reported as canceled), or a failed
-/// connect.
+/// True for an error of the connection itself: any I/O error, any HTTP-level failure that is
+/// not a misuse of the client (a connection the server closed or cut, a reply that broke off or
+/// did not parse: hyper reports these under several kinds, such as `SendRequest`), or a failed
+/// connect. These are what the SDK's own client retries.
 fn is_lost_connection(e: &(dyn StdError + 'static)) -> bool {
     e.is::<io::Error>()
         || e.downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.is_incomplete_message() || e.is_closed() || e.is_canceled())
-        || e.downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some_and(|e| e.is_connect())
+            .is_some_and(|e| !e.is_user())
+        || e.is::<hyper_util::client::legacy::Error>()
 }
 
 /// `err` and the errors under it. After an `io::Error` comes its payload (`get_ref`), which
