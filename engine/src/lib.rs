@@ -87,7 +87,9 @@ pub use ops::tag::{execute as tag, plan as plan_tag, TagChange, TagPlan};
 pub use progress::{FileChange, Progress, ProgressSink};
 pub use repo::index::Index;
 pub use repo::keys::KeyInfo;
-pub use repo::lock::{lock, unlock, LockHealth, LockOptions, RepoLock};
+pub use repo::lock::{
+    lock, unlock, LockHealth, LockOptions, RepoLock, STALE_AFTER as LOCK_STALE_AFTER,
+};
 pub use repo::repository::{
     now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository, StoredPack,
 };

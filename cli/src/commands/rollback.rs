@@ -78,7 +78,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
 /// (a backup would write a snapshot over packs the rollback hides): refuse until it is gone.
 fn refuse_while_busy(s3: &floe_engine::S3Backend) -> anyhow::Result<()> {
     use floe_engine::{Backend, FileType};
-    let stale_after = std::time::Duration::from_secs(30 * 60);
+    let stale_after = floe_engine::LOCK_STALE_AFTER;
     let now = std::time::SystemTime::now();
     let busy = s3.list(FileType::Lock)?.into_iter().filter(|l| {
         l.modified
@@ -86,9 +86,10 @@ fn refuse_while_busy(s3: &floe_engine::S3Backend) -> anyhow::Result<()> {
     });
     if let Some(l) = busy.into_iter().next() {
         anyhow::bail!(
-            "lock {} is less than 30 minutes old: a command may be running on the repository; \
+            "lock {} is less than {} minutes old: a command may be running on the repository; \
              stop scheduled jobs and run the rollback again once no lock is that recent",
-            crate::output::hex(&l.id[..4])
+            crate::output::hex(&l.id[..4]),
+            stale_after.as_secs() / 60
         );
     }
     Ok(())
