@@ -18,6 +18,8 @@ mod cold;
 mod commands;
 #[path = "integration/copy.rs"]
 mod copy;
+#[path = "integration/drill.rs"]
+mod drill;
 #[path = "integration/errors.rs"]
 mod errors;
 #[path = "integration/forget_prune.rs"]

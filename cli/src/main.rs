@@ -5,11 +5,13 @@ mod commands;
 mod from;
 mod output;
 mod password;
+mod profile;
 mod progress;
 mod repo;
 mod select;
 mod sources;
 mod thaw;
+mod unattended;
 
 use std::process::ExitCode;
 
@@ -44,6 +46,8 @@ pub mod exit {
 
 #[derive(Debug, Parser)]
 #[command(name = "floe", version, about = "Deduplicating, encrypted backups", long_about = None)]
+// A profile's values come first on the command line: the user's own, later, override them.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -65,6 +69,10 @@ pub struct GlobalArgs {
         value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     pub repo: Option<String>,
+    /// Take options from profile NAME: ~/.config/floe/NAME.toml, else /etc/floe/NAME.toml (a
+    /// value with a / or ending in .toml is a path)
+    #[arg(short = 'P', long, env = "FLOE_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Read the password from this file (first line)
     #[arg(long, env = "FLOE_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<std::path::PathBuf>,
@@ -87,6 +95,18 @@ pub struct GlobalArgs {
     /// (Object Lock) keeps, for commands that only read: restore from before an attack
     #[arg(long, global = true, value_name = "TIME", value_parser = args::parse_time)]
     pub as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// When the command ends, POST a JSON document saying how it went to this URL (repeatable;
+    /// for backup, restore, check, forget, prune, copy, drill, health, stats and job)
+    #[arg(long, env = "FLOE_NOTIFY_URL", global = true, value_name = "URL")]
+    pub notify_url: Vec<String>,
+    /// After the command, write its outcome and figures to this file in Prometheus' text format
+    /// (for node_exporter's textfile collector), keeping other commands' lines
+    #[arg(long, env = "FLOE_METRICS_FILE", global = true, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// After the command, send the same metrics to a Prometheus pushgateway
+    /// (http://HOST:9091/metrics/job/NAME)
+    #[arg(long, env = "FLOE_METRICS_PUSH", global = true, value_name = "URL")]
+    pub metrics_push: Option<String>,
     /// Print JSON on stdout, where the command has a JSON form
     #[arg(long, global = true)]
     pub json: bool,
@@ -166,6 +186,9 @@ enum Command {
     /// Whether each host and paths has a snapshot younger than --max-age (exit 14 if not);
     /// reads no pack and takes no lock, for monitoring
     Health(commands::health::Args),
+    /// Restore a random sample of files into a scratch folder and verify them: proof that a
+    /// restore works, with its speed and the time and cost of a full restore
+    Drill(commands::drill::Args),
     /// Copy snapshots from another repository (--from-repo) into this one
     Copy(commands::copy::Args),
     /// Remove snapshots by a retention policy or by id
@@ -200,6 +223,12 @@ enum Command {
     Rollback(commands::rollback::Args),
     /// What the repository stores, by folder and (with --tiers) storage class and cost
     Stats(commands::stats::Args),
+    /// Run a profile's job: backup, forget (and prune), check, then its drill and copies
+    Job(commands::job::Args),
+    /// Print a systemd timer or a crontab line that runs a profile's job
+    Schedule(commands::schedule::Args),
+    /// Print the settings in effect (with -P, a profile's) and where each one comes from
+    Config(commands::config::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -214,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Dump(a) => commands::dump::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Health(a) => commands::health::run(&cli.global, a),
+        Command::Drill(a) => commands::drill::run(&cli.global, a),
         Command::Copy(a) => commands::copy::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
         Command::Prune(a) => commands::prune::run(&cli.global, a),
@@ -233,6 +263,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::ObjectLock(a) => commands::object_lock::run(&cli.global, a),
         Command::Rollback(a) => commands::rollback::run(&cli.global, a),
         Command::Stats(a) => commands::stats::run(&cli.global, a),
+        Command::Job(a) => commands::job::run(&cli.global, a),
+        Command::Schedule(a) => commands::schedule::run(&cli.global, a),
+        Command::Config(a) => commands::config::run(&cli.global, a),
     }
 }
 
@@ -272,12 +305,17 @@ fn drop_empty_variables() {
     }
 }
 
-/// The parsed command line. On a usage error the line is parsed once more without the `FLOE_*`
-/// variables, so that the usage line printed shows what the user typed, not options that came
-/// from the environment as if they had to be given.
-fn parse() -> Cli {
-    match Cli::try_parse() {
-        Ok(cli) => cli,
+/// The parsed command line and its command's name. On a usage error the line is parsed once
+/// more without the `FLOE_*` variables, so that the usage line printed shows what the user
+/// typed, not options that came from the environment as if they had to be given.
+fn parse(args: &[std::ffi::OsString]) -> (Cli, String) {
+    use clap::{CommandFactory, FromArgMatches};
+    let line = || std::iter::once("floe".into()).chain(args.iter().cloned());
+    let parsed = Cli::command()
+        .try_get_matches_from(line())
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    match parsed {
+        Ok((cli, m)) => (cli, m.subcommand_name().unwrap_or_default().to_string()),
         Err(e) if e.use_stderr() => {
             let from_env: Vec<_> = std::env::vars_os()
                 .map(|(k, _)| k)
@@ -287,10 +325,42 @@ fn parse() -> Cli {
                 // Single-threaded still, and the process exits below.
                 std::env::remove_var(k);
             }
-            Cli::try_parse().err().unwrap_or(e).exit()
+            Cli::try_parse_from(line()).err().unwrap_or(e).exit()
         }
         Err(e) => e.exit(),
     }
+}
+
+/// The command line with the profile's options placed before the user's (`-P`), and the
+/// profile. A password written in the profile is handed on as `FLOE_PASSWORD`, unless that is
+/// set already.
+fn with_profile(
+    args: Vec<std::ffi::OsString>,
+) -> anyhow::Result<(Vec<std::ffi::OsString>, Option<profile::Profile>)> {
+    let Some(name) = profile::requested(&args) else {
+        return Ok((args, None));
+    };
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let profile = profile::load(&name, &cmd)?;
+    if let Some(p) = profile.password() {
+        if std::env::var_os("FLOE_PASSWORD").is_none() {
+            // Single-threaded still: nothing else reads the environment yet.
+            std::env::set_var("FLOE_PASSWORD", p);
+        }
+    }
+    let Some((at, more)) = profile::locate_subcommand(&cmd, &args) else {
+        return Ok((args, Some(profile)));
+    };
+    let sub = cmd
+        .find_subcommand(args[at].to_string_lossy().as_ref())
+        .map(|c| c.get_name().to_string());
+    let (options, positionals) = profile::expand(&profile, &cmd, sub.as_deref(), more);
+    let mut out = args[..=at].to_vec();
+    out.extend(options);
+    out.extend(args[at + 1..].iter().cloned());
+    out.extend(positionals);
+    Ok((out, Some(profile)))
 }
 
 /// The layers under a network failure, which `-v` prints after the one-line message.
@@ -307,20 +377,46 @@ fn network_causes(err: &anyhow::Error) -> &[String] {
 
 fn main() -> ExitCode {
     drop_empty_variables();
-    let cli = parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    profile::remember_args(&args);
+    let (args, profile) = match with_profile(args) {
+        Ok(x) => x,
+        Err(e) => {
+            // A typo in a profile is one in the command line.
+            eprintln!("error: {e:#}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let (cli, name) = parse(&args);
     output::set_quiet(cli.global.quiet);
     let verbose = cli.global.verbose > 0;
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) if is_broken_pipe(&e) => ExitCode::from(exit::OK),
+    if let Some(p) = &profile {
+        profile::set_current(p.clone());
+    }
+    let report = unattended::Run::start(&name, &cli.global, profile);
+    let result = report.before().and_then(|()| run(cli));
+    let outcome = match &result {
+        Ok(code) => unattended::Outcome {
+            exit_code: *code,
+            error: None,
+        },
+        Err(e) if is_broken_pipe(e) => unattended::Outcome {
+            exit_code: exit::OK,
+            error: None,
+        },
         Err(e) => {
             eprintln!("error: {e:#}");
             if verbose {
-                for cause in network_causes(&e) {
+                for cause in network_causes(e) {
                     eprintln!("  caused by: {cause}");
                 }
             }
-            ExitCode::from(exit_code_of(&e))
+            unattended::Outcome {
+                exit_code: exit_code_of(e),
+                error: Some(format!("{e:#}")),
+            }
         }
-    }
+    };
+    report.finish(&outcome);
+    ExitCode::from(outcome.exit_code)
 }

@@ -31,6 +31,28 @@ pub fn line(s: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(out, "{s}")
 }
 
+/// The summary of the command that ran, as its `--json` form has it, for hooks
+/// (`FLOE_SUMMARY_FILE`), notifications and metrics.
+static SUMMARY: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// Records a command's summary for hooks, notifications and metrics, and prints it as one line
+/// of JSON when `print` (the command's `--json`).
+pub fn summary<T: serde::Serialize>(v: &T, print: bool) -> anyhow::Result<()> {
+    let value = serde_json::to_value(v)?;
+    if print {
+        line(serde_json::to_string(&value)?)?;
+    }
+    if let Ok(mut s) = SUMMARY.lock() {
+        *s = Some(value);
+    }
+    Ok(())
+}
+
+/// The summary recorded by [`summary`], if the command recorded one.
+pub fn take_summary() -> Option<serde_json::Value> {
+    SUMMARY.lock().ok().and_then(|mut s| s.take())
+}
+
 /// Writes a value as one line of JSON.
 pub fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     let s = serde_json::to_string(v)?;

@@ -54,6 +54,11 @@ pub use ops::backup::{
 pub use ops::check::{check, check_gated, CheckReport, ReadData, ReadGate};
 pub use ops::copy::{execute as copy, plan as plan_copy, CopyOptions, CopyPlan, CopyReport};
 pub use ops::diff::{diff_trees, metadata_changes, ChangeKind, DiffStats};
+pub use ops::drill::{
+    plan as plan_drill, run as drill, sample as drill_sample, ColdEstimate, DamagedFile, DrillFile,
+    DrillGroup, DrillOptions, DrillPlan, DrillReport, SampleFailure, SampleRestore, SampleSize,
+    DEFAULT_FILES as DRILL_DEFAULT_FILES,
+};
 pub use ops::dump::{plan_dump, DumpPlan, DumpStats};
 pub use ops::find::{find, FindOptions, FindStats};
 pub use ops::forget::retention::{
@@ -91,7 +96,8 @@ pub use repo::lock::{
     lock, unlock, LockHealth, LockOptions, RepoLock, STALE_AFTER as LOCK_STALE_AFTER,
 };
 pub use repo::repository::{
-    now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository, StoredPack,
+    host_and_user, now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository,
+    StoredPack,
 };
 pub use repo::walk::resolve;
 pub use storage::lifecycle::Rule as LifecycleRule;
@@ -99,9 +105,9 @@ pub use storage::s3::{
     LocationError, LocationProblem, ObjectVersion, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,
 };
 pub use storage::{
-    choose_ca_files, conformance, Backend, BackendError, CaFile, DryRunBackend, FileType,
-    LocalBackend, MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend, S3Options,
-    StorageClass, ThawState, ThawTier, TlsOptions,
+    choose_ca_files, conformance, send as http_send, Backend, BackendError, CaFile, DryRunBackend,
+    FileType, LocalBackend, MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend,
+    S3Options, StorageClass, ThawState, ThawTier, TlsOptions,
 };
 pub use units::{parse_size, ParseError};
 

@@ -23,7 +23,7 @@ pub mod s3;
 pub mod conformance;
 
 pub use dry_run::DryRunBackend;
-pub use http::{choose_ca_files, CaFile, NetworkProblem, TlsOptions};
+pub use http::{choose_ca_files, send, CaFile, NetworkProblem, TlsOptions};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use s3::{S3Backend, S3Options};

@@ -239,8 +239,8 @@ fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             p.display()
         );
     }
-    if json {
-        return output::json(&JsonSummary {
+    output::summary(
+        &JsonSummary {
             message_type: "summary",
             snapshot_id: report.snapshot_id.to_hex(),
             dry_run: report.dry_run,
@@ -249,7 +249,11 @@ fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             errors: &report.errors,
             warnings: &report.warnings,
             changed_while_read: &report.changed_while_read,
-        });
+        },
+        json,
+    )?;
+    if json {
+        return Ok(());
     }
     let Some(s) = &report.snapshot.summary else {
         return Ok(());

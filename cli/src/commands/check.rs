@@ -21,8 +21,9 @@ pub struct Args {
 
 /// The problems (printed even with `-q`), the damaged paths and the totals.
 fn print_report(g: &GlobalArgs, report: &floe_engine::CheckReport) -> anyhow::Result<()> {
+    output::summary(report, g.json)?;
     if g.json {
-        return output::json(report);
+        return Ok(());
     }
     for p in &report.problems {
         output::line(format!("{}: {}: {}", p.severity, p.object, p.message))?;

@@ -106,20 +106,22 @@ fn print_report(g: &GlobalArgs, copies: &[String], r: &CopyReport) -> anyhow::Re
             r.xattrs_dropped
         );
     }
+    let copied = r
+        .copied
+        .iter()
+        .map(|(s, d)| Copied {
+            source: s.to_hex(),
+            snapshot: d.to_hex(),
+        })
+        .collect();
+    let json = JsonReport {
+        message_type: "summary",
+        copied,
+        report: r,
+    };
+    output::summary(&json, g.json)?;
     if g.json {
-        let copied = r
-            .copied
-            .iter()
-            .map(|(s, d)| Copied {
-                source: s.to_hex(),
-                snapshot: d.to_hex(),
-            })
-            .collect();
-        return output::json(&JsonReport {
-            message_type: "summary",
-            copied,
-            report: r,
-        });
+        return Ok(());
     }
     if r.leftover_packs_indexed > 0 {
         output::note(format!(

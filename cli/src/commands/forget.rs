@@ -113,9 +113,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let lock = crate::repo::lock(g, &repo, true, "forget")?;
     if a.ids.is_empty() && policy.is_empty() {
-        if g.json {
-            output::json(&serde_json::json!({ "groups": [], "removed": [] }))?;
-        } else {
+        output::summary(&serde_json::json!({ "groups": [], "removed": [] }), g.json)?;
+        if !g.json {
             output::note("no policy given (--keep-*): nothing removed")?;
         }
         return Ok(exit::OK);
@@ -170,14 +169,15 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     } else {
         None
     };
-    if g.json {
-        output::json(&serde_json::json!({
+    output::summary(
+        &serde_json::json!({
             "dry_run": a.dry_run,
             "groups": json_groups,
             "removed": remove.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
             "prune": prune,
-        }))?;
-    }
+        }),
+        g.json,
+    )?;
     Ok(exit::OK)
 }
 

@@ -28,18 +28,18 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     // Reads snapshot and lock files only, and writes no lock: a monitor may run it often.
     let snapshots = a.filter.snapshots(&repo)?;
     let report = floe_engine::health(&repo, &snapshots, a.max_age, floe_engine::now_local())?;
-    if g.json {
-        #[derive(serde::Serialize)]
-        struct Json<'a> {
-            ok: bool,
-            #[serde(flatten)]
-            report: &'a floe_engine::HealthReport,
-        }
-        output::json(&Json {
-            ok: report.ok(),
-            report: &report,
-        })?;
-    } else {
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        ok: bool,
+        #[serde(flatten)]
+        report: &'a floe_engine::HealthReport,
+    }
+    let json = Json {
+        ok: report.ok(),
+        report: &report,
+    };
+    output::summary(&json, g.json)?;
+    if !g.json {
         print(&report, &a)?;
     }
     Ok(if report.ok() { exit::OK } else { exit::STALE })

@@ -211,8 +211,6 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let lock = crate::repo::lock(g, &repo, true, "prune")?;
     let opts = lifecycle_aware(&repo, a.prune.options());
     let v = prune_locked(g, &repo, &lock, &opts, a.dry_run)?;
-    if g.json {
-        output::json(&v)?;
-    }
+    output::summary(&v, g.json)?;
     Ok(exit::OK)
 }

@@ -52,8 +52,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let backend = crate::repo::existing_backend(g)?;
     let prices = crate::thaw::load_prices(a.prices.as_deref())?;
     let stats = floe_engine::tier_stats(backend.as_ref(), &prices)?;
+    output::summary(
+        &serde_json::json!({ "stats": stats, "prices": prices }),
+        g.json,
+    )?;
     if g.json {
-        output::json(&serde_json::json!({ "stats": stats, "prices": prices }))?;
         return Ok(exit::OK);
     }
     if !a.tiers {

@@ -77,13 +77,17 @@ pub struct RestoreOptions {
     pub exclude_xattrs: Vec<String>,
 }
 
-/// A file that could not be restored.
+/// A file that could not be restored, or that differs from the snapshot when read back.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreError {
     /// Where it was to be written.
     pub path: PathBuf,
     /// Why it was not.
     pub message: String,
+    /// The data pack the failure points at: the pack that could not be read or whose blob
+    /// failed to open, or the pack of the chunk that differs; `None` for local failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackId>,
 }
 
 /// The outcome of a restore (its JSON uses restic's names where restic has them).
@@ -778,9 +782,12 @@ fn deletes(
         .collect())
 }
 
+/// A file's first failure: the message and the data pack it points at, if any.
+type Failure = (String, Option<PackId>);
+
 /// Failures of a restore, by file number; the first failure of a file is kept.
 #[derive(Default)]
-struct Failures(Mutex<BTreeMap<usize, String>>);
+struct Failures(Mutex<BTreeMap<usize, Failure>>);
 
 impl Failures {
     /// True once file `i` failed.
@@ -792,23 +799,27 @@ impl Failures {
     }
 
     fn fail(&self, i: usize, msg: String) {
+        self.fail_in(i, msg, None);
+    }
+
+    fn fail_in(&self, i: usize, msg: String, pack: Option<PackId>) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(i)
-            .or_insert(msg);
+            .or_insert((msg, pack));
     }
 
-    /// Fails every file that one of `blobs` goes to.
-    fn fail_blobs(&self, blobs: &[BlobJob], msg: &str) {
+    /// Fails every file that one of `blobs`, from `pack`, goes to.
+    fn fail_blobs(&self, pack: &PackId, blobs: &[BlobJob], msg: &str) {
         for b in blobs {
             for (i, _) in &b.targets {
-                self.fail(*i, msg.to_string());
+                self.fail_in(*i, msg.to_string(), Some(*pack));
             }
         }
     }
 
-    fn into_inner(self) -> BTreeMap<usize, String> {
+    fn into_inner(self) -> BTreeMap<usize, Failure> {
         self.0.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -849,7 +860,7 @@ fn run_plan(
     summary.bytes_read = bytes_read.into_inner();
     summary.xattr_warnings = meta.warnings();
     if opts.verify {
-        verify_files(repo, &plan, &mut summary);
+        verify_files(repo, index, &plan, &mut summary);
     }
     Ok(summary)
 }
@@ -885,6 +896,7 @@ fn clear_target(plan: &Plan, excludes: &PathMatcher, summary: &mut RestoreSummar
             Err(e) => summary.errors.push(RestoreError {
                 path: p.clone(),
                 message: format!("delete: {e}"),
+                pack: None,
             }),
         }
     }
@@ -1108,8 +1120,8 @@ fn feed_thawed<'p>(
                 });
             }
             Err(e) => {
-                for (_, blobs) in &gated {
-                    failures.fail_blobs(blobs, &e.to_string());
+                for (pack, blobs) in &gated {
+                    failures.fail_blobs(pack, blobs, &e.to_string());
                 }
                 return;
             }
@@ -1144,7 +1156,7 @@ fn restore_pack(
             .repo
             .read_pack_range_into(bt, pack_id, first, last_end - first, data)
         {
-            failures.fail_blobs(group, &e.to_string());
+            failures.fail_blobs(pack_id, group, &e.to_string());
             continue;
         }
         r.bytes_read.fetch_add(last_end - first, Ordering::Relaxed);
@@ -1153,7 +1165,7 @@ fn restore_pack(
             let sealed = &mut data[lo..lo + b.entry.length as usize];
             match opener.open(r.repo.key(), pack_id, &b.entry, sealed) {
                 Ok(plain) => writer.write(&b.targets, plain),
-                Err(e) => failures.fail_blobs(std::slice::from_ref(b), &e.to_string()),
+                Err(e) => failures.fail_blobs(pack_id, std::slice::from_ref(b), &e.to_string()),
             }
         }
     }
@@ -1234,17 +1246,17 @@ impl<'a> FileWriter<'a> {
 
 /// Hard links, then the counts; a file with any failure loses its temporary file and is
 /// reported: it never reaches its final name.
-fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mut RestoreSummary) {
+fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, Failure>, summary: &mut RestoreSummary) {
     for (i, f) in plan.files.iter().enumerate() {
         let Some(j) = f.link_to.filter(|_| !f.skip) else {
             continue;
         };
-        if let Some(msg) = failures.get(&j).cloned() {
-            failures.insert(i, format!("hard link to a file that failed: {msg}"));
+        if let Some((msg, pack)) = failures.get(&j).cloned() {
+            failures.insert(i, (format!("hard link to a file that failed: {msg}"), pack));
             continue;
         }
         if let Err(e) = clear(&f.path).and_then(|_| fs::hard_link(&plan.files[j].path, &f.path)) {
-            failures.insert(i, format!("hard link: {e}"));
+            failures.insert(i, (format!("hard link: {e}"), None));
         }
     }
     for (i, f) in plan.files.iter().enumerate() {
@@ -1266,10 +1278,11 @@ fn finish_files(plan: &Plan, mut failures: BTreeMap<usize, String>, summary: &mu
             }
         }
     }
-    for (i, msg) in failures {
+    for (i, (message, pack)) in failures {
         summary.errors.push(RestoreError {
             path: plan.files[i].path.clone(),
-            message: msg,
+            message,
+            pack,
         });
     }
 }
@@ -1292,6 +1305,7 @@ fn finish_others_and_folders(
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
                 message: e.to_string(),
+                pack: None,
             }),
         }
     }
@@ -1301,17 +1315,18 @@ fn finish_others_and_folders(
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
                 message: format!("metadata: {e}"),
+                pack: None,
             }),
         }
     }
 }
 
 /// `--verify`: every file the restore covered and did not fail, restored or left alone, is
-/// read back and its chunks hashed.
-fn verify_files(repo: &Repository, plan: &Plan, summary: &mut RestoreSummary) {
+/// read back and its chunks hashed. A chunk that differs is reported with its pack.
+fn verify_files(repo: &Repository, index: &Index, plan: &Plan, summary: &mut RestoreSummary) {
     let hash = |d: &[u8]| repo.key().blob_id(BlobType::Data, d);
     let failed: HashSet<&Path> = summary.errors.iter().map(|e| e.path.as_path()).collect();
-    let results: Vec<(PathBuf, std::result::Result<(), String>)> = plan
+    let results: Vec<(PathBuf, std::result::Result<(), local::Mismatch>, &[Chunk])> = plan
         .files
         .par_iter()
         .filter(|f| f.problem.is_none() && !failed.contains(f.path.as_path()))
@@ -1321,13 +1336,21 @@ fn verify_files(repo: &Repository, plan: &Plan, summary: &mut RestoreSummary) {
                 None => &f.chunks,
             };
             let r = local::verify(&f.path, f.node.size, chunks, &hash);
-            (f.path.clone(), r)
+            (f.path.clone(), r, chunks.as_slice())
         })
         .collect();
-    for (path, r) in results {
+    for (path, r, chunks) in results {
         match r {
             Ok(()) => summary.files_verified += 1,
-            Err(message) => summary.verify_errors.push(RestoreError { path, message }),
+            Err(m) => summary.verify_errors.push(RestoreError {
+                path,
+                pack: m
+                    .chunk
+                    .and_then(|k| chunks.get(k))
+                    .and_then(|c| index.get(&c.id))
+                    .map(|loc| loc.pack),
+                message: m.message,
+            }),
         }
     }
 }
@@ -1482,6 +1505,10 @@ mod tests {
         );
         assert_eq!(summary.verify_errors.len(), 1, "{summary:?}");
         assert_eq!(summary.verify_errors[0].path, a);
+        assert!(
+            summary.verify_errors[0].pack.is_some(),
+            "the differing chunk's pack is named"
+        );
         assert_eq!(summary.files_verified, 1);
     }
 

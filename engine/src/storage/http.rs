@@ -525,6 +525,61 @@ pub(crate) fn client(
     }))
 }
 
+/// One request of a document to a URL that is not the object store's (a notification, a
+/// metrics gateway), with the same TLS settings and failure messages. Gives the HTTP status;
+/// `limit` bounds the whole request.
+pub fn send(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    tls: &TlsOptions,
+    limit: Duration,
+) -> Result<u16, BackendError> {
+    let unreachable = |failure: NetworkFailure| BackendError::Unreachable {
+        op: "send",
+        location: url.to_string(),
+        problem: Box::new(failure.problem),
+        causes: failure.causes,
+    };
+    let other =
+        |message: String| unreachable(NetworkFailure::new(NetworkProblem::Other { message }, None));
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(
+            http::header::USER_AGENT,
+            concat!("floe/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(SdkBody::from(body))
+        .map_err(|e| other(format!("{url} is not a URL floe can send to: {e}")))?;
+    let https = request.uri().scheme_str() == Some("https");
+    let peer = Peer::of(request.uri(), tls.client_cert.is_some());
+    let connector = Connector {
+        tls: if https {
+            Some(Arc::new(tls_config(tls, &[])?))
+        } else {
+            None
+        },
+        timeout: limit,
+        client_cert: tls.client_cert.is_some(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| other(format!("starting the HTTP client: {e}")))?;
+    runtime.block_on(async move {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build::<_, SdkBody>(connector);
+        match tokio::time::timeout(limit, client.request(request)).await {
+            Ok(Ok(response)) => Ok(response.status().as_u16()),
+            Ok(Err(e)) => Err(unreachable(NetworkFailure::classify(&e, &peer))),
+            Err(_) => Err(other(format!("no answer within {}", human(limit)))),
+        }
+    })
+}
+
 fn tls_config(tls: &TlsOptions, ca_files: &[CaFile]) -> Result<rustls::ClientConfig, BackendError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure {

@@ -114,6 +114,25 @@ fn read_chunk(f: &File, c: &Chunk, buf: &mut Vec<u8>) -> io::Result<()> {
     f.read_exact_at(buf, c.offset)
 }
 
+/// The first difference [`verify`] found between a restored file and the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The difference, in words.
+    pub message: String,
+    /// The number of the chunk that differs, when one does (not for a wrong length or a local
+    /// read error).
+    pub chunk: Option<usize>,
+}
+
+impl Mismatch {
+    fn whole(message: String) -> Self {
+        Mismatch {
+            message,
+            chunk: None,
+        }
+    }
+}
+
 /// Reads a restored file back: its length must be `size` and every chunk must hash to its
 /// blob's id. The first difference, in words.
 pub fn verify(
@@ -121,20 +140,26 @@ pub fn verify(
     size: u64,
     chunks: &[Chunk],
     hash: &dyn Fn(&[u8]) -> BlobId,
-) -> Result<(), String> {
-    let f = File::open(path).map_err(|e| format!("cannot be read back: {e}"))?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
+) -> Result<(), Mismatch> {
+    let unreadable = |e: io::Error| Mismatch::whole(format!("cannot be read back: {e}"));
+    let f = File::open(path).map_err(unreadable)?;
+    let len = f.metadata().map_err(unreadable)?.len();
     if len != size {
-        return Err(format!("is {len} bytes long, the snapshot's file {size}"));
+        return Err(Mismatch::whole(format!(
+            "is {len} bytes long, the snapshot's file {size}"
+        )));
     }
     let mut buf = Vec::new();
-    for c in chunks {
-        read_chunk(&f, c, &mut buf).map_err(|e| format!("cannot be read back: {e}"))?;
+    for (k, c) in chunks.iter().enumerate() {
+        read_chunk(&f, c, &mut buf).map_err(unreadable)?;
         if hash(&buf) != c.id {
-            return Err(format!(
-                "differs from the snapshot in the {} bytes at offset {}",
-                c.len, c.offset
-            ));
+            return Err(Mismatch {
+                message: format!(
+                    "differs from the snapshot in the {} bytes at offset {}",
+                    c.len, c.offset
+                ),
+                chunk: Some(k),
+            });
         }
     }
     Ok(())
