@@ -50,5 +50,7 @@ mod snapshots;
 mod sources;
 #[path = "integration/tls.rs"]
 mod tls;
+#[path = "integration/unattended.rs"]
+mod unattended;
 #[path = "integration/xattrs.rs"]
 mod xattrs;

@@ -71,7 +71,13 @@ pub struct GlobalArgs {
     pub repo: Option<String>,
     /// Take options from profile NAME: ~/.config/floe/NAME.toml, else /etc/floe/NAME.toml (a
     /// value with a / or ending in .toml is a path)
-    #[arg(short = 'P', long, env = "FLOE_PROFILE", global = true, value_name = "NAME")]
+    #[arg(
+        short = 'P',
+        long,
+        env = "FLOE_PROFILE",
+        global = true,
+        value_name = "NAME"
+    )]
     pub profile: Option<String>,
     /// Read the password from this file (first line)
     #[arg(long, env = "FLOE_PASSWORD_FILE", global = true, value_name = "FILE")]
@@ -349,17 +355,23 @@ fn with_profile(
             std::env::set_var("FLOE_PASSWORD", p);
         }
     }
-    let Some((at, more)) = profile::locate_subcommand(&cmd, &args) else {
-        return Ok((args, Some(profile)));
-    };
-    let sub = cmd
-        .find_subcommand(args[at].to_string_lossy().as_ref())
-        .map(|c| c.get_name().to_string());
-    let (options, positionals) = profile::expand(&profile, &cmd, sub.as_deref(), more);
-    let mut out = args[..=at].to_vec();
-    out.extend(options);
-    out.extend(args[at + 1..].iter().cloned());
-    out.extend(positionals);
+    let located = profile::locate_subcommand(&cmd, &args);
+    let sub = located.and_then(|(at, _)| {
+        let c = cmd.find_subcommand(args[at].to_string_lossy().as_ref())?;
+        Some(c.get_name().to_string())
+    });
+    let more = located.is_some_and(|(_, more)| more);
+    let e = profile::expand(&profile, &cmd, sub.as_deref(), more);
+    let mut out = e.top;
+    match located {
+        Some((at, _)) => {
+            out.extend(args[..=at].iter().cloned());
+            out.extend(e.options);
+            out.extend(args[at + 1..].iter().cloned());
+            out.extend(e.positionals);
+        }
+        None => out.extend(args),
+    }
     Ok((out, Some(profile)))
 }
 

@@ -89,8 +89,19 @@ pub fn candidates(name: &str) -> Vec<PathBuf> {
     out
 }
 
-fn locate(name: &str) -> anyhow::Result<PathBuf> {
-    let places = candidates(name);
+/// Where profile `name` is: for one named by `inherit`, the inheriting file's folder comes
+/// first (and a relative path is taken from there), so that a profile given by its path finds
+/// its base beside it.
+fn locate(name: &str, beside: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let mut places = candidates(name);
+    if let Some(dir) = beside.and_then(Path::parent) {
+        let own = if name.contains('/') || name.ends_with(".toml") {
+            dir.join(name)
+        } else {
+            dir.join(format!("{name}.toml"))
+        };
+        places.insert(0, own);
+    }
     if let Some(p) = places.iter().find(|p| p.is_file()) {
         return Ok(p.clone());
     }
@@ -107,7 +118,8 @@ pub fn load(name: &str, cli: &Command) -> anyhow::Result<Profile> {
     let mut chain = Vec::new();
     let mut next = Some(name.to_string());
     while let Some(n) = next.take() {
-        let file = locate(&n)?;
+        let beside = chain.last().map(|(f, _): &(PathBuf, _)| f.as_path());
+        let file = locate(&n, beside)?;
         if chain.iter().any(|(f, _): &(PathBuf, _)| *f == file) {
             bail!("profile {}: inherit makes a loop", file.display());
         }
@@ -421,22 +433,30 @@ fn arguments(arg: &Arg, value: &toml::Value) -> Vec<OsString> {
     }
 }
 
-/// What the profile adds to the command line of `sub`: its top-level settings, then those of
-/// `[sub]`, options before positionals. Settings that a `FLOE_*` variable also sets are left out
-/// (the variable wins), and so are `[sub]`'s positionals when `user_gave_positionals`.
+/// What the profile adds to the command line: its top-level settings (placed before all of the
+/// user's arguments), the options of `[sub]` (placed right after the subcommand's name) and the
+/// positionals of `[sub]` (placed last). Settings that a `FLOE_*` variable also sets are left
+/// out (the variable wins), and so are `[sub]`'s positionals when `user_gave_positionals`.
+pub struct Expansion {
+    pub top: Vec<OsString>,
+    pub options: Vec<OsString>,
+    pub positionals: Vec<OsString>,
+}
+
+/// The arguments `profile` stands for, for subcommand `sub`.
 pub fn expand(
     profile: &Profile,
     cli: &Command,
     sub: Option<&str>,
     user_gave_positionals: bool,
-) -> (Vec<OsString>, Vec<OsString>) {
-    let mut options = Vec::new();
+) -> Expansion {
+    let mut top = Vec::new();
     for (key, s) in &profile.top {
         if let Some(arg) = global_arg(cli, key).filter(|a| set_by_environment(a).is_none()) {
-            options.extend(arguments(arg, &s.value));
+            top.extend(arguments(arg, &s.value));
         }
     }
-    let mut positionals = Vec::new();
+    let (mut options, mut positionals) = (Vec::new(), Vec::new());
     let section = sub.and_then(|n| Some((cli.find_subcommand(n)?, profile.sections.get(n)?)));
     if let Some((cmd, settings)) = section {
         for (key, s) in settings {
@@ -452,7 +472,11 @@ pub fn expand(
             }
         }
     }
-    (options, positionals)
+    Expansion {
+        top,
+        options,
+        positionals,
+    }
 }
 
 /// Where the subcommand sits in `args` (without the program name), skipping the values of the
@@ -585,26 +609,23 @@ mod tests {
             table("repository = '/r'\n[backup]\ntags = ['a', 'b']\none-file-system = true\nsources = ['/home']\n"),
         );
         p.merge(Path::new("b.toml"), table("[backup]\ntags = ['c']\n"));
-        let (opts, pos) = expand(&p, &cli, Some("backup"), false);
+        let e = expand(&p, &cli, Some("backup"), false);
         let s = |v: Vec<OsString>| {
             v.into_iter()
                 .map(|o| o.into_string().unwrap())
                 .collect::<Vec<_>>()
         };
+        assert_eq!(s(e.top), ["--repo=/r"]);
+        let (opts, pos) = (e.options, e.positionals);
         assert_eq!(
             s(opts),
-            [
-                "--repo=/r",
-                "--one-file-system",
-                "--tag=a",
-                "--tag=b",
-                "--tag=c"
-            ]
+            ["--one-file-system", "--tag=a", "--tag=b", "--tag=c"]
         );
         assert_eq!(s(pos), ["/home"]);
         assert_eq!(p.sections["backup"]["tags"].files.len(), 2);
-        let (_, pos) = expand(&p, &cli, Some("backup"), true);
-        assert!(pos.is_empty());
+        assert!(expand(&p, &cli, Some("backup"), true)
+            .positionals
+            .is_empty());
     }
 
     #[test]

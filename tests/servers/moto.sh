@@ -19,6 +19,7 @@ start)
     wait_port "$port" 60
     cat >"$DIR/env" <<ENV
 export FLOE_TEST_MOTO_ENDPOINT=http://127.0.0.1:$port
+export FLOE_TEST_PYTHON=$(dirname "$bin")/python
 ENV
     echo "moto: S3 API on http://127.0.0.1:$port" >&2
     ;;
