@@ -164,7 +164,7 @@ fn a_typo_in_a_profile_is_an_error_naming_the_key_and_the_file() {
     s.ok(&["-P", "home", "init"]);
     let typo = s.profile(
         "typo",
-        &format!("inherit = \"home\"\n[backup]\nexlude = [\"*.iso\"]\n"),
+        "inherit = \"home\"\n[backup]\nexlude = [\"*.iso\"]\n",
     );
     let out = s.run(&["-P", "typo", "backup"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -841,4 +841,41 @@ fn schedule_prints_units_and_a_crontab_line_that_run_the_job() {
     let out = s.run(&["schedule", "--print", "cron"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("give -P NAME"), "{}", stderr(&out));
+}
+
+/// The ```toml blocks of a document.
+fn toml_blocks(doc: &str) -> Vec<String> {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+    text.split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_profiles_of_the_readme_and_the_guide_are_valid_as_written() {
+    let s = Setup::new();
+    // The guide's profile inherits from a base that it describes but does not show.
+    s.profile("base", "");
+    let blocks: Vec<String> = ["README.md", "docs/unattended.md"]
+        .iter()
+        .flat_map(|d| toml_blocks(d))
+        .collect();
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    for (i, block) in blocks.iter().enumerate() {
+        let p = s.profile(&format!("doc{i}"), block);
+        let out = s.run(&["-P", p.to_str().unwrap(), "config"]);
+        assert!(out.status.success(), "{block}\n{}", stderr(&out));
+    }
+    // The README's profile, as `config` reads it.
+    let readme = s.path("cfg/floe/doc0.toml");
+    let config = s.ok(&["-P", readme.to_str().unwrap(), "config"]);
+    for want in [
+        "keep-daily = 7",
+        "keep-weekly = 4",
+        "keep-monthly = 12",
+        "prune = true",
+    ] {
+        assert!(config.contains(want), "{config}");
+    }
 }
