@@ -314,7 +314,7 @@ fn drop_empty_variables() {
 /// The parsed command line and its command's name. On a usage error the line is parsed once
 /// more without the `FLOE_*` variables, so that the usage line printed shows what the user
 /// typed, not options that came from the environment as if they had to be given.
-fn parse(args: &[std::ffi::OsString]) -> (Cli, String) {
+fn parse(args: &[std::ffi::OsString], profile: Option<&profile::Profile>) -> (Cli, String) {
     use clap::{CommandFactory, FromArgMatches};
     let line = || std::iter::once("floe".into()).chain(args.iter().cloned());
     let parsed = Cli::command()
@@ -323,6 +323,10 @@ fn parse(args: &[std::ffi::OsString]) -> (Cli, String) {
     match parsed {
         Ok((cli, m)) => (cli, m.subcommand_name().unwrap_or_default().to_string()),
         Err(e) if e.use_stderr() => {
+            // A typo in a cron line must not fail in silence.
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            unattended::notify_early(profile, first.trim_start_matches("error: "));
             let from_env: Vec<_> = std::env::vars_os()
                 .map(|(k, _)| k)
                 .filter(|k| k.to_string_lossy().starts_with("FLOE_"))
@@ -396,10 +400,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // A typo in a profile is one in the command line.
             eprintln!("error: {e:#}");
+            unattended::notify_early(None, &format!("{e:#}"));
             return ExitCode::from(exit::USAGE);
         }
     };
-    let (cli, name) = parse(&args);
+    let (cli, name) = parse(&args, profile.as_ref());
     output::set_quiet(cli.global.quiet);
     let verbose = cli.global.verbose > 0;
     if let Some(p) = &profile {

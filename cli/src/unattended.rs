@@ -141,6 +141,40 @@ impl Run {
     }
 }
 
+/// Notifies a usage error (exit 2: a typo in the command line or the profile) to the URLs of
+/// the profile, if it could be read, and of `FLOE_NOTIFY_URL`.
+pub fn notify_early(profile: Option<&Profile>, message: &str) {
+    let mut urls: Vec<String> = std::env::var("FLOE_NOTIFY_URL").into_iter().collect();
+    if let Some(s) = profile.and_then(|p| p.top.get("notify-url")) {
+        match &s.value {
+            toml::Value::Array(a) => {
+                urls.extend(a.iter().filter_map(|v| v.as_str().map(String::from)))
+            }
+            toml::Value::String(u) => urls.push(u.clone()),
+            _ => {}
+        }
+    }
+    if urls.is_empty() || std::env::var_os(JOB_STEP_SUMMARY).is_some() {
+        return;
+    }
+    let host = floe_engine::host_and_user().0;
+    let doc = notify::Document {
+        command: "",
+        exit_code: crate::exit::USAGE,
+        ok: false,
+        repository: "",
+        host: &host,
+        profile: profile.map(|p| p.name.as_str()),
+        started: Utc::now(),
+        duration_seconds: 0.0,
+        summary: None,
+        error: Some(message),
+    };
+    for url in urls {
+        notify::send(&url, &doc, &floe_engine::TlsOptions::default());
+    }
+}
+
 /// A repository location or URL without credentials: the user and password of a URL, and the
 /// values of query parameters that may hold keys.
 pub fn redact(location: &str) -> String {

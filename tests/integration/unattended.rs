@@ -591,6 +591,18 @@ fn a_notification_says_how_each_command_ended() {
         "{doc}"
     );
     assert!(doc.get("summary").is_none());
+
+    // A typo in a cron line is notified too: exit 2.
+    let out = s
+        .cmd()
+        .args(["-P", "home", "backup", "--tga", "x"])
+        .env("FLOE_NOTIFY_URL", rx.url("/hook"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: Value = serde_json::from_str(rx.received()[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["exit_code"], 2);
+    assert!(doc["error"].as_str().unwrap().contains("--tga"), "{doc}");
 }
 
 #[test]
