@@ -302,7 +302,7 @@ mod tests {
     fn entry(n: u8, offset: u32) -> PackEntry {
         PackEntry {
             blob_type: BlobType::Data,
-            compressed: n % 2 == 0,
+            compressed: n.is_multiple_of(2),
             id: BlobId::hash_of(&[n]),
             offset,
             length: 100 + n as u32,
