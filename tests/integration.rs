@@ -10,6 +10,8 @@ mod common;
 mod backup;
 #[path = "integration/browse.rs"]
 mod browse;
+#[path = "integration/cache.rs"]
+mod cache;
 #[path = "integration/check.rs"]
 mod check;
 #[path = "integration/cold.rs"]

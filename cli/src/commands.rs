@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod backup;
+pub mod cache;
 pub mod cat;
 pub mod check;
 pub mod config;

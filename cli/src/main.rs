@@ -1,6 +1,7 @@
 //! `floe`: the command line. It parses arguments, calls the engine and prints; nothing more.
 
 mod args;
+mod cache;
 mod commands;
 mod from;
 mod output;
@@ -124,6 +125,8 @@ pub struct GlobalArgs {
     pub verbose: u8,
     #[command(flatten)]
     pub s3: S3Args,
+    #[command(flatten)]
+    pub cache: cache::CacheArgs,
 }
 
 /// Options of S3 repositories. Credentials come from the standard AWS chain only (environment,
@@ -235,6 +238,8 @@ enum Command {
     Schedule(commands::schedule::Args),
     /// Print the settings in effect (with -P, a profile's) and where each one comes from
     Config(commands::config::Args),
+    /// List the local caches of remote repositories, or remove old ones
+    Cache(commands::cache::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -272,6 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Job(a) => commands::job::run(&cli.global, a),
         Command::Schedule(a) => commands::schedule::run(&cli.global, a),
         Command::Config(a) => commands::config::run(&cli.global, a),
+        Command::Cache(a) => commands::cache::run(&cli.global, a),
     }
 }
 
@@ -359,23 +365,7 @@ fn with_profile(
             std::env::set_var("FLOE_PASSWORD", p);
         }
     }
-    let located = profile::locate_subcommand(&cmd, &args);
-    let sub = located.and_then(|(at, _)| {
-        let c = cmd.find_subcommand(args[at].to_string_lossy().as_ref())?;
-        Some(c.get_name().to_string())
-    });
-    let more = located.is_some_and(|(_, more)| more);
-    let e = profile::expand(&profile, &cmd, sub.as_deref(), more);
-    let mut out = e.top;
-    match located {
-        Some((at, _)) => {
-            out.extend(args[..=at].iter().cloned());
-            out.extend(e.options);
-            out.extend(args[at + 1..].iter().cloned());
-            out.extend(e.positionals);
-        }
-        None => out.extend(args),
-    }
+    let out = profile::apply(&profile, &cmd, args);
     Ok((out, Some(profile)))
 }
 
@@ -415,7 +405,7 @@ fn main() -> ExitCode {
     let outcome = match &result {
         Ok(code) => unattended::Outcome {
             exit_code: *code,
-            error: None,
+            error: output::take_failure(),
         },
         Err(e) if is_broken_pipe(e) => unattended::Outcome {
             exit_code: exit::OK,

@@ -48,6 +48,22 @@ pub fn summary<T: serde::Serialize>(v: &T, print: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a command that ends without an error value failed (a damaged file a drill found, a
+/// step of a job), for hooks (`FLOE_ERROR`) and notifications.
+static FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records why the command failed, when it returns a failing exit code without an error.
+pub fn set_failure(message: String) {
+    if let Ok(mut f) = FAILURE.lock() {
+        *f = Some(message);
+    }
+}
+
+/// The message recorded by [`set_failure`].
+pub fn take_failure() -> Option<String> {
+    FAILURE.lock().ok().and_then(|mut f| f.take())
+}
+
 /// The summary recorded by [`summary`], if the command recorded one.
 pub fn take_summary() -> Option<serde_json::Value> {
     SUMMARY.lock().ok().and_then(|mut s| s.take())

@@ -64,6 +64,10 @@ pub fn get_from(src: &Source<'_>, confirm: bool) -> anyhow::Result<Vec<u8>> {
         let out = Command::new("sh")
             .arg("-c")
             .arg(cmd)
+            // A password command learns no other repository's password (a job's copy step
+            // holds its source's).
+            .env_remove("FLOE_PASSWORD")
+            .env_remove("FLOE_FROM_PASSWORD")
             .stderr(std::process::Stdio::inherit())
             .output()
             .with_context(|| format!("running password command {cmd:?}"))?;

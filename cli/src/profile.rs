@@ -373,7 +373,7 @@ fn check_scalar(cmd: &Command, arg: &Arg, v: &toml::Value) -> anyhow::Result<()>
     Command::new(cmd.get_name().to_string())
         .no_binary_name(true)
         .arg(alone)
-        .try_get_matches_from([format!("--{long}"), text])
+        .try_get_matches_from([format!("--{long}={text}")])
         .map(|_| ())
         .map_err(|e| anyhow!("{}", clap_message(&e)))
 }
@@ -477,6 +477,39 @@ pub fn expand(
         options,
         positionals,
     }
+}
+
+/// The command line `args` (without the program name) with `profile`'s arguments in place.
+/// Positionals from the profile follow a `--`, so that one starting with `-` (a command's
+/// option, for `stdin-from-command`) stays a positional.
+pub fn apply(profile: &Profile, cli: &Command, args: Vec<OsString>) -> Vec<OsString> {
+    let located = locate_subcommand(cli, &args);
+    let sub = located.and_then(|(at, _)| {
+        let c = cli.find_subcommand(args[at].to_string_lossy().as_ref())?;
+        Some(c.get_name().to_string())
+    });
+    let more = located.is_some_and(|(_, more)| more);
+    let e = expand(profile, cli, sub.as_deref(), more);
+    let mut out = e.top;
+    let Some((at, _)) = located else {
+        out.extend(args);
+        return out;
+    };
+    let has_separator = args[at + 1..].iter().any(|a| a == "--");
+    out.extend(args[..=at].iter().cloned());
+    out.extend(e.options);
+    out.extend(args[at + 1..].iter().cloned());
+    if !e.positionals.is_empty() && !has_separator {
+        out.push("--".into());
+    }
+    out.extend(e.positionals);
+    out
+}
+
+/// Where profile `name` is, looked for beside `file` first (for `inherit` and `[copy]`
+/// destinations).
+pub fn resolve(name: &str, file: Option<&Path>) -> anyhow::Result<PathBuf> {
+    locate(name, file)
 }
 
 /// Where the subcommand sits in `args` (without the program name), skipping the values of the

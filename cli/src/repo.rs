@@ -268,11 +268,29 @@ pub fn keep_locked(
     Ok(Some(r))
 }
 
-/// Opens the repository with the password from the usual sources.
+/// Opens the repository with the password from the usual sources; a remote one through the
+/// local cache of its metadata (unless `--no-cache`).
 pub fn open(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    open_with(g, g.as_of.is_none())
+}
+
+/// Opens the repository without the cache, so that what is read is what is stored (`check`).
+pub fn open_uncached(g: &GlobalArgs) -> anyhow::Result<Repository> {
+    open_with(g, false)
+}
+
+fn open_with(g: &GlobalArgs, use_cache: bool) -> anyhow::Result<Repository> {
     let backend = existing_backend(g)?;
     let password = crate::password::get(g, false)?;
-    Ok(Repository::open(backend, &password)?)
+    let cached = use_cache
+        .then(|| crate::cache::wrap(&g.cache, &backend))
+        .flatten();
+    let Some(cache) = cached else {
+        return Ok(Repository::open(backend, &password)?);
+    };
+    let repo = Repository::open(cache.clone(), &password)?;
+    cache.attach(&repo.config().id);
+    Ok(repo)
 }
 
 /// The backend of a location that holds a repository (exit 10 otherwise), without asking for

@@ -13,11 +13,15 @@ use chrono::{DateTime, Utc};
 use crate::profile::Profile;
 use crate::GlobalArgs;
 
-/// Commands that do a job worth reporting: hooks, notifications and metrics apply to these, not
-/// to browsing (`ls`, `snapshots`, `config`, ...).
+/// Commands that do a job worth reporting: notifications and metrics apply to these, not to
+/// browsing (`ls`, `snapshots`, `config`, ...).
 const REPORTED: [&str; 10] = [
     "backup", "restore", "check", "forget", "prune", "copy", "drill", "health", "stats", "job",
 ];
+
+/// Commands the profile's hooks run around: the scheduled ones, not a restore, nor `health` or
+/// `stats`, which monitoring may run every few minutes.
+const HOOKED: [&str; 7] = ["backup", "check", "forget", "prune", "copy", "drill", "job"];
 
 /// Set by `job` for the steps it runs: they write metrics, but run no hooks and send no
 /// notification (the job does, once); and they write their summary to this file.
@@ -71,9 +75,8 @@ impl Run {
     }
 
     fn hooks(&self) -> Option<&Profile> {
-        self.profile
-            .as_ref()
-            .filter(|_| self.reported && !self.in_job)
+        let hooked = HOOKED.contains(&self.command.as_str());
+        self.profile.as_ref().filter(|_| hooked && !self.in_job)
     }
 
     /// Runs the `before` hook. An error stops the command.
@@ -91,7 +94,11 @@ impl Run {
         let summary = crate::output::take_summary();
         let duration = self.clock.elapsed().as_secs_f64();
         if let Some(path) = std::env::var_os(JOB_STEP_SUMMARY) {
-            let doc = summary.clone().unwrap_or(serde_json::Value::Null);
+            let doc = match (&summary, &outcome.error) {
+                (Some(s), _) => s.clone(),
+                (None, Some(e)) => serde_json::json!({ "error": e }),
+                (None, None) => serde_json::Value::Null,
+            };
             if let Err(e) = std::fs::write(&path, doc.to_string()) {
                 eprintln!("warning: writing the step's summary for the job: {e}");
             }

@@ -105,9 +105,10 @@ pub use storage::s3::{
     LocationError, LocationProblem, ObjectVersion, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,
 };
 pub use storage::{
-    choose_ca_files, conformance, send as http_send, Backend, BackendError, CaFile, DryRunBackend,
-    FileType, LocalBackend, MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend,
-    S3Options, StorageClass, ThawState, ThawTier, TlsOptions,
+    choose_ca_files, conformance, list_caches, send as http_send, Backend, BackendError, CaFile,
+    CacheEntry, CacheStats, CacheWarn, CachedBackend, DryRunBackend, FileType, LocalBackend,
+    MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend, S3Options, StorageClass,
+    ThawState, ThawTier, TlsOptions,
 };
 pub use units::{parse_size, ParseError};
 

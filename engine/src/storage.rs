@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::id::RawId;
 pub use error::BackendError;
 
+mod cache;
 mod dry_run;
 mod error;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub mod s3;
 
 pub mod conformance;
 
+pub use cache::{list_caches, CacheEntry, CacheStats, CacheWarn, CachedBackend};
 pub use dry_run::DryRunBackend;
 pub use http::{choose_ca_files, send, CaFile, NetworkProblem, TlsOptions};
 pub use local::LocalBackend;

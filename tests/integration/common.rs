@@ -50,7 +50,10 @@ impl Env {
         c.env_remove("FLOE_PASSWORD_FILE")
             .env_remove("FLOE_PASSWORD_COMMAND")
             .env_remove("FLOE_REPOSITORY")
-            .env("FLOE_PASSWORD", PASSWORD);
+            .env("FLOE_PASSWORD", PASSWORD)
+            // Each test's own cache of remote metadata, never the user's.
+            .env("FLOE_CACHE_DIR", self.dir.path().join("cache"))
+            .env_remove("FLOE_NO_CACHE");
         c.envs(self.vars.iter().map(|(k, v)| (k, v)));
         c
     }

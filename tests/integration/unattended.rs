@@ -307,14 +307,28 @@ fn damage_data_packs(repo: &Path) {
 fn a_job_runs_its_steps_and_exits_with_the_worst_code() {
     let s = Setup::new();
     s.home("");
+    let errors = s.s("errors.log");
     fs::write(
         s.path("cfg/floe/home.toml"),
         fs::read_to_string(s.path("cfg/floe/home.toml")).unwrap()
-            + "[forget]\nkeep-last = 1\nprune = true\n[check]\nread-data-subset = \"100%\"\n[drill]\nfiles = 2\n",
+            + "[forget]\nkeep-last = 1\nprune = true\n[check]\nread-data-subset = \"100%\"\n[drill]\nfiles = 2\n"
+            + &format!("[hooks]\nfailure = \"echo $FLOE_ERROR >> {errors}\"\n"),
     )
     .unwrap();
     s.ok(&["-P", "home", "init"]);
     s.ok(&["-P", "home", "backup"]);
+    // Another profile's snapshots in the same repository: the job's forget leaves them be.
+    s.profile(
+        "other",
+        &format!(
+            "repository = {:?}\npassword-file = {:?}\n[backup]\nsources = [{:?}]\ntags = [\"nightly\"]\n",
+            s.s("repo"),
+            s.s("pw"),
+            s.s("src/sub")
+        ),
+    );
+    s.ok(&["-P", "other", "backup", "--tag", "other"]);
+    s.ok(&["-P", "other", "backup", "--tag", "other"]);
     let out = s.ok(&["-P", "home", "job", "--json"]);
     let job = json_of(&out);
     let steps: Vec<(&str, i64)> = job["steps"]
@@ -339,8 +353,10 @@ fn a_job_runs_its_steps_and_exits_with_the_worst_code() {
             .unwrap()
             .len(),
         1,
-        "keep-last = 1"
+        "keep-last = 1, among this profile's snapshots only"
     );
+    let others = s.ok(&["-P", "home", "snapshots", "--json", "--tag", "other"]);
+    assert_eq!(json_of(&others).as_array().unwrap().len(), 2, "{others}");
     assert!(
         job["steps"][2]["summary"]["packs_read"].as_u64().unwrap() > 0,
         "the profile's subset"
@@ -352,6 +368,8 @@ fn a_job_runs_its_steps_and_exits_with_the_worst_code() {
     let out = s.run(&["-P", "home", "job"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    let logged = fs::read_to_string(&errors).unwrap();
+    assert!(logged.contains("check failed (exit 1)"), "{logged}");
     let line = |step: &str| {
         text.lines()
             .find(|l| l.starts_with(&format!("  {step} ")))
@@ -397,7 +415,18 @@ fn a_job_copies_to_the_profiles_it_names() {
     s.ok(&["-P", "home", "init"]);
     s.ok(&["-P", "offsite", "init"]);
     s.ok(&["-P", "home", "job"]);
-    s.ok(&["-P", "home", "job"]);
+    // As a timer runs it: the profile by its path, no ~/.config; the destination is found
+    // beside it.
+    let file = s.s("cfg/floe/home.toml");
+    let out = s
+        .cmd()
+        .args(["-P", &file, "job"])
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", s.path("elsewhere"))
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     let copies: Value =
         serde_json::from_str(&s.ok(&["-P", "offsite", "snapshots", "--json"])).unwrap();
     assert_eq!(copies.as_array().unwrap().len(), 2);
@@ -425,7 +454,7 @@ fn hooks_run_around_a_command_and_never_see_a_password() {
         "home",
         &format!(
             "inherit = \"base\"\nrepository = {:?}\n[backup]\nsources = [{:?}]\n[hooks]\n\
-             before = \"echo before $FLOE_COMMAND >> {log}\"\n\
+             before = \"echo before $FLOE_COMMAND >> {log}; echo noise from the hook\"\n\
              after = \"echo after $FLOE_COMMAND $FLOE_EXIT_CODE $FLOE_SNAPSHOT_ID >> {log}; cp $FLOE_SUMMARY_FILE {log}.json; env > {log}.env\"\n\
              failure = \"echo failure $FLOE_COMMAND $FLOE_EXIT_CODE >> {log}\"\n\
              finally = \"echo finally >> {log}\"\n",
@@ -441,10 +470,10 @@ fn hooks_run_around_a_command_and_never_see_a_password() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let id = json_of(&String::from_utf8_lossy(&out.stdout))["snapshot_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The hook's own output went to stderr: stdout is the JSON alone.
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert!(stderr(&out).contains("noise from the hook"));
+    let id = doc["snapshot_id"].as_str().unwrap().to_string();
     let lines = fs::read_to_string(&log).unwrap();
     assert_eq!(
         lines,
@@ -465,12 +494,16 @@ fn hooks_run_around_a_command_and_never_see_a_password() {
     s.ok(&["-P", "home", "snapshots"]);
     assert!(!Path::new(&log).exists());
 
-    // A failure runs `failure`, then `finally`.
-    let out = s.run(&["-P", "home", "restore", "deadbeef", "--target", &s.s("t")]);
+    // A restore is not a scheduled job: no hook.
+    s.run(&["-P", "home", "restore", "latest", "--target", &s.s("t")]);
+    assert!(!Path::new(&log).exists());
+
+    // A failure runs `failure`, then `finally`; a hook's output stays off stdout.
+    let out = s.run(&["-P", "home", "forget", "deadbeef", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         fs::read_to_string(&log).unwrap(),
-        "before restore\nfailure restore 1\nfinally\n"
+        "before forget\nfailure forget 1\nfinally\n"
     );
 
     // A failing `before` stops the command with exit 1.
@@ -676,8 +709,17 @@ fn prometheus_python(test: &str) -> Option<String> {
 
 /// The samples of a metrics file, as the Prometheus client's parser reads them.
 fn parse_metrics(python: &str, file: &Path) -> Vec<(String, Value, f64)> {
+    parse_exposition(python, file, false)
+}
+
+fn parse_exposition(python: &str, file: &Path, any_type: bool) -> Vec<(String, Value, f64)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/parse_metrics.py");
-    let out = Command::new(python).arg(script).arg(file).output().unwrap();
+    let mut cmd = Command::new(python);
+    cmd.arg(script).arg(file);
+    if any_type {
+        cmd.arg("--any-type");
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "the parser rejects the file: {}",
@@ -767,6 +809,11 @@ fn metrics_are_written_for_node_exporter_and_pushed_to_a_gateway() {
     ]);
     let got = rx.received();
     assert_eq!(got.len(), 1);
+    let path = got[0]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with("/metrics/job/floe/command@base64/YmFja3Vw/host@base64/"),
+        "{path}"
+    );
     let pushed: Vec<(String, Value, f64)> = got[0]["samples"]
         .as_array()
         .unwrap()
@@ -851,7 +898,7 @@ fn schedule_prints_units_and_a_crontab_line_that_run_the_job() {
     assert_eq!(snaps.as_array().unwrap().len(), 1);
 
     let out = s.run(&["schedule", "--print", "cron"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("give -P NAME"), "{}", stderr(&out));
 }
 
@@ -890,4 +937,173 @@ fn the_profiles_of_the_readme_and_the_guide_are_valid_as_written() {
     ] {
         assert!(config.contains(want), "{config}");
     }
+}
+
+/// Debian's Prometheus pushgateway on a free port, stopped when dropped.
+struct Pushgateway {
+    child: Child,
+    port: u16,
+}
+
+impl Pushgateway {
+    fn start(test: &str) -> Option<Self> {
+        let found = Command::new("sh")
+            .args(["-c", "command -v prometheus-pushgateway"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            let required = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !required,
+                "{test}: prometheus-pushgateway is not installed (.ci/run installs it)"
+            );
+            eprintln!("skipping {test}: prometheus-pushgateway is not installed (apt-get install prometheus-pushgateway)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the pushgateway did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Pushgateway { child, port })
+    }
+
+    /// The gateway's /metrics page.
+    fn page(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_pushgateway_keeps_each_commands_figures_and_the_last_success() {
+    let test = "a_pushgateway_keeps_each_commands_figures_and_the_last_success";
+    let Some(python) = prometheus_python(test) else {
+        return;
+    };
+    let Some(gw) = Pushgateway::start(test) else {
+        return;
+    };
+    let s = Setup::new();
+    s.home(&format!(
+        "metrics-push = \"http://127.0.0.1:{}/metrics/job/floe\"",
+        gw.port
+    ));
+    s.ok(&["-P", "home", "init"]);
+    s.ok(&["-P", "home", "backup"]);
+    s.ok(&["-P", "home", "check"]);
+    let samples = || {
+        let file = s.path("page.prom");
+        fs::write(&file, gw.page()).unwrap();
+        parse_exposition(&python, &file, true)
+    };
+    let first = samples();
+    let success = sample(&first, "floe_last_success_timestamp_seconds", "backup").unwrap();
+    assert_eq!(
+        sample(&first, "floe_check_errors", "check"),
+        Some(0.0),
+        "the check's group"
+    );
+    assert_eq!(
+        sample(&first, "floe_backup_files_new", "backup"),
+        Some(2.0),
+        "the backup's group"
+    );
+
+    fs::write(s.path("pw"), "wrong").unwrap();
+    assert_eq!(s.run(&["-P", "home", "backup"]).status.code(), Some(12));
+    let later = samples();
+    assert_eq!(sample(&later, "floe_last_exit_code", "backup"), Some(12.0));
+    assert_eq!(
+        sample(&later, "floe_last_success_timestamp_seconds", "backup"),
+        Some(success)
+    );
+    assert_eq!(sample(&later, "floe_check_errors", "check"), Some(0.0));
+}
+
+#[test]
+fn a_conflict_in_a_steps_options_stops_the_job_before_anything_runs() {
+    let s = Setup::new();
+    s.home("");
+    s.ok(&["-P", "home", "init"]);
+    let text = fs::read_to_string(s.path("cfg/floe/home.toml")).unwrap();
+    s.profile(
+        "home",
+        &(text.clone() + "[check]\nread-data = true\nread-data-subset = \"5%\"\n"),
+    );
+    let out = s.run(&["-P", "home", "job"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("home.toml: the check step:") && err.contains("--read-data"),
+        "{err}"
+    );
+    assert!(
+        !s.path("repo/snapshots").read_dir().unwrap().any(|_| true),
+        "no backup ran"
+    );
+
+    // A destination that does not exist is found out first too.
+    s.profile("home", &text);
+    s.profile(
+        "home2",
+        "inherit = \"home\"\n[copy]\ndestinations = [\"nowhere\"]\n",
+    );
+    let out = s.run(&["-P", "home2", "job"]);
+    assert!(
+        stderr(&out).contains("[copy] destination \"nowhere\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !s.path("repo/snapshots").read_dir().unwrap().any(|_| true),
+        "no backup ran"
+    );
+}
+
+#[test]
+fn a_profile_backs_up_a_commands_output_whose_arguments_start_with_a_dash() {
+    let s = Setup::new();
+    s.profile(
+        "dump",
+        &format!(
+            "repository = {:?}\npassword-file = {:?}\n[backup]\nstdin-from-command = true\n\
+             stdin-filename = \"db.sql\"\nsources = [\"sh\", \"-c\", \"echo dumped\"]\n",
+            s.s("repo"),
+            s.s("pw")
+        ),
+    );
+    s.ok(&["-P", "dump", "init"]);
+    s.ok(&["-P", "dump", "backup"]);
+    assert_eq!(
+        s.ok(&["-P", "dump", "dump", "latest", "/db.sql"]),
+        "dumped\n"
+    );
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """An HTTP proxy in front of an S3 server that fails on purpose, for the retry tests.
 
-    flaky_proxy.py UPSTREAM_URL STATS_FILE [--record LOG_FILE]
+    flaky_proxy.py UPSTREAM_URL STATS_FILE [--record LOG_FILE] [--latency MS]
 
 With --record, no fault is injected: every request is forwarded and logged to LOG_FILE as one
-line "METHOD PATH" (query included), so that a test can tell which objects were read.
+line "METHOD PATH" (query included), so that a test can tell which objects were read. With
+--latency, each request waits MS milliseconds before it is forwarded and MS more before its
+answer is sent (a distant region's round trip, for benchmarks).
 
 Listens on a free port of 127.0.0.1 and prints it on the first line of stdout. Request number n
 (counting from 1) is treated by a fixed plan, so every run injects the same faults:
@@ -26,11 +28,14 @@ import os
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 
 UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
 STATS_FILE = sys.argv[2]
-RECORD = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--record" else None
+OPTIONS = dict(zip(sys.argv[3::2], sys.argv[4::2]))
+RECORD = OPTIONS.get("--record")
+LATENCY = float(OPTIONS.get("--latency", "0")) / 1000
 LOCK = threading.Lock()
 STATS = {"requests": 0, "slowdown": 0, "internal_error": 0, "dropped": 0, "cut_body": 0}
 BIG_GETS = [0]
@@ -91,6 +96,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if LATENCY:
+            time.sleep(LATENCY)
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         conn.request(self.command, self.path, body=body, headers=headers)
@@ -104,6 +111,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if BIG_GETS[0] % 3 == 0:
                     count("cut_body")
                     cut = True
+        if LATENCY:
+            time.sleep(LATENCY)
         self.send_response(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):

@@ -12,6 +12,10 @@ pub struct Args {
     /// Read only part of the packs: n/t (slice n of t), x% (random share) or a size (2G)
     #[arg(long, value_name = "SUBSET", value_parser = |s: &str| s.parse::<ReadData>(), conflicts_with = "read_data")]
     read_data_subset: Option<ReadData>,
+    /// Read index files, snapshots and tree packs from the local cache where it has them,
+    /// instead of from the repository (by default check reads what is stored)
+    #[arg(long)]
+    with_cache: bool,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
     /// Check only the trees of the snapshots these select (and read only their data)
@@ -49,7 +53,10 @@ fn print_report(g: &GlobalArgs, report: &floe_engine::CheckReport) -> anyhow::Re
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    let repo = crate::repo::open(g)?;
+    let repo = match a.with_cache {
+        true => crate::repo::open(g)?,
+        false => crate::repo::open_uncached(g)?,
+    };
     let _lock = crate::repo::read_lock(g, &repo, "check")?;
     let how = match (a.read_data, a.read_data_subset) {
         (_, Some(s)) => s,

@@ -118,10 +118,23 @@ fn top_row(arg: &Arg, long: &str, from_profile: Option<&profile::Setting>) -> Op
         value,
         source,
     };
+    let env = profile::set_by_environment(arg);
     if let Some(v) = typed_value(arg, long) {
-        return Some(row(v, "command line".into()));
+        // A list given on the command line adds to the profile's.
+        let list = matches!(arg.get_action(), clap::ArgAction::Append);
+        return Some(match (from_profile, v) {
+            (Some(s), toml::Value::Array(more)) if list && env.is_none() => {
+                let mut all = s.value.as_array().cloned().unwrap_or_default();
+                all.extend(more);
+                row(
+                    toml::Value::Array(all),
+                    format!("{} + command line", files(s)),
+                )
+            }
+            (_, v) => row(v, "command line".into()),
+        });
     }
-    if let Some(var) = profile::set_by_environment(arg) {
+    if let Some(var) = env {
         let v = std::env::var(&var).unwrap_or_default();
         return Some(row(toml::Value::String(v), format!("environment {var}")));
     }

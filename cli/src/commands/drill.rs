@@ -129,12 +129,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         g.json,
     )?;
     if !report.ok() {
-        eprintln!(
-            "error: {} of the {} sampled file(s) are damaged; `floe drill --seed {seed}` \
+        let message = format!(
+            "{} of the {} sampled file(s) are damaged; the same command with --seed {seed} \
              replays this drill",
             report.files.iter().filter(|f| !f.ok).count(),
             report.files.len()
         );
+        eprintln!("error: {message}");
+        output::set_failure(message);
         return Ok(exit::ERROR);
     }
     if report.files.is_empty() && plan.left_out_cold() > 0 {

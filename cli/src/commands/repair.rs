@@ -31,7 +31,8 @@ enum What {
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
-    let repo = crate::repo::open(g)?;
+    // Repairs start from what is stored, not from a copy of it.
+    let repo = crate::repo::open_uncached(g)?;
     let lock = crate::repo::lock(g, &repo, true, "repair")?;
     match a.what {
         What::Index { dry_run } => {

@@ -1,7 +1,7 @@
 //! `floe -P NAME schedule --print systemd|cron`: the units or the crontab line that run a
 //! profile's job, to be installed as the README shows.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::{output, profile, GlobalArgs};
 
@@ -35,33 +35,110 @@ fn parse_at(s: &str) -> Result<(u32, u32), String> {
 
 pub fn run(_: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let Some(p) = profile::current() else {
-        bail!("schedule runs a profile's job: give -P NAME (or set FLOE_PROFILE)");
+        eprintln!("error: schedule runs a profile's job: give -P NAME (or set FLOE_PROFILE)");
+        return Ok(crate::exit::USAGE);
     };
+    if matches!(a.print, Format::Cron) && a.on_calendar.is_some() && !typed("--at") {
+        eprintln!("error: --on-calendar is a systemd calendar; a crontab line takes --at HH:MM");
+        return Ok(crate::exit::USAGE);
+    }
+    warn_left_out();
     let exe = std::env::current_exe().context("finding floe's own executable")?;
     // The file's absolute path: a system unit runs without the user's ~/.config.
     let file = p.files.first().context("the profile has no file")?;
     let file = std::fs::canonicalize(file).with_context(|| format!("{}", file.display()))?;
-    let command = format!(
-        "{} -P {} job",
-        quote(&exe.display().to_string()),
-        quote(&file.display().to_string())
-    );
+    let words = [
+        exe.display().to_string(),
+        "-P".into(),
+        file.display().to_string(),
+        "job".into(),
+    ];
+    let command: Vec<String> = words.iter().map(|w| quote(w)).collect();
+    let command = command.join(" ");
     let unit = format!("floe-{}", unit_name(&p.name));
     let text = match a.print {
         Format::Systemd => format!(
             "# {unit}.service\n{}\n# {unit}.timer\n{}",
-            service(&p.name, &command),
+            service(&p.name, &command.replace('%', "%%")),
             timer(&p.name, &a)
         ),
-        Format::SystemdService => service(&p.name, &command),
+        Format::SystemdService => service(&p.name, &command.replace('%', "%%")),
         Format::SystemdTimer => timer(&p.name, &a),
         Format::Cron => format!(
-            "{} {} * * * {command} >>/var/log/{unit}.log 2>&1\n",
-            a.at.1, a.at.0
+            "{} {} * * * {} >>{} 2>&1\n",
+            a.at.1,
+            a.at.0,
+            command.replace('%', "\\%"),
+            log_file(&unit)
         ),
     };
     output::line(text.trim_end())?;
     Ok(crate::exit::OK)
+}
+
+/// Whether the command line as typed holds `option`.
+fn typed(option: &str) -> bool {
+    profile::typed_args().iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == option || a.starts_with(&format!("{option}="))
+    })
+}
+
+/// The units run `floe -P FILE job` and nothing else: options typed here and the variables of
+/// this shell are not in them.
+fn warn_left_out() {
+    let own = [
+        "-P",
+        "--profile",
+        "schedule",
+        "--print",
+        "--at",
+        "--on-calendar",
+    ];
+    let mut skip_value = false;
+    let mut extra = Vec::new();
+    for a in profile::typed_args() {
+        let a = a.to_string_lossy();
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let name = a.split('=').next().unwrap_or_default();
+        if own.contains(&name) {
+            skip_value = !a.contains('=') && name != "schedule";
+        } else if !name.starts_with("-P") {
+            extra.push(a.into_owned());
+        }
+    }
+    if !extra.is_empty() {
+        eprintln!(
+            "warning: the job runs with its profile's options only; {} given here are not in \
+             what is printed: put them in the profile",
+            extra.join(" ")
+        );
+    }
+    let vars: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("FLOE_") && k != "FLOE_PROFILE")
+        .collect();
+    if !vars.is_empty() {
+        eprintln!(
+            "warning: {} set in this shell will not be set when the job runs: put what they \
+             say in the profile",
+            vars.join(", ")
+        );
+    }
+}
+
+/// Where a crontab line sends the job's output: `/var/log` for root, the home folder for
+/// anyone else (who cannot write to `/var/log`).
+fn log_file(unit: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the user the process runs as.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    match (root, std::env::var("HOME")) {
+        (false, Ok(home)) => quote(&format!("{home}/{unit}.log")),
+        _ => format!("/var/log/{unit}.log"),
+    }
 }
 
 fn service(name: &str, command: &str) -> String {
@@ -82,10 +159,11 @@ IOSchedulingClass=idle
 }
 
 fn timer(name: &str, a: &Args) -> String {
-    let calendar = a
-        .on_calendar
-        .clone()
-        .unwrap_or_else(|| format!("*-*-* {:02}:{:02}:00", a.at.0, a.at.1));
+    // An --at typed here wins over a calendar from the profile.
+    let calendar = match &a.on_calendar {
+        Some(c) if !typed("--at") => c.clone(),
+        _ => format!("*-*-* {:02}:{:02}:00", a.at.0, a.at.1),
+    };
     format!(
         "[Unit]
 Description=Run the floe job of profile {name}

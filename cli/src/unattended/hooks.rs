@@ -21,7 +21,8 @@ const SECRETS: [&str; 5] = [
 
 fn shell(cmd: &str, vars: &[(&str, String)]) -> Command {
     let mut c = Command::new("sh");
-    c.arg("-c").arg(cmd);
+    // floe's stdout is its report (JSON with --json): a hook's output goes with the messages.
+    c.arg("-c").arg(cmd).stdout(std::io::stderr());
     for s in SECRETS {
         c.env_remove(s);
     }

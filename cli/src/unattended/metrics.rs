@@ -388,8 +388,14 @@ pub fn write_file(path: &Path, r: &Record<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends the record's samples to a pushgateway (`http://HOST:9091/metrics/job/NAME`).
+/// Sends the record's samples to a pushgateway (`http://HOST:9091/metrics/job/NAME`), in a group
+/// of their own (command, host and repository added to the URL's grouping key): a push
+/// replaces the metrics of its group only, so each command keeps its own figures, and the time
+/// of a command's last success stays when a later run of it fails (no sample of that name is
+/// sent then).
 pub fn push(url: &str, r: &Record<'_>, tls: &floe_engine::TlsOptions) -> anyhow::Result<()> {
+    let url = group_url(url, r);
+    let url = url.as_str();
     let body = render(&new_lines(r)).into_bytes();
     let timeout = std::time::Duration::from_secs(10);
     let status =
@@ -398,6 +404,23 @@ pub fn push(url: &str, r: &Record<'_>, tls: &floe_engine::TlsOptions) -> anyhow:
         anyhow::bail!("the pushgateway answered HTTP {status}");
     }
     Ok(())
+}
+
+/// `url` with the record's labels appended to the grouping key, each value in URL-safe base64
+/// (`label@base64/value`), which the pushgateway reads for values that hold a `/`.
+fn group_url(url: &str, r: &Record<'_>) -> String {
+    use base64::Engine;
+    let b64 = |v: &str| match v {
+        "" => "=".to_string(),
+        v => base64::engine::general_purpose::URL_SAFE.encode(v),
+    };
+    format!(
+        "{}/command@base64/{}/host@base64/{}/repository@base64/{}",
+        url.trim_end_matches('/'),
+        b64(r.command),
+        b64(r.host),
+        b64(r.repository)
+    )
 }
 
 #[cfg(test)]
