@@ -68,7 +68,8 @@ pub struct CachedBackend {
     /// Set when the cache could not be written: from then on, reads go to the store.
     broken: AtomicBool,
     too_small_warned: AtomicBool,
-    started: SystemTime,
+    /// Tree packs this command read or wrote: evicting one of them means the cache is too small.
+    used: std::sync::Mutex<HashSet<RawId>>,
     warn: CacheWarn,
     stats: CacheStats,
     /// Objects read before the folder was known (the key files of a first run), kept once it is.
@@ -91,7 +92,7 @@ impl CachedBackend {
             tree_bytes: AtomicU64::new(0),
             broken: AtomicBool::new(false),
             too_small_warned: AtomicBool::new(false),
-            started: SystemTime::now(),
+            used: std::sync::Mutex::new(HashSet::new()),
             warn,
             stats: CacheStats::default(),
             pending: std::sync::Mutex::new(Vec::new()),
@@ -176,6 +177,7 @@ impl CachedBackend {
             return None;
         }
         if t == FileType::TreePack {
+            self.note_used(id);
             // Its time is its last use, for eviction.
             let _ = std::fs::File::options()
                 .write(true)
@@ -206,6 +208,7 @@ impl CachedBackend {
             return self.disable(&e);
         }
         if t == FileType::TreePack {
+            self.note_used(id);
             let total = self
                 .tree_bytes
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -215,6 +218,13 @@ impl CachedBackend {
         }
     }
 
+    fn note_used(&self, id: &RawId) {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*id);
+    }
+
     /// Removes the least recently used tree packs until they fit in 90% of the limit.
     fn evict(&self) {
         let Some(dir) = self.dir() else { return };
@@ -222,14 +232,21 @@ impl CachedBackend {
         packs.sort_by_key(|p| p.2);
         let mut total: u64 = packs.iter().map(|p| p.1).sum();
         let goal = self.max_tree_bytes / 10 * 9;
-        for (path, size, used) in packs {
+        for (path, size, _) in packs {
             if total <= goal {
                 break;
             }
             if std::fs::remove_file(&path).is_ok() {
                 total -= size;
             }
-            if used >= self.started && !self.too_small_warned.swap(true, Ordering::Relaxed) {
+            let id = path
+                .file_name()
+                .and_then(|n| super::parse_name(&n.to_string_lossy()));
+            let in_use = id.is_some_and(|id| {
+                let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+                used.contains(&id)
+            });
+            if in_use && !self.too_small_warned.swap(true, Ordering::Relaxed) {
                 (self.warn)(&format!(
                     "the cache holds at most {} MiB of tree packs (--cache-size), less than this \
                      repository's trees need: some are read again from the repository",
