@@ -10,7 +10,8 @@
 #   --latency MS   milliseconds the proxy adds each way (default 25: a 50 ms round trip)
 #
 # Output: for each command and tool, the median wall time and the GET requests of objects the
-# proxy saw, on stdout; raw figures in BENCH_DIR/cache-results.tsv.
+# proxy saw (listings not counted), on stdout; raw figures in BENCH_DIR/cache-results.tsv, and
+# what each GET fetched in BENCH_DIR/cache/gets.txt.
 #
 # Environment: BENCH_DIR (default <project>/bench-work), FLOE_BIN (default
 # target/release/floe), RESTIC_BIN (default restic from PATH; skipped when absent).
@@ -78,7 +79,8 @@ measure() {
     end=$(date +%s.%N)
     # GETs of objects: a path of bucket and key (a listing's path is the bucket's alone).
     after=$(tail -n +"$((before + 1))" "$LOG" |
-        awk '$1 == "GET" { split($2, p, "?"); if (gsub("/", "/", p[1]) >= 2) n++ } END { print n + 0 }')
+        awk '$1 == "GET" { split($2, p, "?"); if (p[1] ~ "^/[^/]+/.") n++ } END { print n + 0 }')
+    tail -n +"$((before + 1))" "$LOG" | awk -v t="$tool $name" '$1 == "GET" { split($2, p, "?"); if (p[1] ~ "^/[^/]+/.") print t ": " p[1] }' >>"$WORK/gets.txt"
     printf '%s\t%s\t%s\t%.3f\t%s\n' "$tool" "$name" "$run" "$(echo "$end - $start" | bc)" "$after" >>"$RESULTS"
 }
 
