@@ -42,7 +42,6 @@ pub struct Run {
     started: DateTime<Utc>,
     clock: Instant,
     repository: String,
-    host: String,
     profile: Option<Profile>,
     notify_urls: Vec<String>,
     metrics_file: Option<std::path::PathBuf>,
@@ -61,7 +60,6 @@ impl Run {
             started: Utc::now(),
             clock: Instant::now(),
             repository: g.repo.as_deref().map(redact).unwrap_or_default(),
-            host: floe_engine::host_and_user().0,
             profile,
             notify_urls: g.notify_url.clone(),
             metrics_file: g.metrics_file.clone(),
@@ -106,13 +104,15 @@ impl Run {
         if !self.reported {
             return;
         }
+        // Looked up here, not at start-up: most commands report nothing.
+        let host = floe_engine::host_and_user().0;
         if let Some(p) = self.hooks() {
             hooks::after(p, &self.command, outcome, summary.as_ref());
         }
         let record = metrics::Record {
             command: &self.command,
             repository: &self.repository,
-            host: &self.host,
+            host: &host,
             finished: self.started + chrono::Duration::milliseconds((duration * 1000.0) as i64),
             duration,
             exit_code: outcome.exit_code,
@@ -134,7 +134,7 @@ impl Run {
                 exit_code: outcome.exit_code,
                 ok: outcome.exit_code == crate::exit::OK,
                 repository: &self.repository,
-                host: &self.host,
+                host: &host,
                 profile: self.profile.as_ref().map(|p| p.name.as_str()),
                 started: self.started,
                 duration_seconds: duration,

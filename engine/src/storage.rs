@@ -134,6 +134,28 @@ impl FileType {
     }
 }
 
+/// `length` bytes at `offset` of a whole object held in memory (the memory backend, the cache);
+/// fewer bytes than that is [`BackendError::ShortRead`] at `location`.
+pub(crate) fn range_of(
+    data: &[u8],
+    offset: u64,
+    length: u64,
+    location: impl FnOnce() -> String,
+) -> Result<Vec<u8>, BackendError> {
+    let end = offset
+        .checked_add(length)
+        .filter(|e| *e <= data.len() as u64);
+    match end {
+        Some(end) => Ok(data[offset as usize..end as usize].to_vec()),
+        None => Err(BackendError::ShortRead {
+            location: location(),
+            offset,
+            wanted: length,
+            got: (data.len() as u64).saturating_sub(offset),
+        }),
+    }
+}
+
 /// Parses a stored file name into an id; `None` for anything that is not 64 hex digits
 /// (temporary files, strays).
 pub fn parse_name(name: &str) -> Option<RawId> {

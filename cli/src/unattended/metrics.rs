@@ -121,13 +121,20 @@ struct Sample {
     value: f64,
 }
 
+impl Sample {
+    /// A sample with the record's labels only.
+    fn new(name: &'static str, value: f64) -> Self {
+        Sample {
+            name,
+            extra: Vec::new(),
+            value,
+        }
+    }
+}
+
 /// The samples of a record.
 fn samples(r: &Record<'_>) -> Vec<Sample> {
-    let s = |name, value: f64| Sample {
-        name,
-        extra: Vec::new(),
-        value,
-    };
+    let s = Sample::new;
     let ok = matches!(r.exit_code, crate::exit::OK | crate::exit::PARTIAL);
     let ts = r.finished.timestamp_millis() as f64 / 1000.0;
     let mut out = vec![
@@ -154,13 +161,7 @@ fn count(v: &Value, path: &[&str]) -> Option<f64> {
 
 /// A command's own figures, from its summary.
 fn figures(command: &str, v: &Value) -> Vec<Sample> {
-    let one = |name, value: Option<f64>| {
-        value.map(|value| Sample {
-            name,
-            extra: Vec::new(),
-            value,
-        })
-    };
+    let one = |name, value: Option<f64>| value.map(|value| Sample::new(name, value));
     let list: Vec<Option<Sample>> = match command {
         "backup" => vec![
             one("floe_backup_files_new", num(v, &["summary", "files_new"])),
@@ -247,14 +248,9 @@ fn prune(v: &Value) -> Vec<Sample> {
     };
     let repacked = sum("repack", "used_bytes");
     let freed = sum("delete", "size") + sum("orphans", "size") + sum("repack", "size") - repacked;
-    let s = |name, value| Sample {
-        name,
-        extra: Vec::new(),
-        value,
-    };
     vec![
-        s("floe_prune_bytes_freed", freed),
-        s("floe_prune_bytes_repacked", repacked),
+        Sample::new("floe_prune_bytes_freed", freed),
+        Sample::new("floe_prune_bytes_repacked", repacked),
     ]
 }
 

@@ -64,7 +64,9 @@ pub struct CachedBackend {
     dir: RwLock<Option<PathBuf>>,
     /// Most bytes of tree packs kept; the least recently used go first.
     max_tree_bytes: u64,
-    tree_bytes: AtomicU64,
+    /// Bytes of the cached tree packs, counted on the first tree pack kept (not at start-up:
+    /// most commands keep none).
+    tree_bytes: std::sync::Mutex<Option<u64>>,
     /// Set when the cache could not be written: from then on, reads go to the store.
     broken: AtomicBool,
     too_small_warned: AtomicBool,
@@ -89,7 +91,7 @@ impl CachedBackend {
             base: base.to_path_buf(),
             dir: RwLock::new(None),
             max_tree_bytes,
-            tree_bytes: AtomicU64::new(0),
+            tree_bytes: std::sync::Mutex::new(None),
             broken: AtomicBool::new(false),
             too_small_warned: AtomicBool::new(false),
             used: std::sync::Mutex::new(HashSet::new()),
@@ -126,13 +128,7 @@ impl CachedBackend {
         if let Err(e) = prepare(&self.base, &dir) {
             return self.disable(&e);
         }
-        self.tree_bytes.store(
-            files(&dir.join(FileType::TreePack.dir_name()))
-                .iter()
-                .map(|f| f.1)
-                .sum(),
-            Ordering::Relaxed,
-        );
+        *self.tree_total() = None;
         if let Ok(mut d) = self.dir.write() {
             *d = Some(dir);
         }
@@ -200,6 +196,12 @@ impl CachedBackend {
         if path.exists() {
             return;
         }
+        if t == FileType::TreePack {
+            // Counted before this pack lands, so that it is counted once.
+            let dir = path.parent().and_then(Path::parent).map(Path::to_path_buf);
+            self.tree_total()
+                .get_or_insert_with(|| dir.map_or(0, |d| files(&d).iter().map(|f| f.1).sum()));
+        }
         let written = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -209,13 +211,20 @@ impl CachedBackend {
         }
         if t == FileType::TreePack {
             self.note_used(id);
-            let total = self
-                .tree_bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            if total + bytes.len() as u64 > self.max_tree_bytes {
+            let over = {
+                let mut total = self.tree_total();
+                let known = total.get_or_insert(0);
+                *known += bytes.len() as u64;
+                *known > self.max_tree_bytes
+            };
+            if over {
                 self.evict();
             }
         }
+    }
+
+    fn tree_total(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.tree_bytes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn note_used(&self, id: &RawId) {
@@ -254,7 +263,7 @@ impl CachedBackend {
                 ));
             }
         }
-        self.tree_bytes.store(total, Ordering::Relaxed);
+        *self.tree_total() = Some(total);
     }
 
     /// Drops cached objects of type `t` that the store's listing no longer has.
@@ -270,11 +279,8 @@ impl CachedBackend {
                 removed += size;
             }
         }
-        if t == FileType::TreePack {
-            self.tree_bytes.fetch_sub(
-                removed.min(self.tree_bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+        if let (FileType::TreePack, Some(total)) = (t, self.tree_total().as_mut()) {
+            *total = total.saturating_sub(removed);
         }
     }
 }
@@ -363,7 +369,7 @@ impl Backend for CachedBackend {
     fn read_range(&self, t: FileType, id: &RawId, o: u64, l: u64) -> Result<Vec<u8>, BackendError> {
         let cached_whole = cached(t).then(|| self.get(t, id)).flatten();
         match cached_whole {
-            Some(bytes) => slice(&bytes, o, l, || self.location_of(t, id)),
+            Some(bytes) => super::range_of(&bytes, o, l, || self.location_of(t, id)),
             None => self.inner.read_range(t, id, o, l),
         }
     }
@@ -377,7 +383,7 @@ impl Backend for CachedBackend {
     ) -> Result<(), BackendError> {
         if cached(t) {
             if let Some(bytes) = self.get(t, id) {
-                *buf = slice(&bytes, o, l, || self.location_of(t, id))?;
+                *buf = super::range_of(&bytes, o, l, || self.location_of(t, id))?;
                 return Ok(());
             }
         }
@@ -455,25 +461,6 @@ impl Backend for CachedBackend {
 impl CachedBackend {
     fn location_of(&self, t: FileType, id: &RawId) -> String {
         format!("{} {}", self.inner.location(), t.object_path(id))
-    }
-}
-
-/// `length` bytes at `offset` of a cached object.
-fn slice(
-    bytes: &[u8],
-    offset: u64,
-    length: u64,
-    location: impl FnOnce() -> String,
-) -> Result<Vec<u8>, BackendError> {
-    let end = offset.saturating_add(length);
-    match bytes.get(offset as usize..end.min(usize::MAX as u64) as usize) {
-        Some(s) => Ok(s.to_vec()),
-        None => Err(BackendError::ShortRead {
-            location: location(),
-            offset,
-            wanted: length,
-            got: (bytes.len() as u64).saturating_sub(offset),
-        }),
     }
 }
 

@@ -75,18 +75,9 @@ impl Backend for MemoryBackend {
     ) -> Result<Vec<u8>, BackendError> {
         let map = self.lock();
         let (data, _) = map.get(&(t, *id)).ok_or_else(|| Self::not_found(t, id))?;
-        let end = offset
-            .checked_add(length)
-            .filter(|e| *e <= data.len() as u64);
-        match end {
-            Some(end) => Ok(data[offset as usize..end as usize].to_vec()),
-            None => Err(BackendError::ShortRead {
-                location: format!("memory:{}", t.object_path(id)),
-                offset,
-                wanted: length,
-                got: (data.len() as u64).saturating_sub(offset),
-            }),
-        }
+        super::range_of(data, offset, length, || {
+            format!("memory:{}", t.object_path(id))
+        })
     }
 
     fn write(&self, t: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError> {
