@@ -181,6 +181,23 @@ pub fn read_lock(
         .map_err(|e| hint_no_lock(e, command))
 }
 
+/// Runs `read` while the shared lock of a command that only reads is taken, rather than after:
+/// against a distant store, the lock's round trips overlap the listings `read` starts with. A
+/// lock that cannot be taken (an exclusive holder, a read-only user) fails the command as
+/// [`read_lock`] does, whatever `read` did meanwhile. The cost is a window of a few requests in
+/// which a prune that ends just then can leave `read` with a listing from before it: the command
+/// then reports a missing pack, and changes nothing. Commands that write never take it.
+pub fn read_locked<R: Send>(
+    g: &GlobalArgs,
+    repo: &Repository,
+    command: &str,
+    read: impl FnOnce() -> anyhow::Result<R> + Send,
+) -> anyhow::Result<(Option<floe_engine::RepoLock>, R)> {
+    let (result, lock) = floe_engine::both(read, || read_lock(g, repo, command));
+    let lock = lock?;
+    Ok((lock, result?))
+}
+
 /// A read-only user cannot write the lock a reading command takes: say how to go without one.
 fn hint_no_lock(err: anyhow::Error, command: &str) -> anyhow::Error {
     use floe_engine::BackendError;
@@ -280,7 +297,12 @@ pub fn open_uncached(g: &GlobalArgs) -> anyhow::Result<Repository> {
 }
 
 fn open_with(g: &GlobalArgs, use_cache: bool) -> anyhow::Result<Repository> {
-    let backend = existing_backend(g)?;
+    // Before a prompt, make sure there is a repository to ask the password of; otherwise
+    // opening says so itself, without a round trip of its own.
+    let backend = match crate::password::will_prompt(g) {
+        true => existing_backend(g)?,
+        false => backend(g)?,
+    };
     let password = crate::password::get(g, false)?;
     let cached = use_cache
         .then(|| crate::cache::wrap(&g.cache, &backend))

@@ -96,7 +96,7 @@ pub use repo::lock::{
     lock, unlock, LockHealth, LockOptions, RepoLock, STALE_AFTER as LOCK_STALE_AFTER,
 };
 pub use repo::repository::{
-    host_and_user, now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository,
+    both, host_and_user, now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository,
     StoredPack,
 };
 pub use repo::walk::resolve;

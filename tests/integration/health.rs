@@ -84,7 +84,13 @@ fn a_lock_left_by_a_killed_backup_is_reported_and_a_missing_repository_exits_10(
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while fs::read_dir(env.repo.join("locks")).unwrap().count() == 0 {
+    // A lock file, not the temporary file it is written through.
+    let lock_written = || {
+        fs::read_dir(env.repo.join("locks"))
+            .unwrap()
+            .any(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.'))
+    };
+    while !lock_written() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "no lock appeared"

@@ -125,3 +125,59 @@ fn unlock_removes_stale_locks_only_unless_asked() {
         .next()
         .is_none());
 }
+
+#[test]
+fn a_dry_run_of_forget_shares_the_repository_and_listings_still_meet_an_exclusive_lock() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"one").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    fs::write(src.join("f"), b"two").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let repo = env.open_repo();
+
+    // A backup holds the repository: a dry run plans beside it, a real forget waits its turn.
+    let backup = LockOptions {
+        command: "backup".into(),
+        ..LockOptions::default()
+    };
+    let held = floe_engine::lock(&repo, &backup).unwrap();
+    let dry = env.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert!(dry.contains("1 snapshot(s) would be removed"), "{dry}");
+    for args in [
+        &["forget", "--keep-last", "1"][..],
+        &["forget", "--keep-last", "1", "--dry-run", "--prune"][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(11), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("backup"), "{}", stderr(&out));
+    }
+    // With --no-lock, the dry run writes no lock of its own.
+    let locks = || fs::read_dir(env.repo.join("locks")).unwrap().count();
+    assert_eq!(locks(), 1);
+    env.ok(&["--no-lock", "forget", "--keep-last", "1", "--dry-run"]);
+    assert_eq!(locks(), 1);
+    drop(held);
+
+    // Listings read while their lock is taken, and still stop at an exclusive holder.
+    let held = floe_engine::lock(&repo, &exclusive("prune")).unwrap();
+    for args in [
+        &["ls", "latest"][..],
+        &["find", "f"][..],
+        &["forget", "--keep-last", "1", "--dry-run"][..],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(11), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("an exclusive lock held by"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed before failing");
+    }
+    drop(held);
+    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "nothing was removed");
+    assert_eq!(locks(), 0);
+}

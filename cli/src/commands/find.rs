@@ -37,9 +37,12 @@ struct JsonMatch<'a> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::read_lock(g, &repo, "find")?;
+    let (_lock, (all, index)) = crate::repo::read_locked(g, &repo, "find", || {
+        let (all, index) = floe_engine::both(|| repo.snapshots_present(), || repo.load_index());
+        Ok((all?, index?))
+    })?;
     // --host, --tag and --path narrow the snapshots first; `latest` is then the newest of those.
-    let mut all = repo.snapshots_present()?;
+    let mut all = all;
     all.retain(|s| a.filter.selects(s));
     let snaps: Vec<SnapshotEntry> = if a.snapshots.is_empty() {
         all
@@ -54,7 +57,6 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         picked.sort_by(|x, y| x.snapshot.time.cmp(&y.snapshot.time).then(x.id.cmp(&y.id)));
         picked
     };
-    let index = repo.load_index()?;
     let opts = FindOptions {
         patterns: a.patterns,
         blobs: a.blobs,

@@ -111,7 +111,20 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         bail!("give snapshot ids or a --keep policy, not both");
     }
     let repo = crate::repo::open(g)?;
-    let lock = crate::repo::lock(g, &repo, true, "forget")?;
+    let by_policy = a.ids.is_empty() && !policy.is_empty();
+    let read = || match by_policy {
+        true => Ok(Some(repo.snapshots()?)),
+        false => Ok(None),
+    };
+    let (lock, snaps) = match a.dry_run && !a.prune {
+        // A dry run of forget alone changes nothing and depends on no pack: a shared lock (none
+        // with --no-lock), which holds up no backup, taken while the snapshots are read.
+        true => crate::repo::read_locked(g, &repo, "forget", read)?,
+        false => {
+            let lock = crate::repo::lock(g, &repo, true, "forget")?;
+            (Some(lock), read()?)
+        }
+    };
     if a.ids.is_empty() && policy.is_empty() {
         output::summary(&serde_json::json!({ "groups": [], "removed": [] }), g.json)?;
         if !g.json {
@@ -119,12 +132,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let plan = if a.ids.is_empty() {
-        let snaps: Vec<SnapshotEntry> = repo
-            .snapshots()?
-            .into_iter()
-            .filter(|s| a.selects(s))
-            .collect();
+    let plan = if let Some(snaps) = snaps {
+        let snaps: Vec<SnapshotEntry> = snaps.into_iter().filter(|s| a.selects(s)).collect();
         let now = floe_engine::now_local();
         floe_engine::plan_forget_by_policy(
             snaps,
@@ -145,7 +154,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         print_plan(&plan)?;
         Vec::new()
     };
-    if !a.dry_run {
+    let held = lock.as_ref().filter(|_| !a.dry_run);
+    if let Some(lock) = held {
         floe_engine::forget(&repo, &plan, &lock.health())?;
     }
     let remove = &plan.remove;
@@ -163,9 +173,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         let mut opts = super::prune::lifecycle_aware(&repo, a.prune_args.options());
         // A dry run plans as if the snapshots were already gone.
         opts.ignore_snapshots = remove.clone();
-        Some(super::prune::prune_locked(
-            g, &repo, &lock, &opts, a.dry_run,
-        )?)
+        Some(super::prune::prune_locked(g, &repo, held, &opts)?)
     } else {
         None
     };

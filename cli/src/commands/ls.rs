@@ -50,10 +50,13 @@ impl Lister<'_> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let _lock = crate::repo::read_lock(g, &repo, "ls")?;
-    let (snap, sub) =
-        crate::repo::find_snapshot_path(&repo, &a.snapshot, a.path.as_deref(), &a.filter)?;
-    let index = repo.load_index()?;
+    let (_lock, ((snap, sub), index)) = crate::repo::read_locked(g, &repo, "ls", || {
+        let (found, index) = floe_engine::both(
+            || crate::repo::find_snapshot_path(&repo, &a.snapshot, a.path.as_deref(), &a.filter),
+            || repo.load_index(),
+        );
+        Ok((found?, index?))
+    })?;
     let mut at = PathBuf::from("/");
     for c in sub.split('/').filter(|c| !c.is_empty() && *c != ".") {
         at.push(c);

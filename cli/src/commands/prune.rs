@@ -149,23 +149,23 @@ pub fn lifecycle_aware(repo: &Repository, mut opts: PruneOptions) -> PruneOption
 pub fn prune_locked(
     g: &GlobalArgs,
     repo: &Repository,
-    lock: &floe_engine::RepoLock,
+    lock: Option<&floe_engine::RepoLock>,
     opts: &PruneOptions,
-    dry_run: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let json = g.json;
+    let dry_run = lock.is_none();
     let plan = floe_engine::plan_prune(repo, opts)?;
     if !json {
         print_plan(&plan)?;
     }
-    let report = if dry_run {
-        None
-    } else {
+    let report = if let Some(lock) = lock {
         let display = crate::progress::Display::counting(g, "packs repacked or deleted");
         let progress = |done: usize, total: usize| display.set_count(done, total);
         let report = floe_engine::prune(repo, &plan, &lock.health(), &progress);
         drop(display);
         Some(report?)
+    } else {
+        None
     };
     if !json {
         match &report {
@@ -176,9 +176,9 @@ pub fn prune_locked(
             ))?,
         }
     }
-    let retention = match report {
-        Some(_) => locked_note(g, repo, lock)?,
-        None => None,
+    let retention = match (report.is_some(), lock) {
+        (true, Some(lock)) => locked_note(g, repo, lock)?,
+        _ => None,
     };
     Ok(
         serde_json::json!({ "dry_run": dry_run, "plan": plan, "report": report, "retention": retention }),
@@ -208,9 +208,11 @@ fn locked_note(
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
+    // Even a dry run holds the exclusive lock: a backup writing beside it would show its new
+    // packs as unused in the plan.
     let lock = crate::repo::lock(g, &repo, true, "prune")?;
     let opts = lifecycle_aware(&repo, a.prune.options());
-    let v = prune_locked(g, &repo, &lock, &opts, a.dry_run)?;
+    let v = prune_locked(g, &repo, Some(&lock).filter(|_| !a.dry_run), &opts)?;
     output::summary(&v, g.json)?;
     Ok(exit::OK)
 }

@@ -107,11 +107,31 @@ fn one_frame(src: &[u8]) -> std::io::Result<()> {
     }
 }
 
+thread_local! {
+    /// A zstd context per thread for frames decompressed one at a time: making one allocates and
+    /// clears more memory than a small tree or snapshot decompresses to.
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's zstd context. Fails only when no context can be made.
+pub fn with_dctx<R>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> R,
+) -> std::io::Result<R> {
+    let mut dctx = match DCTX.take() {
+        Some(d) => d,
+        None => zstd::bulk::Decompressor::new()?,
+    };
+    let result = f(&mut dctx);
+    DCTX.set(Some(dctx));
+    Ok(result)
+}
+
 /// Decompresses a blob or file whose plaintext is `expected_len` bytes long. Any other length is
 /// an error.
 pub fn decompress(src: &[u8], expected_len: usize) -> std::io::Result<Vec<u8>> {
     one_frame(src)?;
-    let out = zstd::bulk::decompress(src, expected_len)?;
+    let out = with_dctx(|d| d.decompress(src, expected_len))??;
     if out.len() != expected_len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -148,6 +168,13 @@ pub fn decompress_into(
 pub fn decompress_bounded(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     one_frame(src)?;
+    // A frame that states its size within the limit (as floe writes them) decompresses in one
+    // call on this thread's context; the size is only a claim, so the buffer is all it may fill.
+    if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(src) {
+        if n <= limit as u64 {
+            return with_dctx(|d| d.decompress(src, n as usize))?;
+        }
+    }
     let mut out = Vec::new();
     let decoder = zstd::stream::read::Decoder::new(src)?;
     decoder.take(limit as u64 + 1).read_to_end(&mut out)?;

@@ -162,7 +162,6 @@ pub fn open_blob(
 #[derive(Default)]
 pub struct BlobOpener {
     scratch: Vec<u8>,
-    dctx: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl BlobOpener {
@@ -188,19 +187,11 @@ impl BlobOpener {
             .open_in_place(&aad::blob(entry.blob_type, &entry.id), sealed)
             .map_err(|e| Error::corrupt(object(), e.to_string()))?;
         let data: &[u8] = if entry.compressed {
-            let dctx = match &mut self.dctx {
-                Some(d) => d,
-                None => self.dctx.insert(
-                    zstd::bulk::Decompressor::new()
-                        .map_err(|e| Error::io("start zstd", "decompressor", e))?,
-                ),
-            };
-            compress::decompress_into(
-                dctx,
-                plain,
-                entry.uncompressed_length as usize,
-                &mut self.scratch,
-            )
+            let scratch = &mut self.scratch;
+            compress::with_dctx(|dctx| {
+                compress::decompress_into(dctx, plain, entry.uncompressed_length as usize, scratch)
+            })
+            .map_err(|e| Error::io("start zstd", "decompressor", e))?
             .map_err(|e| Error::corrupt(object(), format!("decompression failed: {e}")))?;
             &self.scratch
         } else {

@@ -159,6 +159,19 @@ fn config_exists(backend: &dyn Backend) -> Result<bool> {
     }
 }
 
+/// Runs `a` and `b` at once (`b` on this thread) and returns both results: for requests that
+/// do not depend on each other, so that a distant store costs one round trip for the two.
+pub fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let first = s.spawn(a);
+        let second = b();
+        match first.join() {
+            Ok(first) => (first, second),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Most days of an Object Lock (format-spec/format.md, "Config").
 pub const MAX_LOCK_DAYS: u32 = 36500;
 
@@ -299,12 +312,21 @@ impl Repository {
 
     /// Opens an existing repository with a password.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
-        if !config_exists(backend.as_ref())? {
-            return Err(Error::RepositoryNotFound {
-                location: backend.location(),
-            });
-        }
-        let keys = backend.list(FileType::Key)?;
+        // The config and the key listing do not depend on each other: one round trip to a
+        // distant store for both, rather than one after the other.
+        let (sealed, keys) = both(
+            || backend.read(FileType::Config, &CONFIG_ID),
+            || backend.list(FileType::Key),
+        );
+        let sealed = match sealed {
+            Err(e) if e.is_absent() => {
+                return Err(Error::RepositoryNotFound {
+                    location: backend.location(),
+                })
+            }
+            other => other?,
+        };
+        let keys = keys?;
         let mut found = None;
         // A damaged key file must not lock users out while another one opens: remember the first
         // problem and report it only if no key file opens.
@@ -335,7 +357,6 @@ impl Repository {
             (None, Some(e)) => return Err(e),
             (None, None) => return Err(Error::WrongPassword { keys: keys.len() }),
         };
-        let sealed = backend.read(FileType::Config, &CONFIG_ID)?;
         let config: Config = decode_file(&key, FileType::Config, &CONFIG_ID, sealed)?;
         check_config(&config)?;
         // Storage without Object Lock (a copy of the bucket on disk) reads the repository, but

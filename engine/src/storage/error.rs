@@ -92,6 +92,15 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// True when the object is not there, nor the bucket that would hold it.
+    pub fn is_absent(&self) -> bool {
+        match self {
+            BackendError::NotFound { .. } => true,
+            BackendError::Remote { code, .. } => code == "NoSuchBucket",
+            _ => false,
+        }
+    }
+
     /// The errors under a network failure, outermost first; empty for every other error.
     pub fn causes(&self) -> &[String] {
         match self {
