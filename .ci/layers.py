@@ -27,7 +27,7 @@ LAYERS = {
     "repo": 4,
     "cold": 5,
     "ops": 6,
-    "lib": 7,
+    "lib": 7, "fuzzing": 7,
     "testing": 8,
 }
 

@@ -25,7 +25,10 @@ mod cold;
 mod error;
 mod exclude;
 mod failpoint;
+// Entry points for the fuzz targets of fuzz/ (docs/fuzzing.md).
 pub mod format;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod id;
 mod ops;
 mod progress;

@@ -78,7 +78,7 @@ pub struct KeyFile {
     pub master_key: String,
 }
 
-fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; KEY_LEN]> {
+pub(crate) fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; KEY_LEN]> {
     if p.memory_kib > MAX_MEMORY_KIB
         || p.iterations > MAX_ITERATIONS
         || p.parallelism > MAX_PARALLELISM
@@ -99,7 +99,7 @@ fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; KEY_LEN]> {
     Ok(out)
 }
 
-fn wrapping_key(derived: [u8; KEY_LEN]) -> MasterKey {
+pub(crate) fn wrapping_key(derived: [u8; KEY_LEN]) -> MasterKey {
     // Only the encryption half is used to seal the master key.
     MasterKey::from_parts(derived, [0u8; KEY_LEN])
 }

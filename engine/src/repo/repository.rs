@@ -191,7 +191,7 @@ fn check_object_lock(version: u32, r: crate::storage::Retention) -> Result<()> {
 }
 
 /// The checks of a config read from storage (format-spec/format.md, "Config").
-fn check_config(config: &Config) -> Result<()> {
+pub(crate) fn check_config(config: &Config) -> Result<()> {
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
         return Err(Error::UnsupportedVersion {
             found: config.version,

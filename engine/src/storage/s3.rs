@@ -1020,7 +1020,9 @@ impl S3Backend {
     }
 }
 
-fn rule_from_sdk(r: &aws_sdk_s3::types::LifecycleRule) -> crate::storage::lifecycle::Rule {
+pub(crate) fn rule_from_sdk(
+    r: &aws_sdk_s3::types::LifecycleRule,
+) -> crate::storage::lifecycle::Rule {
     use aws_sdk_s3::types::ExpirationStatus;
     #[allow(deprecated)]
     let legacy_prefix = r.prefix();
@@ -1077,7 +1079,7 @@ fn rule_from_sdk(r: &aws_sdk_s3::types::LifecycleRule) -> crate::storage::lifecy
     }
 }
 
-fn rule_to_sdk(
+pub(crate) fn rule_to_sdk(
     r: &crate::storage::lifecycle::Rule,
 ) -> Result<aws_sdk_s3::types::LifecycleRule, aws_sdk_s3::error::BuildError> {
     use aws_sdk_s3::types::{
