@@ -12,6 +12,8 @@ mod backup;
 mod browse;
 #[path = "integration/cache.rs"]
 mod cache;
+#[path = "integration/chaos.rs"]
+mod chaos;
 #[path = "integration/check.rs"]
 mod check;
 #[path = "integration/cold.rs"]

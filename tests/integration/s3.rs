@@ -15,6 +15,7 @@ use floe_engine::{S3Backend, S3Options, ThawState};
 use crate::common::*;
 
 /// One S3 server of the test setup.
+#[derive(Clone)]
 pub struct Server {
     pub endpoint: String,
     pub bucket: String,
@@ -387,22 +388,27 @@ pub struct FlakyProxy {
 
 impl FlakyProxy {
     pub fn start(upstream: &str, stats: std::path::PathBuf) -> Self {
-        Self::spawn(upstream, stats, None)
+        Self::spawn(upstream, stats, &[])
     }
 
     /// A proxy that injects nothing and logs every request ("METHOD PATH") to `log`.
     pub fn recording(upstream: &str, stats: std::path::PathBuf, log: &std::path::Path) -> Self {
-        Self::spawn(upstream, stats, Some(log))
+        Self::spawn(upstream, stats, &["--record".as_ref(), log.as_os_str()])
     }
 
-    fn spawn(upstream: &str, stats: std::path::PathBuf, record: Option<&std::path::Path>) -> Self {
+    /// A proxy that meets each request with a fault with probability `rate`, replayable by
+    /// `seed`.
+    pub fn random(upstream: &str, stats: std::path::PathBuf, rate: f64, seed: u64) -> Self {
+        let (rate, seed) = (rate.to_string(), seed.to_string());
+        let args = ["--random", &rate, "--seed", &seed];
+        Self::spawn(upstream, stats, &args.map(std::ffi::OsStr::new))
+    }
+
+    fn spawn(upstream: &str, stats: std::path::PathBuf, args: &[&std::ffi::OsStr]) -> Self {
         use std::io::BufRead;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/flaky_proxy.py");
         let mut cmd = Command::new("python3");
-        cmd.arg(script).arg(upstream).arg(&stats);
-        if let Some(log) = record {
-            cmd.arg("--record").arg(log);
-        }
+        cmd.arg(script).arg(upstream).arg(&stats).args(args);
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -419,7 +425,7 @@ impl FlakyProxy {
         }
     }
 
-    fn stats(&self) -> serde_json::Value {
+    pub fn stats(&self) -> serde_json::Value {
         serde_json::from_slice(&fs::read(&self.stats).expect("proxy stats")).unwrap()
     }
 }

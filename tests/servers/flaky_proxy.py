@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP proxy in front of an S3 server that fails on purpose, for the retry tests.
 
-    flaky_proxy.py UPSTREAM_URL STATS_FILE [--record LOG_FILE] [--latency MS]
+    flaky_proxy.py UPSTREAM_URL STATS_FILE [--record LOG_FILE] [--latency MS] [--random RATE --seed N]
 
 With --record, no fault is injected: every request is forwarded and logged to LOG_FILE as one
 line "METHOD PATH" (query included), so that a test can tell which objects were read. With
@@ -17,6 +17,12 @@ Listens on a free port of 127.0.0.1 and prints it on the first line of stdout. R
 - a GET whose body is larger than 4 KiB, every third one: the headers and half the body are
   sent, then the connection is closed (a body that breaks off).
 
+With --random, the plan is replaced by chance: each request meets a fault with probability RATE
+(0.05 for 5%), drawn from a generator seeded with N so that a run can be replayed. The fault is
+one of the four above or a slow body (the answer's body sent in small pieces over about two
+seconds), chosen with equal odds; a body can only be cut or slowed on a GET whose body is larger
+than 4 KiB, and otherwise the request is answered 503.
+
 Everything else is forwarded unchanged. Counts of each fault are written to STATS_FILE as JSON
 after every request.
 """
@@ -25,6 +31,7 @@ import http.client
 import http.server
 import json
 import os
+import random
 import socket
 import sys
 import threading
@@ -36,8 +43,17 @@ STATS_FILE = sys.argv[2]
 OPTIONS = dict(zip(sys.argv[3::2], sys.argv[4::2]))
 RECORD = OPTIONS.get("--record")
 LATENCY = float(OPTIONS.get("--latency", "0")) / 1000
+RANDOM_RATE = float(OPTIONS.get("--random", "0"))
+CHANCE = random.Random(int(OPTIONS.get("--seed", "0")))
 LOCK = threading.Lock()
-STATS = {"requests": 0, "slowdown": 0, "internal_error": 0, "dropped": 0, "cut_body": 0}
+STATS = {
+    "requests": 0,
+    "slowdown": 0,
+    "internal_error": 0,
+    "dropped": 0,
+    "cut_body": 0,
+    "slow_body": 0,
+}
 BIG_GETS = [0]
 
 ERROR_BODY = (
@@ -77,6 +93,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with open(RECORD, "a") as f:
                     f.write(f"{self.command} {self.path}\n")
                 fault = None
+            elif RANDOM_RATE:
+                fault = None
+                if CHANCE.random() < RANDOM_RATE:
+                    fault = CHANCE.choice(["slowdown", "internal", "drop", "cut", "slow"])
+                if fault == "drop":
+                    count("dropped")
+                elif fault in ("slowdown", "internal"):
+                    count("slowdown" if fault == "slowdown" else "internal_error")
             elif n % 5 == 2:
                 count("slowdown")
                 fault = "slowdown"
@@ -104,8 +128,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
-        cut = False
-        if not RECORD and self.command == "GET" and resp.status < 300 and len(data) > 4096:
+        cut = slow = False
+        big_get = self.command == "GET" and resp.status < 300 and len(data) > 4096
+        if fault in ("cut", "slow") and not big_get:
+            # No body to cut or slow down: the fault becomes throttling.
+            with LOCK:
+                count("slowdown")
+            return self.error_reply(503, "SlowDown", "Please reduce your request rate.")
+        if fault in ("cut", "slow"):
+            with LOCK:
+                count("cut_body" if fault == "cut" else "slow_body")
+            cut, slow = fault == "cut", fault == "slow"
+        elif not RECORD and not RANDOM_RATE and big_get:
             with LOCK:
                 BIG_GETS[0] += 1
                 if BIG_GETS[0] % 3 == 0:
@@ -128,6 +162,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if slow:
+            piece = max(1, len(data) // 20)
+            for start in range(0, len(data), piece):
+                self.wfile.write(data[start : start + piece])
+                self.wfile.flush()
+                time.sleep(0.1)
             return
         self.wfile.write(data)
 

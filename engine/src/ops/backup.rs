@@ -1342,7 +1342,10 @@ impl Pipeline<'_, '_> {
         }
     }
 
-    /// The last index file, once every pack it names is durable.
+    /// The last index file, once every pack it names is durable. After a failure too: the next
+    /// backup then finds the blobs of the packs already written instead of writing them again
+    /// (on a full disk, it would need their room twice). Packs that cannot be indexed are
+    /// removed, to give their room back; with the lock lost, nothing is touched.
     fn write_last_index(&self) {
         let shared = self.shared;
         let rest = std::mem::take(
@@ -1351,15 +1354,22 @@ impl Pipeline<'_, '_> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        if !shared.failed.load(Ordering::SeqCst) && !rest.packs.is_empty() {
-            if let Err(e) = shared
-                .lock
-                .check()
-                .and_then(|_| shared.repo.save_index(&rest))
-            {
-                shared.fail(e);
+        if rest.packs.is_empty() {
+            return;
+        }
+        if let Err(e) = shared.lock.check() {
+            return shared.fail(e);
+        }
+        let Err(e) = shared.repo.save_index(&rest) else {
+            return;
+        };
+        if shared.failed.load(Ordering::SeqCst) {
+            for p in &rest.packs {
+                let t = p.blob_type.pack_file_type();
+                let _ = shared.repo.backend().remove(t, p.id.as_bytes());
             }
         }
+        shared.fail(e);
     }
 }
 
