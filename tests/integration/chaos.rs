@@ -179,24 +179,45 @@ fn commands_killed_at_random_moments_lose_nothing() {
     eprintln!("chaos: {kills} kills, FLOE_CHAOS_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut chaos = Chaos::new();
-    let took: Vec<Duration> = VICTIMS.iter().map(|v| chaos.time(*v)).collect();
-    let mut landed = [0u32; 5];
-    for round in 0..kills {
+    // How long each command runs, learnt from those that ended before their blow.
+    let mut took: Vec<Duration> = VICTIMS.iter().map(|v| chaos.time(*v)).collect();
+    let mut landed = [0u64; 5];
+    let mut round = 0;
+    // Rounds until `kills` blows landed on a running process (a command may end first).
+    while landed.iter().sum::<u64>() < kills {
+        assert!(round < kills * 4, "too few kills landed: {landed:?}");
         let which = round as usize % VICTIMS.len();
         let victim = VICTIMS[which];
-        // Anywhere from the start to a little past the usual end.
-        let window = took[which].as_millis() as u64 * 5 / 4 + 1;
-        let delay = Duration::from_millis(rng.gen_range(0..window));
+        let delay = Duration::from_millis(rng.gen_range(0..=took[which].as_millis() as u64));
+        let started = Instant::now();
         let mut child = chaos.spawn(victim);
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            landed[which] += 1;
+        let ended = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() >= delay {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        match ended {
+            Some(status) => {
+                assert!(
+                    status.success(),
+                    "round {round}: {victim:?} failed undisturbed"
+                );
+                took[which] = started.elapsed();
+            }
+            None => {
+                let _ = child.kill();
+                child.wait().unwrap();
+                landed[which] += 1;
+            }
         }
-        let _ = child.kill();
-        child.wait().unwrap();
         chaos.assert_checks(&format!(
             "round {round} (seed {seed}): {victim:?} killed after {delay:?}"
         ));
+        round += 1;
     }
     eprintln!(
         "chaos: kills that landed while running: {}",
