@@ -107,6 +107,34 @@ fn one_frame(src: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// Most bytes one zstd block decompresses to (RFC 8878, section 3.1.1.2.3: `Block_Maximum_Size`).
+const MAX_BLOCK_OUTPUT: usize = 128 << 10;
+/// Fewest bytes of a block that decompresses to anything: a 3-byte header and the one byte an
+/// RLE block repeats.
+const MIN_PRODUCTIVE_BLOCK: usize = 4;
+
+/// The most bytes the frame `src` can decompress to, whatever its header claims: each of its
+/// blocks takes at least [`MIN_PRODUCTIVE_BLOCK`] bytes and yields at most [`MAX_BLOCK_OUTPUT`].
+/// Readers check a length they were told (by a pack header, an index or the frame itself)
+/// against it before reserving room for that length.
+fn max_output(src: &[u8]) -> usize {
+    (src.len() / MIN_PRODUCTIVE_BLOCK).saturating_mul(MAX_BLOCK_OUTPUT)
+}
+
+/// Fails when `src` cannot decompress to `expected_len` bytes, before any room is reserved.
+fn check_room(src: &[u8], expected_len: usize) -> std::io::Result<()> {
+    if expected_len > max_output(src) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "a zstd frame of {} bytes cannot decompress to {expected_len} bytes",
+                src.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 thread_local! {
     /// A zstd context per thread for frames decompressed one at a time: making one allocates and
     /// clears more memory than a small tree or snapshot decompresses to.
@@ -131,6 +159,7 @@ pub fn with_dctx<R>(
 /// an error.
 pub fn decompress(src: &[u8], expected_len: usize) -> std::io::Result<Vec<u8>> {
     one_frame(src)?;
+    check_room(src, expected_len)?;
     let out = with_dctx(|d| d.decompress(src, expected_len))??;
     if out.len() != expected_len {
         return Err(std::io::Error::new(
@@ -152,6 +181,7 @@ pub fn decompress_into(
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     one_frame(src)?;
+    check_room(src, expected_len)?;
     out.clear();
     out.reserve(expected_len);
     let n = dctx.decompress_to_buffer(src, out)?;
@@ -171,7 +201,7 @@ pub fn decompress_bounded(src: &[u8], limit: usize) -> std::io::Result<Vec<u8>> 
     // A frame that states its size within the limit (as floe writes them) decompresses in one
     // call on this thread's context; the size is only a claim, so the buffer is all it may fill.
     if let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(src) {
-        if n <= limit as u64 {
+        if n <= limit as u64 && n <= max_output(src) as u64 {
             return with_dctx(|d| d.decompress(src, n as usize))?;
         }
     }
@@ -228,6 +258,31 @@ mod tests {
             assert!(decompress_into(&mut dctx, bad, 36, &mut out).is_err());
             assert!(decompress(bad, 36).is_err());
         }
+    }
+
+    /// Found by fuzzing a blob whose pack header says it decompresses to 4 GiB: the reader
+    /// reserved that much before looking at the 20-byte frame.
+    #[test]
+    fn a_small_frame_claiming_4_gib_is_refused_before_reserving_room() {
+        let frame = zstd::bulk::compress(b"a few bytes", 3).unwrap();
+        let huge = u32::MAX as usize;
+        let mut dctx = zstd::bulk::Decompressor::new().unwrap();
+        let mut out = Vec::new();
+        let err = decompress_into(&mut dctx, &frame, huge, &mut out).unwrap_err();
+        assert!(err.to_string().contains("cannot decompress to"), "{err}");
+        assert!(
+            out.capacity() < 1 << 20,
+            "{} bytes reserved",
+            out.capacity()
+        );
+        assert!(decompress(&frame, huge).is_err());
+        // Frames that do reach their length are untouched, the most compressible included:
+        // 8 MiB of zeros is one 4-byte RLE block per 128 KiB.
+        let zeros = vec![0u8; 8 << 20];
+        let z = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert_eq!(decompress(&z, zeros.len()).unwrap(), zeros);
+        decompress_into(&mut dctx, &z, zeros.len(), &mut out).unwrap();
+        assert_eq!(decompress_bounded(&z, 1 << 30).unwrap(), zeros);
     }
 
     /// Room left before the frame, as for a nonce.
