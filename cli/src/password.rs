@@ -53,12 +53,11 @@ pub fn get(g: &GlobalArgs, confirm: bool) -> anyhow::Result<Vec<u8>> {
     get_from(&Source::of(g), confirm)
 }
 
-/// True when [`get`] would ask on the terminal: no file, command or variable gives the password.
-pub fn will_prompt(g: &GlobalArgs) -> bool {
+/// True when [`get`] may ask someone: on the terminal, or through a password command (which
+/// may prompt itself, as pinentry does). False when a file or the variable gives the password.
+pub fn may_ask(g: &GlobalArgs) -> bool {
     let src = Source::of(g);
-    src.file.is_none()
-        && src.command.is_none()
-        && std::env::var_os(src.env).is_none_or(|p| p.is_empty())
+    src.file.is_none() && std::env::var_os(src.env).is_none_or(|p| p.is_empty())
 }
 
 /// The password from `src`, in the order of [`get`].

@@ -186,13 +186,18 @@ pub fn read_lock(
 /// lock that cannot be taken (an exclusive holder, a read-only user) fails the command as
 /// [`read_lock`] does, whatever `read` did meanwhile. The cost is a window of a few requests in
 /// which a prune that ends just then can leave `read` with a listing from before it: the command
-/// then reports a missing pack, and changes nothing. Commands that write never take it.
+/// then reports a missing pack, and changes nothing. With `--retry-lock` the lock may wait for a
+/// whole prune, so `read` runs after it. Commands that write never take it.
 pub fn read_locked<R: Send>(
     g: &GlobalArgs,
     repo: &Repository,
     command: &str,
     read: impl FnOnce() -> anyhow::Result<R> + Send,
 ) -> anyhow::Result<(Option<floe_engine::RepoLock>, R)> {
+    if !g.retry_lock.is_zero() {
+        let lock = read_lock(g, repo, command)?;
+        return Ok((lock, read()?));
+    }
     let (result, lock) = floe_engine::both(read, || read_lock(g, repo, command));
     let lock = lock?;
     Ok((lock, result?))
@@ -297,11 +302,13 @@ pub fn open_uncached(g: &GlobalArgs) -> anyhow::Result<Repository> {
 }
 
 fn open_with(g: &GlobalArgs, use_cache: bool) -> anyhow::Result<Repository> {
-    // Before a prompt, make sure there is a repository to ask the password of; otherwise
-    // opening says so itself, without a round trip of its own.
-    let backend = match crate::password::will_prompt(g) {
-        true => existing_backend(g)?,
-        false => backend(g)?,
+    // Before a prompt (or a password command, which may prompt itself), make sure there is a
+    // repository to ask the password of; otherwise opening says so, without a round trip of
+    // its own.
+    let backend = if crate::password::may_ask(g) {
+        existing_backend(g)?
+    } else {
+        backend(g)?
     };
     let password = crate::password::get(g, false)?;
     let cached = use_cache

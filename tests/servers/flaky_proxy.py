@@ -21,7 +21,8 @@ With --random, the plan is replaced by chance: each request meets a fault with p
 (0.05 for 5%), drawn from a generator seeded with N so that a run can be replayed. The fault is
 one of the four above or a slow body (the answer's body sent in small pieces over about two
 seconds), chosen with equal odds; a body can only be cut or slowed on a GET whose body is larger
-than 4 KiB, and otherwise the request is answered 503.
+than 4 KiB. Any other request drawn for those two is forwarded and then answered 503: a write
+that landed although its client was told it failed.
 
 Everything else is forwarded unchanged. Counts of each fault are written to STATS_FILE as JSON
 after every request.

@@ -112,18 +112,20 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     }
     let repo = crate::repo::open(g)?;
     let by_policy = a.ids.is_empty() && !policy.is_empty();
-    let read = || match by_policy {
-        true => Ok(Some(repo.snapshots()?)),
-        false => Ok(None),
+    let read = || {
+        if by_policy {
+            Ok(Some(repo.snapshots()?))
+        } else {
+            Ok(None)
+        }
     };
-    let (lock, snaps) = match a.dry_run && !a.prune {
+    let (lock, snaps) = if a.dry_run && !a.prune {
         // A dry run of forget alone changes nothing and depends on no pack: a shared lock (none
         // with --no-lock), which holds up no backup, taken while the snapshots are read.
-        true => crate::repo::read_locked(g, &repo, "forget", read)?,
-        false => {
-            let lock = crate::repo::lock(g, &repo, true, "forget")?;
-            (Some(lock), read()?)
-        }
+        crate::repo::read_locked(g, &repo, "forget", read)?
+    } else {
+        let lock = crate::repo::lock(g, &repo, true, "forget")?;
+        (Some(lock), read()?)
     };
     if a.ids.is_empty() && policy.is_empty() {
         output::summary(&serde_json::json!({ "groups": [], "removed": [] }), g.json)?;

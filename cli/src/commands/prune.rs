@@ -144,8 +144,8 @@ pub fn lifecycle_aware(repo: &Repository, mut opts: PruneOptions) -> PruneOption
     opts
 }
 
-/// Plans and (unless `dry_run`) executes a prune on a repository the caller has locked
-/// exclusively. Prints the plan unless `--json`; returns it (and the report) as JSON.
+/// Plans a prune and, given the exclusive lock the caller holds, executes it; without one (a dry
+/// run) it only plans. Prints the plan unless `--json`; returns it (and the report) as JSON.
 pub fn prune_locked(
     g: &GlobalArgs,
     repo: &Repository,

@@ -1344,8 +1344,9 @@ impl Pipeline<'_, '_> {
 
     /// The last index file, once every pack it names is durable. After a failure too: the next
     /// backup then finds the blobs of the packs already written instead of writing them again
-    /// (on a full disk, it would need their room twice). Packs that cannot be indexed are
-    /// removed, to give their room back; with the lock lost, nothing is touched.
+    /// (on a full disk, it would need their room twice). Packs that cannot be indexed stay for
+    /// prune (a backup deletes nothing: a write reported failed may have landed and been
+    /// indexed); with the lock lost, nothing is written.
     fn write_last_index(&self) {
         let shared = self.shared;
         let rest = std::mem::take(
@@ -1360,16 +1361,9 @@ impl Pipeline<'_, '_> {
         if let Err(e) = shared.lock.check() {
             return shared.fail(e);
         }
-        let Err(e) = shared.repo.save_index(&rest) else {
-            return;
-        };
-        if shared.failed.load(Ordering::SeqCst) {
-            for p in &rest.packs {
-                let t = p.blob_type.pack_file_type();
-                let _ = shared.repo.backend().remove(t, p.id.as_bytes());
-            }
+        if let Err(e) = shared.repo.save_index(&rest) {
+            shared.fail(e);
         }
-        shared.fail(e);
     }
 }
 

@@ -248,10 +248,13 @@ pub fn lock(repo: &Repository, opts: &LockOptions) -> Result<RepoLock> {
     let mut first = true;
     let id = loop {
         // Announce first, then look: two processes racing both see each other and back off,
-        // rather than both going ahead. The first attempt announces at once (one round trip
-        // fewer when nothing is in the way); a retry looks first, so that two processes waiting
-        // for the same holder do not keep writing and removing locks that block each other.
-        if std::mem::take(&mut first) || conflict(repo, opts.exclusive, None)?.is_none() {
+        // rather than both going ahead. A shared lock's first attempt announces at once (one
+        // round trip fewer when nothing is in the way). An exclusive lock looks first, so that
+        // a backup starting beside a running one is not turned away by a prune that was never
+        // going to proceed; so does every retry, so that waiting processes do not keep writing
+        // and removing locks that block each other.
+        let announce_at_once = std::mem::take(&mut first) && !opts.exclusive;
+        if announce_at_once || conflict(repo, opts.exclusive, None)?.is_none() {
             let id = write_lock(repo, opts)?;
             match conflict(repo, opts.exclusive, Some(id))? {
                 None => break id,
@@ -267,8 +270,10 @@ pub fn lock(repo: &Repository, opts: &LockOptions) -> Result<RepoLock> {
                 conflict(repo, opts.exclusive, None)?.unwrap_or_else(|| "another process".into());
             return Err(Error::Locked { holder });
         }
+        // Jitter, so that two processes waiting for the same holder fall out of step.
+        let jittered = pause.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.75..1.25));
         std::thread::sleep(
-            pause
+            jittered
                 .min(deadline.saturating_duration_since(Instant::now()))
                 .max(Duration::from_millis(10)),
         );
