@@ -6,7 +6,6 @@ mod commands;
 mod from;
 mod output;
 mod password;
-mod profile;
 mod progress;
 mod repo;
 mod select;
@@ -17,6 +16,7 @@ mod unattended;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use floe_cli::profile;
 
 /// Backup and restore move many multi-megabyte buffers between threads; mimalloc keeps them in
 /// thread-local pages instead of mapping and unmapping memory for each.

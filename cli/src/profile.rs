@@ -127,33 +127,32 @@ pub fn load(name: &str, cli: &Command) -> anyhow::Result<Profile> {
             bail!("profile {name:?}: more than {MAX_INHERIT} profiles inherit one another");
         }
         let table = read(&file, cli)?;
-        next = match table.get("inherit") {
-            None => None,
-            Some(toml::Value::String(s)) => Some(s.clone()),
-            Some(_) => bail!("profile {}: inherit must be a profile name", file.display()),
-        };
+        // `parse` has checked that it is a string.
+        next = table
+            .get("inherit")
+            .and_then(toml::Value::as_str)
+            .map(String::from);
         chain.push((file, table));
     }
-    let mut profile = Profile {
-        name: name.to_string(),
-        files: chain.iter().map(|(f, _)| f.clone()).collect(),
-        ..Default::default()
-    };
-    // The farthest ancestor first, so that nearer profiles override it.
-    for (file, table) in chain.into_iter().rev() {
-        profile.merge(&file, table);
-    }
-    Ok(profile)
+    Ok(Profile::from_chain(name, chain))
 }
 
-/// Parses one profile file and checks its keys and values.
+/// Parses the text of one profile file and checks its keys and values against the options of
+/// `cli` (the whole command line's definition, built); reads no file. The table is what
+/// [`Profile::from_chain`] takes; its `inherit`, if any, is a string.
+pub fn parse(text: &str, cli: &Command) -> anyhow::Result<toml::Table> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow!("{}", e.to_string().trim_end()))?;
+    check(&table, cli)?;
+    Ok(table)
+}
+
+/// Reads one profile file, parses it and checks its keys and values.
 fn read(file: &Path, cli: &Command) -> anyhow::Result<toml::Table> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading profile {}", file.display()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        anyhow!("profile {}: {}", file.display(), e.to_string().trim_end())
-    })?;
-    check(&table, cli).map_err(|e| anyhow!("profile {}: {e}", file.display()))?;
+    let table = parse(&text, cli).map_err(|e| anyhow!("profile {}: {e}", file.display()))?;
     if table.contains_key("password") {
         refuse_readable(file)?;
     }
@@ -178,6 +177,21 @@ fn refuse_readable(file: &Path) -> anyhow::Result<()> {
 }
 
 impl Profile {
+    /// The profile `name` made of `chain`: its own file and table, then those it inherits from,
+    /// nearest first, each table as [`parse`] returns it.
+    pub fn from_chain(name: &str, chain: Vec<(PathBuf, toml::Table)>) -> Profile {
+        let mut profile = Profile {
+            name: name.to_string(),
+            files: chain.iter().map(|(f, _)| f.clone()).collect(),
+            ..Default::default()
+        };
+        // The farthest ancestor first, so that nearer profiles override it.
+        for (file, table) in chain.into_iter().rev() {
+            profile.merge(&file, table);
+        }
+        profile
+    }
+
     /// Adds `table` (from `file`) over what the profile holds: single values are replaced, lists
     /// extended.
     fn merge(&mut self, file: &Path, table: toml::Table) {
@@ -257,11 +271,12 @@ fn canonical_top(key: &str) -> &str {
     }
 }
 
-/// Checks every key of a profile against the options it may set.
-fn check(table: &toml::Table, cli: &Command) -> anyhow::Result<()> {
+/// Checks every key of a profile against the options of `cli` (built) it may set.
+pub fn check(table: &toml::Table, cli: &Command) -> anyhow::Result<()> {
     for (key, value) in table {
         match (key.as_str(), value) {
-            ("inherit", _) => {}
+            ("inherit", toml::Value::String(_)) => {}
+            ("inherit", _) => bail!("inherit must be a profile name"),
             ("password", toml::Value::String(_)) => {}
             ("password", _) => bail!("password must be a string"),
             ("hooks", toml::Value::Table(t)) => check_hooks(t)?,
@@ -329,7 +344,10 @@ fn global_arg<'a>(cli: &'a Command, key: &str) -> Option<&'a Arg> {
 /// An option of a command by its long name, its positional's name (`paths`, or `sources` for
 /// backup's), or its plural (`tags` for `--tag`).
 pub fn section_arg<'a>(sub: &'a Command, key: &str) -> Option<&'a Arg> {
-    let own = || sub.get_arguments().filter(|a| !a.is_global_set());
+    let own = || {
+        sub.get_arguments()
+            .filter(|a| !a.is_global_set() && !shows_help(a))
+    };
     let long = |k: &str| own().find(|a| a.get_long() == Some(k));
     long(key)
         .or_else(|| {
@@ -341,6 +359,14 @@ pub fn section_arg<'a>(sub: &'a Command, key: &str) -> Option<&'a Arg> {
             let id = positional.get_id().as_str().replace('_', "-");
             (key == id || key == "sources" && sub.get_name() == "backup").then_some(positional)
         })
+}
+
+/// `--help` or `--version`, which clap gives every command: not an option a profile sets.
+fn shows_help(a: &Arg) -> bool {
+    matches!(
+        a.get_action(),
+        ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
+    )
 }
 
 /// A profile value's type fits the option, and clap accepts it.
@@ -631,6 +657,24 @@ mod tests {
         let e = check(&table("[backup]\none-file-system = 'yes'\n"), &cli).unwrap_err();
         assert!(e.to_string().contains("true or false"), "{e}");
         assert!(check(&table("profile = 'x'\n"), &cli).is_err());
+    }
+
+    /// Found with the `profile` fuzz target, run on a seed: `help` in a section named the
+    /// `--help` that clap gives every command, whose check then built a command line with two
+    /// `--help` options (a panic where debug assertions are on, else a profile that passed and
+    /// put `--help=true` on the command line).
+    #[test]
+    fn a_help_key_in_a_section_is_an_unknown_key_not_a_second_help_option() {
+        let mut cli = cli();
+        cli.build();
+        for text in ["[backup]\nhelp = true\n", "[backup]\nhelp = 'x'\n"] {
+            let e = parse(text, &cli).unwrap_err();
+            assert!(
+                e.to_string().contains("unknown key \"help\" in [backup]"),
+                "{e}"
+            );
+        }
+        assert!(parse("[backup]\ntags = ['a']\n", &cli).is_ok());
     }
 
     #[test]
