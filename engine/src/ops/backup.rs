@@ -1189,9 +1189,11 @@ fn run_backup(
         opts.threads
     };
     let writers = repo.backend().connections().max(MIN_WRITERS);
-    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads + 2);
+    // One chunk waiting per worker and one spare buffer each: every buffer may hold the largest
+    // chunk, so deeper queues cost memory without keeping the workers any busier.
+    let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads);
     let shared = new_shared(repo, opts, writers, pool_tx);
-    let (job_tx, job_rx) = bounded::<Job>(2 * threads);
+    let (job_tx, job_rx) = bounded::<Job>(threads);
     let mut walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
     walker.summary.errors = missing.len() as u64;
     walker.errors = missing;

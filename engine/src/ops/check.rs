@@ -572,7 +572,7 @@ type PackVerdict = std::result::Result<bool, (String, Vec<BlobId>)>;
 fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
     let all = || p.blobs.iter().map(|b| b.id).collect::<Vec<_>>();
     let bt = p.blob_type;
-    let bytes = match repo.backend().read(bt.pack_file_type(), p.id.as_bytes()) {
+    let mut bytes = match repo.backend().read(bt.pack_file_type(), p.id.as_bytes()) {
         Ok(b) => b,
         // Archived since the plan was made (a thawed copy expired): not read, not damaged.
         Err(crate::error::BackendError::NeedsThaw { .. }) => return Ok(false),
@@ -614,9 +614,10 @@ fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
     }
     let mut opener = BlobOpener::new();
     let mut bad = Vec::new();
+    // The pack's hash and header are verified: each blob is opened in place, no copy.
     for e in p.entries() {
-        let mut sealed = bytes[e.offset as usize..e.offset as usize + e.length as usize].to_vec();
-        if opener.open(repo.key(), &p.id, &e, &mut sealed).is_err() {
+        let sealed = &mut bytes[e.offset as usize..e.offset as usize + e.length as usize];
+        if opener.open(repo.key(), &p.id, &e, sealed).is_err() {
             bad.push(e.id);
         }
     }

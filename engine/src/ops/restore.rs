@@ -1036,15 +1036,21 @@ fn place(part: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
-/// The readers: two per CPU, and at least as many as the backend has connections.
+/// The readers: one per CPU on local storage; on remote storage two per CPU, and at least as many
+/// as the backend has connections.
 fn reader_pool(repo: &Repository, opts: &RestoreOptions) -> Result<rayon::ThreadPool> {
-    let threads = if opts.threads == 0 {
-        (2 * std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2))
-        .max(repo.backend().connections())
-    } else {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    // Each reader holds a range of up to `MAX_READ` bytes and a blob's plaintext. Local reads come
+    // from the page cache or a disk that queues them, so one reader per core keeps the cores busy;
+    // remote stores answer slowly, and twice as many readers keep requests in flight.
+    let threads = if opts.threads != 0 {
         opts.threads
+    } else if repo.backend().is_remote() {
+        (2 * cores).max(repo.backend().connections())
+    } else {
+        cores
     };
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
