@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: floe vs restic on the same generated dataset.
+# End-to-end benchmark: floe vs restic (and rustic, when installed) on the same
+# tree: a generated dataset, or any real folder.
 #
-# Usage: benches/e2e.sh [--scale S] [--runs N] [--seed N]
+# Usage: benches/e2e.sh [--tree DIR | --scale S --seed N] [--runs N]
 #
+#   --tree DIR  back up this existing folder instead of a generated dataset
+#               (read only; it should not change during the run)
 #   --scale S   dataset size factor (1.0 is about 1 GiB; default 1.0)
 #   --runs N    repetitions of the whole sequence per tool (default 3)
 #   --seed N    dataset seed (default 42)
@@ -13,14 +16,17 @@
 #               is written.
 #   FLOE_BIN    floe binary (default: <project>/target/release/floe)
 #   RESTIC_BIN  restic binary (default: restic from PATH)
+#   RUSTIC_BIN  rustic binary (default: rustic from PATH, then ~/.cargo/bin;
+#               left out when there is none)
 #
 # For each run, both tools get a fresh repository under BENCH_DIR and go
 # through: init (untimed), first backup, unchanged re-backup, restore of
-# `latest` into an empty folder (verified with diff -r against the dataset).
+# `latest` into an empty folder (verified with diff -r against the tree),
+# the structure check and `check --read-data`.
 # Every timed step is measured with GNU time (wall seconds, peak RSS, CPU).
 # Caches cannot be dropped here, so before each tool's backups the dataset is
 # read once (untimed) so that both tools read it from the page cache.
-# The tool order alternates between runs. Results: a table on stdout and
+# The tool order rotates between runs. Results: a table on stdout and
 # BENCH_DIR/results.json.
 
 set -euo pipefail
@@ -28,6 +34,7 @@ set -euo pipefail
 SCALE=1.0
 RUNS=3
 SEED=42
+TREE=""
 
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2
@@ -42,6 +49,8 @@ while [[ $# -gt 0 ]]; do
         --runs=*) RUNS=${1#*=}; shift ;;
         --seed) SEED=${2:?--seed needs a value}; shift 2 ;;
         --seed=*) SEED=${1#*=}; shift ;;
+        --tree) TREE=${2:?--tree needs a folder}; shift 2 ;;
+        --tree=*) TREE=${1#*=}; shift ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
@@ -51,18 +60,30 @@ done
 [[ "$SEED" =~ ^[0-9]+$ ]] || { echo "--seed must be a non-negative integer" >&2; exit 2; }
 [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "--scale must be a positive number" >&2; exit 2; }
 SCALE=$(printf '%g' "$SCALE")
+if [[ -n "$TREE" ]]; then
+    [[ -d "$TREE" ]] || { echo "--tree: $TREE is not a folder" >&2; exit 2; }
+    TREE=$(cd "$TREE" && pwd -P)
+fi
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROJECT_DIR=$(dirname "$SCRIPT_DIR")
 BENCH_DIR=${BENCH_DIR:-$PROJECT_DIR/bench-work}
 FLOE=${FLOE_BIN:-$PROJECT_DIR/target/release/floe}
 RESTIC=${RESTIC_BIN:-restic}
+RUSTIC=${RUSTIC_BIN:-$(command -v rustic || echo "$HOME/.cargo/bin/rustic")}
 GNU_TIME=/usr/bin/time
 
 command -v "$RESTIC" >/dev/null || { echo "restic not found ($RESTIC)" >&2; exit 1; }
 [[ -x "$FLOE" ]] || { echo "floe binary not found at $FLOE (set FLOE_BIN)" >&2; exit 1; }
 [[ -x "$GNU_TIME" ]] || { echo "GNU time not found at $GNU_TIME" >&2; exit 1; }
 RESTIC=$(command -v "$RESTIC")
+TOOLS=(floe restic)
+if [[ -x "$RUSTIC" ]]; then
+    TOOLS+=(rustic)
+elif [[ -n "${RUSTIC_BIN:-}" ]]; then
+    echo "rustic binary not found at $RUSTIC_BIN" >&2
+    exit 1
+fi
 
 mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd -P)
@@ -85,11 +106,17 @@ safe_rm() {
 # Credentials and repository selection only through what this script sets.
 unset FLOE_REPOSITORY FLOE_PASSWORD_FILE FLOE_PASSWORD_COMMAND
 unset RESTIC_REPOSITORY RESTIC_REPOSITORY_FILE RESTIC_PASSWORD_FILE RESTIC_PASSWORD_COMMAND
+unset RUSTIC_REPOSITORY RUSTIC_PASSWORD_FILE RUSTIC_PASSWORD_COMMAND
 export FLOE_PASSWORD=floe-bench-password
 export RESTIC_PASSWORD=restic-bench-password
+export RUSTIC_PASSWORD=rustic-bench-password
 
 RESTIC_VERSION=$("$RESTIC" version 2>&1 | head -n1)
 FLOE_VERSION=$("$FLOE" --version 2>&1 | head -n1)
+RUSTIC_VERSION=none
+if [[ " ${TOOLS[*]} " == *" rustic "* ]]; then
+    RUSTIC_VERSION=$("$RUSTIC" --version 2>&1 | head -n1)
+fi
 
 # restic: use repository format 2 (compressed, --compression auto is the
 # default there) when this restic supports it, so both tools compress.
@@ -100,12 +127,20 @@ fi
 
 echo "== floe:   $FLOE_VERSION ($FLOE)"
 echo "== restic: $RESTIC_VERSION ($RESTIC) init flags: ${RESTIC_INIT_FLAGS[*]:-(none)}"
-echo "== bench dir: $BENCH_DIR, scale $SCALE, seed $SEED, runs $RUNS, $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== rustic: $RUSTIC_VERSION"
+echo "== bench dir: $BENCH_DIR, runs $RUNS, $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- dataset
 DATASET="$BENCH_DIR/dataset-s$SCALE-seed$SEED"
 DATASET_SUMMARY="$DATASET.json"
-if [[ -d "$DATASET" && -f "$DATASET_SUMMARY" ]]; then
+if [[ -n "$TREE" ]]; then
+    DATASET=$TREE
+    DATASET_SUMMARY=/dev/null
+    case "$BENCH_DIR/" in
+        "$TREE"/*) echo "BENCH_DIR must not lie inside the tree" >&2; exit 2 ;;
+    esac
+    echo "== tree $TREE"
+elif [[ -d "$DATASET" && -f "$DATASET_SUMMARY" ]]; then
     echo "== reusing dataset $DATASET"
 else
     safe_rm "$DATASET" "$DATASET_SUMMARY"
@@ -119,7 +154,7 @@ DATASET_FILES=$(find "$DATASET" -type f | wc -l)
 echo "== dataset: $DATASET_FILES files, $DATASET_BYTES bytes"
 
 warm_up() {
-    find "$DATASET" -type f -exec cat {} + >/dev/null
+    find "$DATASET" -type f -exec cat {} + >/dev/null 2>&1 || true
 }
 
 # ---------------------------------------------------------------- runs
@@ -178,6 +213,8 @@ bench_floe() {
     printf 'floe\t%s\t%s\n' "$run" "$(du -sb "$repo" | cut -f1)" >>"$REPO_SIZES"
     mkdir -p "$target"
     measure floe restore "$run" "$FLOE" -r "$repo" restore latest --target "$target"
+    measure floe check "$run" "$FLOE" -r "$repo" check
+    measure floe read-data "$run" "$FLOE" -r "$repo" check --read-data
     verify_restore floe "$run" "$target"
     safe_rm "$target"
 }
@@ -192,7 +229,25 @@ bench_restic() {
     printf 'restic\t%s\t%s\n' "$run" "$(du -sb "$repo" | cut -f1)" >>"$REPO_SIZES"
     mkdir -p "$target"
     measure restic restore "$run" "$RESTIC" -r "$repo" "${cache[@]}" restore latest --target "$target"
+    measure restic check "$run" "$RESTIC" -r "$repo" "${cache[@]}" check
+    measure restic read-data "$run" "$RESTIC" -r "$repo" "${cache[@]}" check --read-data
     verify_restore restic "$run" "$target"
+    safe_rm "$target"
+}
+
+bench_rustic() {
+    local run=$1 repo="$RUN_DIR/rustic-repo" target="$RUN_DIR/rustic-restore"
+    local common=(-r "$repo" --cache-dir "$RUN_DIR/rustic-cache")
+    "$RUSTIC" "${common[@]}" init >"$RUN_DIR/rustic-init.log" 2>&1
+    warm_up
+    measure rustic backup "$run" "$RUSTIC" "${common[@]}" backup "$DATASET"
+    measure rustic rebackup "$run" "$RUSTIC" "${common[@]}" backup "$DATASET"
+    printf 'rustic\t%s\t%s\n' "$run" "$(du -sb "$repo" | cut -f1)" >>"$REPO_SIZES"
+    mkdir -p "$target"
+    measure rustic restore "$run" "$RUSTIC" "${common[@]}" restore latest "$target"
+    measure rustic check "$run" "$RUSTIC" "${common[@]}" check
+    measure rustic read-data "$run" "$RUSTIC" "${common[@]}" check --read-data
+    verify_restore rustic "$run" "$target"
     safe_rm "$target"
 }
 
@@ -200,7 +255,11 @@ for ((run = 1; run <= RUNS; run++)); do
     RUN_DIR="$OUT/run-$run"
     safe_rm "$RUN_DIR"
     mkdir -p "$RUN_DIR"
-    if ((run % 2 == 1)); then order=(floe restic); else order=(restic floe); fi
+    # Rotate the order, so that no tool always runs first (or right after another's writes).
+    order=()
+    for ((i = 0; i < ${#TOOLS[@]}; i++)); do
+        order+=("${TOOLS[(i + run - 1) % ${#TOOLS[@]}]}")
+    done
     echo "== run $run/$RUNS (order: ${order[*]}, load: $(cut -d' ' -f1-3 /proc/loadavg))"
     for tool in "${order[@]}"; do
         "bench_$tool" "$run"
@@ -209,7 +268,8 @@ done
 
 # ---------------------------------------------------------------- report
 export DATASET DATASET_BYTES DATASET_FILES DATASET_SUMMARY SCALE SEED RUNS \
-    FLOE FLOE_VERSION RESTIC RESTIC_VERSION MEASUREMENTS REPO_SIZES VERIFY
+    FLOE FLOE_VERSION RESTIC RESTIC_VERSION RUSTIC RUSTIC_VERSION MEASUREMENTS REPO_SIZES VERIFY
+export TOOLS_STR="${TOOLS[*]}" TREE
 export RESTIC_INIT_FLAGS_STR="${RESTIC_INIT_FLAGS[*]:-}"
 export RESULTS_JSON="$BENCH_DIR/results.json"
 export LOADAVG_END="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -220,8 +280,9 @@ import json, os, statistics
 
 env = os.environ
 bytes_ = int(env["DATASET_BYTES"])
-tools = ["floe", "restic"]
-steps = ["backup", "rebackup", "restore"]
+tools = env["TOOLS_STR"].split()
+others = [t for t in tools if t != "floe"]
+steps = ["backup", "rebackup", "restore", "check", "read-data"]
 
 samples = {t: {s: [] for s in steps} for t in tools}
 with open(env["MEASUREMENTS"]) as f:
@@ -257,18 +318,22 @@ for t in tools:
             "samples": xs,
         }
 
-ratios = {}
-for s in steps:
-    f_, r_ = results["floe"][s]["median_s"], results["restic"][s]["median_s"]
-    ratios[s] = round(r_ / f_, 2) if f_ > 0 else None
+ratios = {o: {} for o in others}
+for o in others:
+    for s in steps:
+        f_, r_ = results["floe"][s]["median_s"], results[o][s]["median_s"]
+        ratios[o][s] = round(r_ / f_, 2) if f_ > 0 else None
 
 repo_sizes = {t: {"median_bytes": int(statistics.median(repo[t])), "samples": repo[t]} for t in tools}
 
 print()
+origin = "a real tree" if env["TREE"] else f"scale {env['SCALE']}, seed {env['SEED']}"
 print(f"dataset: {env['DATASET']}  {env['DATASET_FILES']} files, {bytes_} bytes "
-      f"({bytes_ / 2**20:.1f} MiB), scale {env['SCALE']}, seed {env['SEED']}")
+      f"({bytes_ / 2**20:.1f} MiB), {origin}")
 print(f"floe:    {env['FLOE_VERSION']}")
 print(f"restic:  {env['RESTIC_VERSION']}  (init flags: {env['RESTIC_INIT_FLAGS_STR'] or 'none'})")
+if "rustic" in tools:
+    print(f"rustic:  {env['RUSTIC_VERSION']}")
 print(f"runs: {env['RUNS']} (medians below), CPUs: {env['NPROC']}, load at end: {env['LOADAVG_END']}")
 print()
 hdr = f"{'tool':<7} {'step':<9} {'median s':>9} {'MB/s':>8} {'RSS MiB':>8} {'CPU s':>7}  all runs (s)"
@@ -282,10 +347,15 @@ for t in tools:
         print(f"{t:<7} {s:<9} {r['median_s']:>9.2f} {mbs:>8} {r['median_max_rss_mib']:>8.1f} "
               f"{r['median_cpu_s']:>7.2f}  {runs}")
 print()
-print("speed ratio floe/restic (restic median s / floe median s; >1 means floe is faster):")
-for s in steps:
-    v = ratios[s]
-    print(f"  {s:<9} {v if v is not None else 'n/a'}")
+for o in others:
+    print(f"speed ratio floe/{o} ({o} median s / floe median s; >1 means floe is faster):")
+    for s in steps:
+        v = ratios[o][s]
+        print(f"  {s:<9} {v if v is not None else 'n/a'}")
+    print("peak RSS ratio floe/%s (<1 means floe uses less):" % o)
+    for s in steps:
+        f_, o_ = results["floe"][s]["median_max_rss_mib"], results[o][s]["median_max_rss_mib"]
+        print(f"  {s:<9} {round(f_ / o_, 2) if o_ > 0 else 'n/a'}")
 print()
 print("repository size after backup + re-backup (du -sb, median):")
 for t in tools:
@@ -299,14 +369,15 @@ summary = {}
 try:
     with open(env["DATASET_SUMMARY"]) as f:
         summary = json.load(f)
-except OSError:
+except (OSError, ValueError):
     pass
 
 out = {
     "dataset": {"path": env["DATASET"], "files": int(env["DATASET_FILES"]), "bytes": bytes_,
+                "real_tree": bool(env["TREE"]),
                 "scale": float(env["SCALE"]), "seed": int(env["SEED"]), "generator": summary},
-    "versions": {"floe": env["FLOE_VERSION"], "restic": env["RESTIC_VERSION"]},
-    "binaries": {"floe": env["FLOE"], "restic": env["RESTIC"]},
+    "versions": {t: env[t.upper() + "_VERSION"] for t in tools},
+    "binaries": {t: env[t.upper()] for t in tools},
     "restic_init_flags": env["RESTIC_INIT_FLAGS_STR"].split(),
     "runs": int(env["RUNS"]),
     "cpus": int(env["NPROC"]),
@@ -314,7 +385,7 @@ out = {
     "units": {"mb_per_s": "dataset bytes / median wall seconds / 1e6",
               "speed_ratio": "restic median s / floe median s"},
     "results": results,
-    "speed_ratio_floe_over_restic": ratios,
+    "speed_ratio_floe_over": ratios,
     "repo_size": repo_sizes,
     "restore_verified": verify,
 }
