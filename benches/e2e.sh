@@ -70,7 +70,8 @@ PROJECT_DIR=$(dirname "$SCRIPT_DIR")
 BENCH_DIR=${BENCH_DIR:-$PROJECT_DIR/bench-work}
 FLOE=${FLOE_BIN:-$PROJECT_DIR/target/release/floe}
 RESTIC=${RESTIC_BIN:-restic}
-RUSTIC=${RUSTIC_BIN:-$(command -v rustic || echo "$HOME/.cargo/bin/rustic")}
+RUSTIC=${RUSTIC_BIN:-rustic}
+RUSTIC=$(command -v "$RUSTIC" || echo "$HOME/.cargo/bin/rustic")
 GNU_TIME=/usr/bin/time
 
 command -v "$RESTIC" >/dev/null || { echo "restic not found ($RESTIC)" >&2; exit 1; }
@@ -85,6 +86,12 @@ elif [[ -n "${RUSTIC_BIN:-}" ]]; then
     exit 1
 fi
 
+# The tree is only read: the work folder and the tree must not overlap either way.
+if [[ -n "$TREE" ]]; then
+    bench_abs=$(realpath -m "$BENCH_DIR")
+    case "${bench_abs%/}/" in "${TREE%/}/"*) echo "BENCH_DIR must not lie inside the tree" >&2; exit 2 ;; esac
+    case "${TREE%/}/" in "${bench_abs%/}/"*) echo "the tree must not lie inside BENCH_DIR" >&2; exit 2 ;; esac
+fi
 mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd -P)
 if [[ "$BENCH_DIR" == "/" || "$BENCH_DIR" == "$HOME" || "$BENCH_DIR" == "$PROJECT_DIR" ]]; then
@@ -136,9 +143,6 @@ DATASET_SUMMARY="$DATASET.json"
 if [[ -n "$TREE" ]]; then
     DATASET=$TREE
     DATASET_SUMMARY=/dev/null
-    case "$BENCH_DIR/" in
-        "$TREE"/*) echo "BENCH_DIR must not lie inside the tree" >&2; exit 2 ;;
-    esac
     echo "== tree $TREE"
 elif [[ -d "$DATASET" && -f "$DATASET_SUMMARY" ]]; then
     echo "== reusing dataset $DATASET"
@@ -375,7 +379,8 @@ except (OSError, ValueError):
 out = {
     "dataset": {"path": env["DATASET"], "files": int(env["DATASET_FILES"]), "bytes": bytes_,
                 "real_tree": bool(env["TREE"]),
-                "scale": float(env["SCALE"]), "seed": int(env["SEED"]), "generator": summary},
+                **({} if env["TREE"] else {"scale": float(env["SCALE"]), "seed": int(env["SEED"]),
+                                           "generator": summary})},
     "versions": {t: env[t.upper() + "_VERSION"] for t in tools},
     "binaries": {t: env[t.upper()] for t in tools},
     "restic_init_flags": env["RESTIC_INIT_FLAGS_STR"].split(),
@@ -383,7 +388,7 @@ out = {
     "cpus": int(env["NPROC"]),
     "load_at_end": env["LOADAVG_END"],
     "units": {"mb_per_s": "dataset bytes / median wall seconds / 1e6",
-              "speed_ratio": "restic median s / floe median s"},
+              "speed_ratio": "other tool's median s / floe median s"},
     "results": results,
     "speed_ratio_floe_over": ratios,
     "repo_size": repo_sizes,

@@ -24,12 +24,14 @@ use floe_cli::profile;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc 3 keeps freed memory for a second before it hands it back to the system. A backup's
-/// pack and chunk buffers come and go faster than that, and its peak held 70 MiB of freed ones
-/// (206 MiB against 136 MiB on a 1.3 GB tree). Ten milliseconds, mimalloc 2's delay, is enough
-/// to reuse a buffer that comes back at once. A `MIMALLOC_PURGE_DELAY` set by the user wins.
+/// pack and chunk buffers come and go faster than that, and its peak held 40 to 56 MiB of freed
+/// ones (192 and 174 MiB against 136 and 134 MiB on a 1.3 GB tree). Ten milliseconds, mimalloc 2's delay, is enough
+/// to reuse a buffer that comes back at once. A delay set by the user in the environment wins.
 #[allow(unsafe_code)] // One FFI call that stores an integer: measured above, docs/benchmarks.md.
 fn return_freed_memory_promptly() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    // mimalloc also reads the option's older name.
+    let named = |n: &str| std::env::vars_os().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    if named("MIMALLOC_PURGE_DELAY") || named("MIMALLOC_RESET_DELAY") {
         return;
     }
     // `mi_option_purge_delay` in mimalloc.h (versions 2 and 3), which the bindings do not name.

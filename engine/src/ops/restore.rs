@@ -64,7 +64,7 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// Read every file back after the restore and compare its chunks with the snapshot's.
     pub verify: bool,
-    /// Parallel pack readers (0: two per core).
+    /// Parallel pack readers (0: one per core on local storage, two per core on remote storage).
     pub threads: usize,
     /// Data packs that are not readable yet (archived, thawing) and how to wait for them;
     /// `None`: every pack is read at once.
@@ -1036,7 +1036,7 @@ fn place(part: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
-/// The readers: one per CPU on local storage; on remote storage two per CPU, and at least as many
+/// The readers: one per CPU on local storage, two per CPU on remote storage, and at least as many
 /// as the backend has connections.
 fn reader_pool(repo: &Repository, opts: &RestoreOptions) -> Result<rayon::ThreadPool> {
     let cores = std::thread::available_parallelism()
@@ -1050,7 +1050,7 @@ fn reader_pool(repo: &Repository, opts: &RestoreOptions) -> Result<rayon::Thread
     } else if repo.backend().is_remote() {
         (2 * cores).max(repo.backend().connections())
     } else {
-        cores
+        cores.max(repo.backend().connections())
     };
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
