@@ -70,8 +70,11 @@ PROJECT_DIR=$(dirname "$SCRIPT_DIR")
 BENCH_DIR=${BENCH_DIR:-$PROJECT_DIR/bench-work}
 FLOE=${FLOE_BIN:-$PROJECT_DIR/target/release/floe}
 RESTIC=${RESTIC_BIN:-restic}
-RUSTIC=${RUSTIC_BIN:-rustic}
-RUSTIC=$(command -v "$RUSTIC" || echo "$HOME/.cargo/bin/rustic")
+if [[ -n "${RUSTIC_BIN:-}" ]]; then
+    RUSTIC=$(command -v "$RUSTIC_BIN" || echo "$RUSTIC_BIN")
+else
+    RUSTIC=$(command -v rustic || echo "$HOME/.cargo/bin/rustic")
+fi
 GNU_TIME=/usr/bin/time
 
 command -v "$RESTIC" >/dev/null || { echo "restic not found ($RESTIC)" >&2; exit 1; }
