@@ -317,6 +317,25 @@ pub struct ObjectState {
     pub thaw: ThawState,
 }
 
+/// An object being written in pieces ([`Backend::stage`]). Readers see nothing of it until
+/// [`Staged::commit`]; dropped without a commit, it leaves nothing behind.
+pub trait Staged: Send {
+    /// Appends `bytes`.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), BackendError>;
+
+    /// Bytes appended so far.
+    fn len(&self) -> u64;
+
+    /// True when nothing was appended.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores what was appended as object `id`, atomically and durably, as
+    /// [`Backend::write`] does.
+    fn commit(self: Box<Self>, id: &RawId) -> Result<(), BackendError>;
+}
+
 /// Storage for a repository.
 pub trait Backend: Send + Sync {
     /// A human-readable location, for messages.
@@ -370,6 +389,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Option<Vec<u8>>, BackendError> {
         self.write(file_type, id, &data)?;
         Ok(Some(data))
+    }
+
+    /// Starts an object of `file_type` written in pieces and named once complete (a pack whose
+    /// id, a hash of all its bytes, is known only at its end), so that the writer need not hold
+    /// it whole in memory. `None` from storage that takes objects whole only: the caller then
+    /// assembles the object and calls [`Backend::write_owned`].
+    fn stage(&self, _file_type: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+        Ok(None)
     }
 
     /// Size, storage class and restore state of one object. Storage without classes reports
@@ -488,6 +515,9 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         (**self).stat(t, id)
+    }
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+        (**self).stage(t)
     }
     fn connections(&self) -> usize {
         (**self).connections()

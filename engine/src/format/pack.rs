@@ -207,13 +207,16 @@ impl BlobOpener {
     }
 }
 
-/// Accumulates sealed blobs of one type into a pack.
+/// Accumulates sealed blobs of one type into a pack: in memory ([`Packer::add`]), or written
+/// out blob by blob as they come ([`Packer::add_with`]).
 #[derive(Debug)]
 pub struct Packer {
     blob_type: BlobType,
     target: usize,
     slack: usize,
     buf: Vec<u8>,
+    /// Bytes of this pack already written out by [`Packer::add_with`].
+    written: usize,
     entries: Vec<PackEntry>,
 }
 
@@ -239,6 +242,12 @@ pub struct UnhashedPack {
 }
 
 impl UnhashedPack {
+    /// The bytes (for a packer filled by [`Packer::add_with`], the rest of the pack: the header
+    /// and the trailer), the entries and the blob type.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<PackEntry>, BlobType) {
+        (self.bytes, self.entries, self.blob_type)
+    }
+
     /// Computes the pack id.
     pub fn hash(self) -> FinishedPack {
         FinishedPack {
@@ -265,6 +274,7 @@ impl Packer {
             // Room for one blob past the target and a header of one entry per 4 KiB.
             slack: max_blob.min(target) + target / 4096 * ENTRY_LEN / 4 + 4096,
             buf: Vec::new(),
+            written: 0,
             entries: Vec::new(),
         }
     }
@@ -278,15 +288,40 @@ impl Packer {
             // fault in tens of megabytes.
             self.buf.reserve(self.target + self.slack);
         }
+        self.push_entry(blob);
+        self.buf.extend_from_slice(&blob.bytes);
+    }
+
+    /// Appends a sealed blob by handing its bytes to `write` rather than keeping them, after
+    /// any bytes [`Packer::add`] kept. What `write` gets over a pack's life, followed by the
+    /// bytes of [`Packer::finish_unhashed`], is the pack; a packer filled this way holds no
+    /// blob. After an error from `write` the pack is incomplete and must be dropped.
+    pub fn add_with<E>(
+        &mut self,
+        blob: &SealedBlob,
+        mut write: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        debug_assert_eq!(blob.blob_type, self.blob_type);
+        if !self.buf.is_empty() {
+            write(&self.buf)?;
+            self.written += self.buf.len();
+            self.buf.clear();
+        }
+        self.push_entry(blob);
+        write(&blob.bytes)?;
+        self.written += blob.bytes.len();
+        Ok(())
+    }
+
+    fn push_entry(&mut self, blob: &SealedBlob) {
         self.entries.push(PackEntry {
             blob_type: blob.blob_type,
             compressed: blob.compressed,
             id: blob.id,
-            offset: self.buf.len() as u32,
+            offset: self.len() as u32,
             length: blob.bytes.len() as u32,
             uncompressed_length: blob.uncompressed_length,
         });
-        self.buf.extend_from_slice(&blob.bytes);
     }
 
     /// Gives the packer an emptied buffer of a finished pack to fill next, so that packs reuse
@@ -300,7 +335,12 @@ impl Packer {
 
     /// True when the pack has reached its target size.
     pub fn is_full(&self) -> bool {
-        self.buf.len() >= self.target
+        self.len() >= self.target
+    }
+
+    /// The type of blob the pack holds.
+    pub fn blob_type(&self) -> BlobType {
+        self.blob_type
     }
 
     /// True when no blob was added since the last finish.
@@ -308,9 +348,9 @@ impl Packer {
         self.entries.is_empty()
     }
 
-    /// Bytes held.
+    /// Bytes of blobs added to this pack, written out or held.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.written + self.buf.len()
     }
 
     /// Seals the header, appends it and the trailer, and hands the pack out. The packer is left
@@ -331,6 +371,7 @@ impl Packer {
         }
         key.seal_in_place(&aad::pack_header(self.blob_type), &mut header);
         let mut bytes = std::mem::take(&mut self.buf);
+        self.written = 0;
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         UnhashedPack {
@@ -471,6 +512,47 @@ mod tests {
                 let sealed = p.bytes[e.offset as usize..(e.offset + e.length) as usize].to_vec();
                 prop_assert_eq!(&open_blob(&key, &p.id, e, sealed).unwrap(), b);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_packer_writing_blobs_out_makes_the_pack_one_holding_them_makes(
+            blobs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..5000), any::<bool>()), 1..12),
+        ) {
+            let key = MasterKey::generate();
+            let mut sealer = BlobSealer::new(3).unwrap();
+            let mut held = Packer::new(BlobType::Data, 1 << 14);
+            let mut streamed = Packer::new(BlobType::Data, 1 << 14);
+            let mut out = Vec::new();
+            // Some blobs kept, some written out: kept ones go out before the next written one.
+            for (b, write_out) in &blobs {
+                let sealed = seal(&key, &mut sealer, BlobType::Data, b);
+                held.add(&sealed);
+                if *write_out {
+                    streamed.add_with(&sealed, |bytes| {
+                        out.extend_from_slice(bytes);
+                        Ok::<_, ()>(())
+                    }).unwrap();
+                } else {
+                    streamed.add(&sealed);
+                }
+                prop_assert_eq!(held.len(), streamed.len());
+                prop_assert_eq!(held.is_full(), streamed.is_full());
+            }
+            let held = held.finish(&key);
+            let (rest, entries, blob_type) = streamed.finish_unhashed(&key).into_parts();
+            prop_assert!(streamed.is_empty());
+            prop_assert_eq!(streamed.len(), 0);
+            out.extend_from_slice(&rest);
+            prop_assert_eq!(blob_type, BlobType::Data);
+            prop_assert_eq!(&entries, &held.entries);
+            let id = PackId::hash_of(&out);
+            prop_assert_eq!(parse_pack(&key, &id, BlobType::Data, &out).unwrap(), entries);
+            // The same blob area; the sealed headers differ in their nonces only.
+            let end = held.entries.iter().map(|e| (e.offset + e.length) as usize).max().unwrap();
+            prop_assert_eq!(&out[..end], &held.bytes[..end]);
+            prop_assert_eq!(out.len(), held.bytes.len());
         }
     }
 

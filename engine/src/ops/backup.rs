@@ -31,15 +31,16 @@ use crate::attrs::{self, XattrFilter};
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
 use crate::format::chunker::{ChunkReader, Chunker};
+use crate::format::crypto::MasterKey;
 use crate::format::crypto::NONCE_LEN;
-use crate::format::pack::{BlobSealer, BlobType, Packer, UnhashedPack};
+use crate::format::pack::{BlobSealer, BlobType, PackEntry, Packer, SealedBlob, UnhashedPack};
 use crate::format::snapshot::{Snapshot, SnapshotSummary};
 use crate::format::tree::{ByteString, Node, NodeKind, Tree, Xattr};
-use crate::id::{BlobId, SnapshotId};
+use crate::id::{BlobId, PackId, SnapshotId};
 use crate::progress::FileChange;
 use crate::repo::index::{Index, IndexFile};
 use crate::repo::repository::{host_and_user, now_local, Repository};
-use crate::storage::DryRunBackend;
+use crate::storage::{Backend, DryRunBackend, Staged};
 
 /// Packs written between two index files during a long backup, so that a backup cut short
 /// leaves most of its work indexed and reusable.
@@ -126,11 +127,110 @@ struct Job {
     buf: Vec<u8>,
 }
 
+/// A pack being filled: held in memory, or written to the storage blob by blob as it fills
+/// when the storage takes objects in pieces ([`crate::storage::Backend::stage`]), which keeps
+/// whole packs out of memory.
+struct OpenPack {
+    packer: Packer,
+    /// Whether the storage takes packs in pieces.
+    streams: bool,
+    /// The storage's object for this pack and the hash of what went into it, once a blob did.
+    out: Option<(Box<dyn Staged>, blake3::Hasher)>,
+}
+
+/// A full pack on its way to a writer.
+enum ReadyPack {
+    /// Held whole, to be hashed and stored.
+    Held(UnhashedPack),
+    /// Written to the storage already, to be named.
+    Staged {
+        staged: Box<dyn Staged>,
+        id: PackId,
+        entries: Vec<PackEntry>,
+        blob_type: BlobType,
+    },
+}
+
+impl OpenPack {
+    /// An empty pack of type `t`: written as it fills when the storage can take it so.
+    fn new(backend: &dyn Backend, packer: Packer, t: BlobType) -> Result<Self> {
+        let out = backend.stage(t.pack_file_type())?;
+        Ok(Self {
+            packer,
+            streams: out.is_some(),
+            out: out.map(|s| (s, blake3::Hasher::new())),
+        })
+    }
+
+    /// Adds a sealed blob; returns the pack once full.
+    fn add(
+        &mut self,
+        backend: &dyn Backend,
+        key: &MasterKey,
+        blob: &SealedBlob,
+    ) -> Result<Option<ReadyPack>> {
+        if self.streams {
+            self.append(backend, blob)?;
+        } else {
+            self.packer.add(blob);
+        }
+        if !self.packer.is_full() {
+            return Ok(None);
+        }
+        Ok(Some(self.finish(key)?))
+    }
+
+    /// Appends a sealed blob to the pack's file in the storage, starting one if needed.
+    fn append(&mut self, backend: &dyn Backend, blob: &SealedBlob) -> Result<()> {
+        if self.out.is_none() {
+            self.out = backend
+                .stage(self.packer.blob_type().pack_file_type())?
+                .map(|s| (s, blake3::Hasher::new()));
+        }
+        let Some((staged, hasher)) = self.out.as_mut() else {
+            return Err(Error::Backend(
+                backend.unsupported("writing packs in pieces"),
+            ));
+        };
+        let appended = self.packer.add_with(blob, |bytes| {
+            hasher.update(bytes);
+            staged.append(bytes)
+        });
+        if appended.is_err() {
+            self.abandon();
+        }
+        Ok(appended?)
+    }
+
+    /// Drops a pack that cannot be completed. Its file goes at once, so that on a full disk its
+    /// room is back for the index of the packs already stored.
+    fn abandon(&mut self) {
+        self.out = None;
+    }
+
+    /// Seals the pack's header and hands the pack out; the next blob starts a new one.
+    fn finish(&mut self, key: &MasterKey) -> Result<ReadyPack> {
+        let pack = self.packer.finish_unhashed(key);
+        let Some((mut staged, mut hasher)) = self.out.take() else {
+            return Ok(ReadyPack::Held(pack));
+        };
+        let (rest, entries, blob_type) = pack.into_parts();
+        hasher.update(&rest);
+        staged.append(&rest)?;
+        Ok(ReadyPack::Staged {
+            staged,
+            id: PackId::from_bytes(*hasher.finalize().as_bytes()),
+            entries,
+            blob_type,
+        })
+    }
+}
+
 /// State shared by workers and the writer.
 struct Shared<'r> {
     repo: &'r Repository,
-    data_packer: Mutex<Packer>,
-    tree_packer: Mutex<Packer>,
+    data_packer: Mutex<OpenPack>,
+    tree_packer: Mutex<OpenPack>,
     bytes_added: AtomicU64,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
@@ -149,7 +249,7 @@ impl Shared<'_> {
         slot.get_or_insert(e);
     }
 
-    fn packer(&self, t: BlobType) -> &Mutex<Packer> {
+    fn packer(&self, t: BlobType) -> &Mutex<OpenPack> {
         match t {
             BlobType::Data => &self.data_packer,
             BlobType::Tree => &self.tree_packer,
@@ -157,13 +257,16 @@ impl Shared<'_> {
     }
 }
 
-fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<UnhashedPack>) {
+fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<ReadyPack>) {
     let mut sealer = match BlobSealer::new(shared.repo.config().compression_level) {
         Ok(s) => s,
         Err(e) => return shared.fail(Error::io("start zstd", "compressor", e)),
     };
-    let key = shared.repo.key();
+    let (key, backend) = (shared.repo.key(), shared.repo.backend().as_ref());
     for job in jobs {
+        if shared.failed.load(Ordering::SeqCst) {
+            continue; // drain so that the walker never blocks
+        }
         let sealed = sealer.seal(key, job.blob_type, job.id, job.buf);
         shared
             .bytes_added
@@ -173,63 +276,102 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<UnhashedPack>)
                 .packer(job.blob_type)
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if p.is_empty() && job.blob_type == BlobType::Data {
+            if p.packer.is_empty() && !p.streams && job.blob_type == BlobType::Data {
                 if let Ok(buf) = shared.pack_pool.1.try_recv() {
-                    p.recycle(buf);
+                    p.packer.recycle(buf);
                 }
             }
-            p.add(&sealed);
-            p.is_full().then(|| p.finish_unhashed(key))
+            p.add(backend, key, &sealed)
         };
         let _ = shared.pool_tx.try_send(sealed.bytes);
-        if let Some(pack) = full {
-            if packs.send(pack).is_err() {
-                return; // the writer stopped after an error
+        match full {
+            Err(e) => shared.fail(e),
+            Ok(Some(pack)) => {
+                if packs.send(pack).is_err() {
+                    return; // the writers stopped
+                }
             }
+            Ok(None) => {}
         }
     }
 }
 
-fn writer(shared: &Shared<'_>, packs: Receiver<UnhashedPack>) {
+/// Stores a full pack: whole, or by naming what was written as it filled. Returns its id, type,
+/// size and entries, and the buffer of a pack held whole for reuse.
+fn store(repo: &Repository, pack: ReadyPack) -> Result<(StoredPack, Option<Vec<u8>>)> {
+    match pack {
+        ReadyPack::Held(pack) => {
+            let pack = pack.hash();
+            let size = pack.bytes.len() as u64;
+            let returned = repo.backend().write_owned(
+                pack.blob_type.pack_file_type(),
+                pack.id.as_bytes(),
+                pack.bytes,
+            )?;
+            let stored = StoredPack {
+                id: pack.id,
+                blob_type: pack.blob_type,
+                size,
+                entries: pack.entries,
+            };
+            Ok((stored, returned))
+        }
+        ReadyPack::Staged {
+            staged,
+            id,
+            entries,
+            blob_type,
+        } => {
+            let size = staged.len();
+            staged.commit(id.as_bytes())?;
+            let stored = StoredPack {
+                id,
+                blob_type,
+                size,
+                entries,
+            };
+            Ok((stored, None))
+        }
+    }
+}
+
+/// A pack that is durable in the storage.
+struct StoredPack {
+    id: PackId,
+    blob_type: BlobType,
+    size: u64,
+    entries: Vec<PackEntry>,
+}
+
+fn writer(shared: &Shared<'_>, packs: Receiver<ReadyPack>) {
     let repo = shared.repo;
     for pack in packs {
         if shared.failed.load(Ordering::SeqCst) {
             continue; // drain so that senders never block
         }
-        // Hashing here keeps it off the packer's lock and off the compressing threads.
-        let pack = pack.hash();
-        let size = pack.bytes.len() as u64;
-        let r = repo
-            .backend()
-            .write_owned(
-                pack.blob_type.pack_file_type(),
-                pack.id.as_bytes(),
-                pack.bytes,
-            )
-            .map_err(Error::from)
-            .and_then(|returned| {
-                // Only a pack that is durable joins the pending index.
-                let full = {
-                    let mut pending = shared
-                        .pending_index
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    pending.add_pack(pack.id, pack.blob_type, size, &pack.entries);
-                    (pending.packs.len() >= PACKS_PER_INDEX_FILE)
-                        .then(|| std::mem::take(&mut *pending))
-                };
-                if let Some(file) = full {
-                    shared.lock.check()?;
-                    repo.save_index(&file)?;
-                }
-                Ok(returned)
-            });
+        // Hashing a held pack here keeps it off the packer's lock and the compressing threads.
+        let r = store(repo, pack).and_then(|(stored, returned)| {
+            // Only a pack that is durable joins the pending index.
+            let full = {
+                let mut pending = shared
+                    .pending_index
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                pending.add_pack(stored.id, stored.blob_type, stored.size, &stored.entries);
+                (pending.packs.len() >= PACKS_PER_INDEX_FILE).then(|| std::mem::take(&mut *pending))
+            };
+            if let Some(file) = full {
+                shared.lock.check()?;
+                repo.save_index(&file)?;
+            }
+            Ok(returned.filter(|_| stored.blob_type == BlobType::Data))
+        });
         match r {
             Err(e) => shared.fail(e),
-            Ok(Some(buf)) if pack.blob_type == BlobType::Data => {
+            Ok(Some(buf)) => {
                 let _ = shared.pack_pool.0.try_send(buf);
             }
-            Ok(_) => {}
+            Ok(None) => {}
         }
     }
 }
@@ -1070,16 +1212,19 @@ fn new_shared<'r>(
     opts: &BackupOptions,
     writers: usize,
     pool_tx: Sender<Vec<u8>>,
-) -> Shared<'r> {
+) -> Result<Shared<'r>> {
     let cfg = repo.config();
-    Shared {
+    let backend = repo.backend().as_ref();
+    let data = Packer::with_max_blob(
+        BlobType::Data,
+        cfg.data_pack_size,
+        cfg.chunker.max_size as usize + crate::format::crypto::OVERHEAD,
+    );
+    let tree = Packer::new(BlobType::Tree, cfg.tree_pack_size);
+    Ok(Shared {
         repo,
-        data_packer: Mutex::new(Packer::with_max_blob(
-            BlobType::Data,
-            cfg.data_pack_size,
-            cfg.chunker.max_size as usize + crate::format::crypto::OVERHEAD,
-        )),
-        tree_packer: Mutex::new(Packer::new(BlobType::Tree, cfg.tree_pack_size)),
+        data_packer: Mutex::new(OpenPack::new(backend, data, BlobType::Data)?),
+        tree_packer: Mutex::new(OpenPack::new(backend, tree, BlobType::Tree)?),
         bytes_added: AtomicU64::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
@@ -1087,7 +1232,7 @@ fn new_shared<'r>(
         pack_pool: bounded(writers),
         pending_index: Mutex::new(IndexFile::default()),
         lock: opts.lock.clone(),
-    }
+    })
 }
 
 /// Runs a backup. `index` must be the repository's loaded index. The walker reads on the calling
@@ -1192,7 +1337,7 @@ fn run_backup(
     // One chunk waiting per worker and one spare buffer each: every buffer may hold the largest
     // chunk, so deeper queues cost memory without keeping the workers any busier.
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads);
-    let shared = new_shared(repo, opts, writers, pool_tx);
+    let shared = new_shared(repo, opts, writers, pool_tx)?;
     let (job_tx, job_rx) = bounded::<Job>(threads);
     let mut walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
     walker.summary.errors = missing.len() as u64;
@@ -1282,7 +1427,7 @@ impl Pipeline<'_, '_> {
         std::thread::scope(|scope| {
             // A rendezvous: a finished pack waits in its worker until a writer takes it, so packs
             // in memory are at most one being filled, one per writer and one per worker.
-            let (pack_tx, pack_rx) = bounded::<UnhashedPack>(0);
+            let (pack_tx, pack_rx) = bounded::<ReadyPack>(0);
             let writers: Vec<_> = (0..self.writers)
                 .map(|_| {
                     let rx = pack_rx.clone();
@@ -1332,14 +1477,21 @@ impl Pipeline<'_, '_> {
     }
 
     /// Hands the last, partly filled packs to the writers, then closes their channel.
-    fn flush(&self, pack_tx: Sender<UnhashedPack>) {
+    fn flush(&self, pack_tx: Sender<ReadyPack>) {
         let shared = self.shared;
         for t in [BlobType::Data, BlobType::Tree] {
             let mut p = shared.packer(t).lock().unwrap_or_else(|p| p.into_inner());
-            if !p.is_empty() && !shared.failed.load(Ordering::SeqCst) {
-                let pack = p.finish_unhashed(shared.repo.key());
-                drop(p);
-                let _ = pack_tx.send(pack);
+            if shared.failed.load(Ordering::SeqCst) || p.packer.is_empty() {
+                p.abandon();
+                continue;
+            }
+            let pack = p.finish(shared.repo.key());
+            drop(p);
+            match pack {
+                Ok(pack) => {
+                    let _ = pack_tx.send(pack);
+                }
+                Err(e) => shared.fail(e),
             }
         }
     }

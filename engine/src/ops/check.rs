@@ -568,8 +568,68 @@ fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {
 /// is archived (not damage), on failure the message and the blobs affected.
 type PackVerdict = std::result::Result<bool, (String, Vec<BlobId>)>;
 
-/// Reads a whole pack: id, header, every blob.
+/// Reads a whole pack: id, header, every blob. Local storage is read blob by blob, so that a
+/// reader holds one blob rather than a pack; remote storage in one request. A pack that does
+/// not read cleanly that way is read again whole, for the diagnosis.
 fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
+    if repo.backend().is_remote() {
+        return read_whole_pack(repo, p);
+    }
+    match read_pack_in_pieces(repo, p) {
+        Some(verdict) => verdict,
+        None => read_whole_pack(repo, p),
+    }
+}
+
+/// Reads a pack blob by blob in pack order, hashing as it goes, then the header. `None` when
+/// something did not read, or the index does not describe a pack laid out as the format lays
+/// packs out: the whole pack is then read to say what is wrong.
+fn read_pack_in_pieces(repo: &Repository, p: &IndexPack) -> Option<PackVerdict> {
+    let (bt, entries) = (p.blob_type, p.entries());
+    let mut end = 0u64;
+    for e in &entries {
+        if e.offset as u64 != end {
+            return None;
+        }
+        end += e.length as u64;
+    }
+    let backend = repo.backend();
+    let read = |offset: u64, length: u64, buf: &mut Vec<u8>| {
+        backend
+            .read_range_into(bt.pack_file_type(), p.id.as_bytes(), offset, length, buf)
+            .ok()
+    };
+    let (mut hasher, mut buf, mut opener) = (blake3::Hasher::new(), Vec::new(), BlobOpener::new());
+    let mut bad = Vec::new();
+    for e in &entries {
+        read(e.offset as u64, e.length as u64, &mut buf)?;
+        hasher.update(&buf);
+        if opener.open(repo.key(), &p.id, e, &mut buf).is_err() {
+            bad.push(e.id);
+        }
+    }
+    read(end, p.size.checked_sub(end)?, &mut buf)?;
+    hasher.update(&buf);
+    if PackId::from_bytes(*hasher.finalize().as_bytes()) != p.id {
+        return None;
+    }
+    // The pack is the one written: its header must say what the index says.
+    let tl = pack::TRAILER_LEN;
+    let header_ok = buf.len() >= tl
+        && pack::header_length(&p.id, &buf[buf.len() - tl..], p.size)
+            .is_ok_and(|hl| hl as usize + tl == buf.len())
+        && {
+            buf.truncate(buf.len() - tl);
+            pack::decode_header(repo.key(), &p.id, bt, buf, p.size).is_ok_and(|h| h == entries)
+        };
+    if !header_ok {
+        return None;
+    }
+    Some(blobs_verdict(bad))
+}
+
+/// Reads a whole pack in one request: id, header, every blob.
+fn read_whole_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
     let all = || p.blobs.iter().map(|b| b.id).collect::<Vec<_>>();
     let bt = p.blob_type;
     let mut bytes = match repo.backend().read(bt.pack_file_type(), p.id.as_bytes()) {
@@ -621,6 +681,11 @@ fn read_pack(repo: &Repository, p: &IndexPack) -> PackVerdict {
             bad.push(e.id);
         }
     }
+    blobs_verdict(bad)
+}
+
+/// The verdict on a pack whose bytes are the ones written, given the blobs that did not open.
+fn blobs_verdict(bad: Vec<BlobId>) -> PackVerdict {
     if bad.is_empty() {
         Ok(true)
     } else {

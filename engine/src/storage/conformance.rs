@@ -23,7 +23,49 @@ pub fn run_all<B: Backend + ?Sized>(b: &B) {
     list_reports_sizes_per_type(b);
     remove_removes(b);
     config_has_a_fixed_name(b);
+    staged_objects(b);
     many_objects_are_all_listed(b, 1100);
+}
+
+/// An object written in pieces ([`Backend::stage`]) is invisible until committed, then reads as
+/// its pieces joined, in a pack folder and elsewhere; one dropped uncommitted leaves nothing.
+/// Storage that takes objects whole only has nothing to check.
+pub fn staged_objects<B: Backend + ?Sized>(b: &B) {
+    for (n, t) in [
+        (40, FileType::DataPack),
+        (41, FileType::TreePack),
+        (42, FileType::Index),
+    ] {
+        let Some(mut staged) = b.stage(t).expect("stage") else {
+            return;
+        };
+        let pieces: [&[u8]; 3] = [b"first piece, ", b"", &[0xa5; 70_000]];
+        for p in pieces {
+            staged.append(p).expect("append");
+        }
+        assert_eq!(staged.len(), 70_013, "{t:?} staged length");
+        assert!(
+            b.list(t).expect("list").is_empty(),
+            "a staged {t:?} object is listed before its commit"
+        );
+        staged.commit(&id(n)).expect("commit");
+        assert_eq!(b.read(t, &id(n)).expect("read"), pieces.concat());
+        let listed = b.list(t).expect("list");
+        assert_eq!(listed.len(), 1, "{t:?} listing after one commit");
+        assert_eq!(listed[0].size, 70_013);
+        b.remove(t, &id(n)).expect("remove");
+
+        let mut dropped = b
+            .stage(t)
+            .expect("stage")
+            .expect("stages once, stages again");
+        dropped.append(b"never committed").expect("append");
+        drop(dropped);
+        assert!(
+            b.list(t).expect("list").is_empty(),
+            "a dropped staged {t:?} object is listed"
+        );
+    }
 }
 
 /// A fresh store lists no object of any type.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
-use super::{parse_name, Backend, FileType, ObjectEntry};
+use super::{parse_name, Backend, FileType, ObjectEntry, Staged};
 use crate::id::RawId;
 use crate::storage::BackendError;
 
@@ -62,6 +62,13 @@ impl LocalBackend {
             .create(path)
     }
 
+    /// Makes a pack sub-folder on its first use. Its parent is synced so that the new folder,
+    /// and the pack about to go in it, survive a crash.
+    fn make_pack_folder(&self, dir: &Path) -> io::Result<()> {
+        Self::mkdir(dir)?;
+        File::open(dir.parent().unwrap_or(&self.root))?.sync_all()
+    }
+
     fn list_dir(dir: &Path, out: &mut Vec<ObjectEntry>) -> Result<(), BackendError> {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
@@ -96,9 +103,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent folder"))?;
-    let mut suffix = [0u8; 8];
-    rand::thread_rng().fill_bytes(&mut suffix);
-    let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+    let tmp = temp_path(dir);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -115,6 +120,64 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// A temporary file beside where objects of its type go: `.tmp-` and 16 hex digits, which no
+/// listing takes for an object.
+fn temp_path(dir: &Path) -> PathBuf {
+    let mut suffix = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    dir.join(format!(".tmp-{}", hex::encode(suffix)))
+}
+
+/// An object written in pieces to a temporary file in its type's folder, renamed into place by
+/// [`Staged::commit`] and removed when dropped before.
+struct StagedFile {
+    backend: LocalBackend,
+    file_type: FileType,
+    tmp: PathBuf,
+    file: File,
+    len: u64,
+    committed: bool,
+}
+
+impl Staged for StagedFile {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| LocalBackend::err("write", &self.tmp, e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn commit(mut self: Box<Self>, id: &RawId) -> Result<(), BackendError> {
+        let path = self.backend.path(self.file_type, id);
+        let dir = path.parent().unwrap_or(&self.backend.root);
+        let result = self.file.sync_all().and_then(|_| {
+            match fs::rename(&self.tmp, &path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.backend.make_pack_folder(dir)?;
+                    fs::rename(&self.tmp, &path)?;
+                }
+                r => r?,
+            }
+            self.committed = true;
+            File::open(dir)?.sync_all()
+        });
+        result.map_err(|e| LocalBackend::err("write", &path, e))
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// The byte a pack sub-folder stands for: its name is two lowercase hex digits.
@@ -248,14 +311,9 @@ impl Backend for LocalBackend {
     fn write(&self, t: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError> {
         let p = self.path(t, id);
         let result = match write_atomic(&p, data) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The pack sub-folder is made on first use; its parent is synced so that the new
-                // folder, and the pack in it, survive a crash.
-                let dir = p.parent().unwrap_or(&self.root);
-                Self::mkdir(dir)
-                    .and_then(|_| File::open(dir.parent().unwrap_or(&self.root))?.sync_all())
-                    .and_then(|_| write_atomic(&p, data))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self
+                .make_pack_folder(p.parent().unwrap_or(&self.root))
+                .and_then(|_| write_atomic(&p, data)),
             r => r,
         };
         result.map_err(|e| Self::err("write", &p, e))
@@ -265,12 +323,81 @@ impl Backend for LocalBackend {
         let p = self.path(t, id);
         fs::remove_file(&p).map_err(|e| Self::err("remove", &p, e))
     }
+
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+        let dir = match t {
+            FileType::Config => self.root.clone(),
+            t => self.root.join(t.dir_name()),
+        };
+        let tmp = temp_path(&dir);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(|e| Self::err("create", &tmp, e))?;
+        Ok(Some(Box::new(StagedFile {
+            backend: self.clone(),
+            file_type: t,
+            tmp,
+            file,
+            len: 0,
+            committed: false,
+        })))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn temporary_files(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect()
+    }
+
+    #[test]
+    fn a_staged_pack_is_a_temporary_file_until_named_and_leaves_none_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("r"));
+        b.create().unwrap();
+        let data = dir.path().join("r/data");
+        let mut staged = b.stage(FileType::DataPack).unwrap().unwrap();
+        staged.append(b"blob one,").unwrap();
+        staged.append(b" blob two").unwrap();
+        assert_eq!(temporary_files(&data).len(), 1);
+        staged.commit(&[0x5b; 32]).unwrap();
+        let f = dir
+            .path()
+            .join("r")
+            .join(FileType::DataPack.object_path(&[0x5b; 32]));
+        assert_eq!(fs::read(&f).unwrap(), b"blob one, blob two");
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(temporary_files(&data).is_empty());
+
+        let mut dropped = b.stage(FileType::DataPack).unwrap().unwrap();
+        dropped.append(b"a pack cut short").unwrap();
+        drop(dropped);
+        assert!(temporary_files(&data).is_empty());
+    }
+
+    #[test]
+    fn a_staged_pack_on_a_missing_repository_fails_naming_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("gone"));
+        let err = b
+            .stage(FileType::DataPack)
+            .err()
+            .expect("no folder to stage in");
+        assert!(err.to_string().contains("gone/data"), "{err}");
+    }
 
     #[test]
     fn files_are_0600_and_folders_0700() {
