@@ -13,6 +13,23 @@ pub const ID_LEN: usize = 32;
 /// Length of the hex prefix shown in listings.
 pub const SHORT_ID_HEX: usize = 8;
 
+/// The id of a pack (or any stored file) computed from its bytes as they are produced, for a
+/// pack written out in pieces: the same as `PackId::hash_of` of the pieces joined.
+#[derive(Debug, Clone, Default)]
+pub struct PackHasher(blake3::Hasher);
+
+impl PackHasher {
+    /// Adds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The id of all the bytes added.
+    pub fn finish(&self) -> PackId {
+        PackId::from_bytes(*self.0.finalize().as_bytes())
+    }
+}
+
 /// Error returned when a string is not a well-formed hex identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid id {0:?}: expected 64 hex digits")]

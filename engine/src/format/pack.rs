@@ -338,6 +338,14 @@ impl Packer {
         self.len() >= self.target
     }
 
+    /// Forgets the pack being filled, blobs and entries, as if it had just been finished: for a
+    /// pack that cannot be completed.
+    pub fn discard(&mut self) {
+        self.buf.clear();
+        self.entries.clear();
+        self.written = 0;
+    }
+
     /// The type of blob the pack holds.
     pub fn blob_type(&self) -> BlobType {
         self.blob_type

@@ -36,7 +36,7 @@ use crate::format::crypto::NONCE_LEN;
 use crate::format::pack::{BlobSealer, BlobType, PackEntry, Packer, SealedBlob, UnhashedPack};
 use crate::format::snapshot::{Snapshot, SnapshotSummary};
 use crate::format::tree::{ByteString, Node, NodeKind, Tree, Xattr};
-use crate::id::{BlobId, PackId, SnapshotId};
+use crate::id::{BlobId, PackHasher, PackId, SnapshotId};
 use crate::progress::FileChange;
 use crate::repo::index::{Index, IndexFile};
 use crate::repo::repository::{host_and_user, now_local, Repository};
@@ -135,7 +135,7 @@ struct OpenPack {
     /// Whether the storage takes packs in pieces.
     streams: bool,
     /// The storage's object for this pack and the hash of what went into it, once a blob did.
-    out: Option<(Box<dyn Staged>, blake3::Hasher)>,
+    out: Option<(Box<dyn Staged>, PackHasher)>,
 }
 
 /// A full pack on its way to a writer.
@@ -158,7 +158,7 @@ impl OpenPack {
         Ok(Self {
             packer,
             streams: out.is_some(),
-            out: out.map(|s| (s, blake3::Hasher::new())),
+            out: out.map(|s| (s, PackHasher::default())),
         })
     }
 
@@ -185,7 +185,7 @@ impl OpenPack {
         if self.out.is_none() {
             self.out = backend
                 .stage(self.packer.blob_type().pack_file_type())?
-                .map(|s| (s, blake3::Hasher::new()));
+                .map(|s| (s, PackHasher::default()));
         }
         let Some((staged, hasher)) = self.out.as_mut() else {
             return Err(Error::Backend(
@@ -202,24 +202,29 @@ impl OpenPack {
         Ok(appended?)
     }
 
-    /// Drops a pack that cannot be completed. Its file goes at once, so that on a full disk its
-    /// room is back for the index of the packs already stored.
+    /// Drops a pack that cannot be completed, blobs and entries: the next blob starts a new
+    /// pack. Its file goes at once, so that on a full disk its room is back for the index of the
+    /// packs already stored.
     fn abandon(&mut self) {
         self.out = None;
+        self.packer.discard();
     }
 
     /// Seals the pack's header and hands the pack out; the next blob starts a new one.
     fn finish(&mut self, key: &MasterKey) -> Result<ReadyPack> {
         let pack = self.packer.finish_unhashed(key);
-        let Some((mut staged, mut hasher)) = self.out.take() else {
+        if !self.streams {
             return Ok(ReadyPack::Held(pack));
-        };
+        }
+        // A pack written in pieces has its file from its first blob on; without one, its blobs
+        // were abandoned and there is nothing to store.
+        let (mut staged, mut hasher) = self.out.take().ok_or(Error::Aborted("backup"))?;
         let (rest, entries, blob_type) = pack.into_parts();
         hasher.update(&rest);
         staged.append(&rest)?;
         Ok(ReadyPack::Staged {
             staged,
-            id: PackId::from_bytes(*hasher.finalize().as_bytes()),
+            id: hasher.finish(),
             entries,
             blob_type,
         })
@@ -276,22 +281,26 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<ReadyPack>) {
                 .packer(job.blob_type)
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            // Checked under the lock, and failures recorded under it: once a pack failed, no
+            // other worker adds to the packer it left.
+            if shared.failed.load(Ordering::SeqCst) {
+                continue;
+            }
             if p.packer.is_empty() && !p.streams && job.blob_type == BlobType::Data {
                 if let Ok(buf) = shared.pack_pool.1.try_recv() {
                     p.packer.recycle(buf);
                 }
             }
-            p.add(backend, key, &sealed)
+            p.add(backend, key, &sealed).unwrap_or_else(|e| {
+                shared.fail(e);
+                None
+            })
         };
         let _ = shared.pool_tx.try_send(sealed.bytes);
-        match full {
-            Err(e) => shared.fail(e),
-            Ok(Some(pack)) => {
-                if packs.send(pack).is_err() {
-                    return; // the writers stopped
-                }
+        if let Some(pack) = full {
+            if packs.send(pack).is_err() {
+                return; // the writers stopped
             }
-            Ok(None) => {}
         }
     }
 }
@@ -1564,6 +1573,81 @@ impl<'a> Walker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::pack::parse_pack;
+    use crate::storage::{BackendError, FileType, MemoryBackend};
+
+    /// Storage that is full: every append fails.
+    struct FullDisk;
+
+    impl Staged for FullDisk {
+        fn append(&mut self, _: &[u8]) -> std::result::Result<(), BackendError> {
+            Err(BackendError::Io {
+                op: "write",
+                location: "data/.tmp-0".into(),
+                source: io::Error::from_raw_os_error(28),
+            })
+        }
+        fn len(&self) -> u64 {
+            0
+        }
+        fn commit(self: Box<Self>, _: &crate::id::RawId) -> std::result::Result<(), BackendError> {
+            panic!("a pack that failed to write was committed")
+        }
+    }
+
+    fn sealed(key: &MasterKey, data: &[u8]) -> SealedBlob {
+        let mut buf = vec![0u8; NONCE_LEN];
+        buf.extend_from_slice(data);
+        let id = key.blob_id(BlobType::Data, data);
+        BlobSealer::new(3)
+            .unwrap()
+            .seal(key, BlobType::Data, id, buf)
+    }
+
+    #[test]
+    fn a_pack_that_failed_to_write_leaves_no_blob_behind_in_the_next_pack() {
+        let (backend, key) = (MemoryBackend::new(), MasterKey::generate());
+        let mut open = OpenPack {
+            packer: Packer::new(BlobType::Data, 1 << 20),
+            streams: true,
+            out: Some((Box::new(FullDisk), PackHasher::default())),
+        };
+        let Err(err) = open.add(&backend, &key, &sealed(&key, b"lost")) else {
+            panic!("a blob was added to a full disk")
+        };
+        let chain: Vec<String> =
+            std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+                .map(|e| e.to_string())
+                .collect();
+        assert!(
+            chain.join(": ").contains("No space left on device"),
+            "{chain:?}"
+        );
+        assert!(open.packer.is_empty() && open.out.is_none());
+        // Nothing of the failed pack can be stored on its own.
+        assert!(open.finish(&key).is_err());
+
+        let kept = sealed(&key, b"kept");
+        assert!(open.add(&backend, &key, &kept).unwrap().is_none());
+        let Ok(ReadyPack::Staged {
+            staged,
+            id,
+            entries,
+            ..
+        }) = open.finish(&key)
+        else {
+            panic!("a pack written in pieces")
+        };
+        staged.commit(id.as_bytes()).unwrap();
+        let bytes = backend.read(FileType::DataPack, id.as_bytes()).unwrap();
+        assert_eq!(PackId::hash_of(&bytes), id);
+        assert_eq!(
+            parse_pack(&key, &id, BlobType::Data, &bytes).unwrap(),
+            entries
+        );
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].id, entries[0].offset), (kept.id, 0));
+    }
 
     #[test]
     fn virtual_dirs_merge_and_nested_sources_collapse() {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::pack::{self, BlobOpener, BlobType};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::id::{BlobId, IndexId, PackHasher, PackId, SnapshotId};
 use crate::repo::index::{Index, IndexFile, IndexPack, LoadedIndex};
 use crate::repo::lock::list_locks;
 use crate::repo::repository::{host_and_user, now_local, read_key_file, Repository};
@@ -593,13 +593,16 @@ fn read_pack_in_pieces(repo: &Repository, p: &IndexPack) -> Option<PackVerdict> 
         }
         end += e.length as u64;
     }
+    if end + pack::TRAILER_LEN as u64 > p.size {
+        return None;
+    }
     let backend = repo.backend();
     let read = |offset: u64, length: u64, buf: &mut Vec<u8>| {
         backend
             .read_range_into(bt.pack_file_type(), p.id.as_bytes(), offset, length, buf)
             .ok()
     };
-    let (mut hasher, mut buf, mut opener) = (blake3::Hasher::new(), Vec::new(), BlobOpener::new());
+    let (mut hasher, mut buf, mut opener) = (PackHasher::default(), Vec::new(), BlobOpener::new());
     let mut bad = Vec::new();
     for e in &entries {
         read(e.offset as u64, e.length as u64, &mut buf)?;
@@ -610,7 +613,7 @@ fn read_pack_in_pieces(repo: &Repository, p: &IndexPack) -> Option<PackVerdict> 
     }
     read(end, p.size.checked_sub(end)?, &mut buf)?;
     hasher.update(&buf);
-    if PackId::from_bytes(*hasher.finalize().as_bytes()) != p.id {
+    if hasher.finish() != p.id {
         return None;
     }
     // The pack is the one written: its header must say what the index says.

@@ -156,19 +156,37 @@ impl Staged for StagedFile {
 
     fn commit(mut self: Box<Self>, id: &RawId) -> Result<(), BackendError> {
         let path = self.backend.path(self.file_type, id);
-        let dir = path.parent().unwrap_or(&self.backend.root);
-        let result = self.file.sync_all().and_then(|_| {
-            match fs::rename(&self.tmp, &path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.backend.make_pack_folder(dir)?;
-                    fs::rename(&self.tmp, &path)?;
-                }
-                r => r?,
-            }
-            self.committed = true;
-            File::open(dir)?.sync_all()
-        });
+        let result = self.file.sync_all().and_then(|_| self.move_to(&path));
         result.map_err(|e| LocalBackend::err("write", &path, e))
+    }
+}
+
+impl StagedFile {
+    /// Renames the synced temporary file to `path` and syncs both folders. A pack folder
+    /// linked to another file system cannot take a rename: the bytes are copied there
+    /// atomically instead, and the temporary file is left for the drop to remove.
+    fn move_to(&mut self, path: &Path) -> io::Result<()> {
+        let dir = path.parent().unwrap_or(&self.backend.root).to_path_buf();
+        let renamed = match fs::rename(&self.tmp, path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.backend.make_pack_folder(&dir)?;
+                fs::rename(&self.tmp, path)
+            }
+            r => r,
+        };
+        match renamed {
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                return write_atomic(path, &fs::read(&self.tmp)?);
+            }
+            r => r?,
+        }
+        self.committed = true;
+        File::open(&dir)?.sync_all()?;
+        // The name left the folder of the temporary file: that folder changed too.
+        match self.tmp.parent() {
+            Some(from) if from != dir => File::open(from)?.sync_all(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -386,6 +404,34 @@ mod tests {
         dropped.append(b"a pack cut short").unwrap();
         drop(dropped);
         assert!(temporary_files(&data).is_empty());
+    }
+
+    #[test]
+    fn a_staged_pack_reaches_a_pack_folder_linked_to_another_file_system() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(elsewhere) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("skipped: no /dev/shm to link a pack folder to");
+            return;
+        };
+        if fs::metadata("/dev/shm").unwrap().dev() == fs::metadata(dir.path()).unwrap().dev() {
+            eprintln!("skipped: /dev/shm is on the same file system as the repository");
+            return;
+        }
+        let b = LocalBackend::new(dir.path().join("r"));
+        b.create().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("r/data/5c")).unwrap();
+        let mut staged = b.stage(FileType::DataPack).unwrap().unwrap();
+        staged.append(b"a pack on the other disk").unwrap();
+        staged.commit(&[0x5c; 32]).unwrap();
+        let name = hex::encode([0x5c; 32]);
+        assert_eq!(
+            fs::read(elsewhere.path().join(&name)).unwrap(),
+            b"a pack on the other disk"
+        );
+        assert_eq!(b.list(FileType::DataPack).unwrap().len(), 1);
+        assert!(temporary_files(&dir.path().join("r/data")).is_empty());
+        assert!(temporary_files(elsewhere.path()).is_empty());
     }
 
     #[test]

@@ -1,20 +1,58 @@
 //! An in-memory backend, for tests and for the conformance suite's own sanity.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use super::{Backend, FileType, ObjectEntry};
+use super::{Backend, FileType, ObjectEntry, Staged};
 use crate::id::RawId;
 use crate::storage::BackendError;
 
 /// An object's bytes and when it was written.
 type Stored = (Vec<u8>, SystemTime);
 
-/// Objects held in a map; nothing persists.
+/// The objects, by type and id.
+type Objects = Arc<Mutex<BTreeMap<(FileType, RawId), Stored>>>;
+
+/// Objects held in a map; nothing persists. Objects written in pieces are gathered apart and
+/// join the map when committed, as the local backend's temporary files do.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    objects: Mutex<BTreeMap<(FileType, RawId), Stored>>,
+    objects: Objects,
+}
+
+/// An object being written in pieces to a [`MemoryBackend`].
+struct StagedBytes {
+    objects: Objects,
+    file_type: FileType,
+    bytes: Vec<u8>,
+}
+
+impl Staged for StagedBytes {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn commit(self: Box<Self>, id: &RawId) -> Result<(), BackendError> {
+        let Self {
+            objects,
+            file_type,
+            bytes,
+        } = *self;
+        lock(&objects).insert((file_type, *id), (bytes, SystemTime::now()));
+        Ok(())
+    }
+}
+
+/// The map, whatever a panicking holder left: every operation on it is a single map call, so a
+/// panic cannot leave it half-updated.
+fn lock(objects: &Objects) -> std::sync::MutexGuard<'_, BTreeMap<(FileType, RawId), Stored>> {
+    objects.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MemoryBackend {
@@ -30,9 +68,7 @@ impl MemoryBackend {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(FileType, RawId), Stored>> {
-        // A panic while holding the lock cannot leave the map half-updated: every operation is a
-        // single map call. Recover the guard.
-        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.objects)
     }
 }
 
@@ -91,5 +127,13 @@ impl Backend for MemoryBackend {
             .remove(&(t, *id))
             .map(|_| ())
             .ok_or_else(|| Self::not_found(t, id))
+    }
+
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+        Ok(Some(Box::new(StagedBytes {
+            objects: self.objects.clone(),
+            file_type: t,
+            bytes: Vec::new(),
+        })))
     }
 }
