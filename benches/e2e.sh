@@ -22,7 +22,10 @@
 # For each run, both tools get a fresh repository under BENCH_DIR and go
 # through: init (untimed), first backup, unchanged re-backup, restore of
 # `latest` into an empty folder (verified with diff -r against the tree),
-# the structure check and `check --read-data`.
+# the structure check and `check --read-data`; then an untimed backup that
+# leaves out one folder of the tree (the one holding closest to a tenth of
+# its files) and a timed `forget --keep-last 1 --prune`, which drops the
+# first two snapshots and repacks or deletes what only they used.
 # Every timed step is measured with GNU time (wall seconds, peak RSS, CPU).
 # Caches cannot be dropped here, so before each tool's backups the dataset is
 # read once (untimed) so that both tools read it from the page cache.
@@ -159,6 +162,24 @@ fi
 DATASET_BYTES=$(find "$DATASET" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d", s}')
 DATASET_FILES=$(find "$DATASET" -type f | wc -l)
 echo "== dataset: $DATASET_FILES files, $DATASET_BYTES bytes"
+# The folder the third backup leaves out, so that prune has something to do.
+PRUNED=$(python3 - "$DATASET" <<'PY'
+import os, sys
+root = sys.argv[1]
+counts = {}
+for d, _, files in os.walk(root):
+    p = d
+    while True:
+        counts[p] = counts.get(p, 0) + len(files)
+        if p == root:
+            break
+        p = os.path.dirname(p)
+total = counts[root]
+print(min((p for p in counts if p != root), key=lambda p: abs(counts[p] - total / 10), default=""))
+PY
+)
+[[ -n "$PRUNED" ]] || { echo "the tree has no sub-folder to leave out for the prune step" >&2; exit 2; }
+echo "== prune step: the third backup leaves out $PRUNED"
 
 warm_up() {
     find "$DATASET" -type f -exec cat {} + >/dev/null 2>&1 || true
@@ -222,6 +243,8 @@ bench_floe() {
     measure floe restore "$run" "$FLOE" -r "$repo" restore latest --target "$target"
     measure floe check "$run" "$FLOE" -r "$repo" check
     measure floe read-data "$run" "$FLOE" -r "$repo" check --read-data
+    "$FLOE" -r "$repo" backup --exclude "$PRUNED" "$DATASET" >"$RUN_DIR/floe-backup3.log" 2>&1
+    measure floe prune "$run" "$FLOE" -r "$repo" forget --keep-last 1 --prune
     verify_restore floe "$run" "$target"
     safe_rm "$target"
 }
@@ -238,6 +261,8 @@ bench_restic() {
     measure restic restore "$run" "$RESTIC" -r "$repo" "${cache[@]}" restore latest --target "$target"
     measure restic check "$run" "$RESTIC" -r "$repo" "${cache[@]}" check
     measure restic read-data "$run" "$RESTIC" -r "$repo" "${cache[@]}" check --read-data
+    "$RESTIC" -r "$repo" "${cache[@]}" backup --exclude "$PRUNED" "$DATASET" >"$RUN_DIR/restic-backup3.log" 2>&1
+    measure restic prune "$run" "$RESTIC" -r "$repo" "${cache[@]}" forget --keep-last 1 --prune
     verify_restore restic "$run" "$target"
     safe_rm "$target"
 }
@@ -254,6 +279,8 @@ bench_rustic() {
     measure rustic restore "$run" "$RUSTIC" "${common[@]}" restore latest "$target"
     measure rustic check "$run" "$RUSTIC" "${common[@]}" check
     measure rustic read-data "$run" "$RUSTIC" "${common[@]}" check --read-data
+    "$RUSTIC" "${common[@]}" backup --glob "!$PRUNED" "$DATASET" >"$RUN_DIR/rustic-backup3.log" 2>&1
+    measure rustic prune "$run" "$RUSTIC" "${common[@]}" forget --keep-last 1 --prune
     verify_restore rustic "$run" "$target"
     safe_rm "$target"
 }
@@ -289,7 +316,7 @@ env = os.environ
 bytes_ = int(env["DATASET_BYTES"])
 tools = env["TOOLS_STR"].split()
 others = [t for t in tools if t != "floe"]
-steps = ["backup", "rebackup", "restore", "check", "read-data"]
+steps = ["backup", "rebackup", "restore", "check", "read-data", "prune"]
 
 samples = {t: {s: [] for s in steps} for t in tools}
 with open(env["MEASUREMENTS"]) as f:
