@@ -6,18 +6,19 @@
 #   fuzz/long-run.sh                 every target
 #   fuzz/long-run.sh tree pack       only these targets
 #
-# The budget counts the fuzzer's CPU time, not the clock: a run paused with
-# `pkill -STOP -f fuzz/target/` (to time something on a quiet machine) and resumed with
-# `pkill -CONT -f fuzz/target/` still gets its whole hour. Logs and the summary go to
-# FUZZ_LOG_DIR (fuzz/target/long-run); an input that crashes goes to fuzz/artifacts/TARGET/.
+# The budget counts the fuzzer's CPU time, not the clock, so that a run beside other work (at a
+# low priority, `nice -n 19`) still gets its whole hour. Do not pause a run with SIGSTOP:
+# libFuzzer times each input by the clock, and reports the input it was on when paused as a hang
+# (such an input replays in a millisecond: `fuzz/target/.../TARGET ARTIFACT`). Logs and the
+# summary go to FUZZ_LOG_DIR (fuzz/target/long-run); an input that crashes goes to
+# fuzz/artifacts/TARGET/.
 # Exits 1 when any target found a crash, a hang or an out-of-memory.
 set -euo pipefail
 cd "$(dirname "$0")"
 budget="${FUZZ_CPU_SECONDS:-3600}"
 logs="${FUZZ_LOG_DIR:-target/long-run}"
 ticks="$(getconf CLK_TCK)"
-# An absolute path, so that `pkill -f fuzz/target/` finds the running fuzzer.
-bin="$(pwd)/target/x86_64-unknown-linux-gnu/release"
+bin="target/x86_64-unknown-linux-gnu/release"
 
 cargo +nightly fuzz build
 if [ "$#" -gt 0 ]; then
