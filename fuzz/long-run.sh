@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The long fuzzing run, by hand: each target in turn for a budget of CPU time (an hour unless
-# FUZZ_CPU_SECONDS says otherwise), from a scratch copy of its corpus, with the figures of each
-# run written to a summary (docs/fuzzing.md).
+# FUZZ_CPU_SECONDS says otherwise), with the figures of each target written to a summary
+# (docs/fuzzing.md).
 #
 #   fuzz/long-run.sh                 every target
 #   fuzz/long-run.sh tree pack       only these targets
 #
 # The budget counts the fuzzer's CPU time, not the clock, so that a run beside other work (at a
-# low priority, `nice -n 19`) still gets its whole hour. Do not pause a run with SIGSTOP:
-# libFuzzer times each input by the clock, and reports the input it was on when paused as a hang
-# (such an input replays in a millisecond: `fuzz/target/.../TARGET ARTIFACT`). Logs and the
-# summary go to FUZZ_LOG_DIR (fuzz/target/long-run); an input that crashes goes to
-# fuzz/artifacts/TARGET/.
+# low priority, `nice -n 19`) still gets its whole hour. A run can be stopped and resumed: stop it
+# with SIGTERM (`kill PID`; Ctrl-C in a terminal), never with SIGSTOP (libFuzzer times each input
+# by the clock and reports the input it was on when paused as a hang), and start it again with the
+# same targets. Two runs with different targets can share the folder, one per core. Each target
+# keeps its working corpus, the CPU seconds it has spent and its executions in FUZZ_LOG_DIR
+# (fuzz/target/long-run), so the next start carries on with the rest of its budget; a target whose
+# budget is spent is not run again (remove its `.spent` file to run it anew). An input that
+# crashes goes to fuzz/artifacts/TARGET/.
 # Exits 1 when any target found a crash, a hang or an out-of-memory.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,50 +30,85 @@ else
     mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 mkdir -p "$logs"
-scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
 
 # CPU seconds used by process $1 so far (user and system).
 cpu_seconds() {
     awk -v t="$ticks" '{ printf "%d", ($14 + $15) / t }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# Runs target $1 until its budget is spent or it stops on a finding; prints its exit status.
-run_target() {
-    local t=$1 pid cpu
-    mkdir -p "$scratch/$t" "artifacts/$t"
-    "$bin/$t" "$scratch/$t" "corpus/$t" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$logs/$t.log" 2>&1 &
-    pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        cpu=$(cpu_seconds "$pid")
-        if [ "$cpu" -ge "$budget" ]; then
-            kill -INT "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 5
-    done
-    local rc=0
-    wait "$pid" || rc=$?
-    echo "$rc"
+# A number kept in file $1, 0 when there is none.
+stored() { cat "$1" 2>/dev/null || echo 0; }
+
+# Executions reported by the last piece's log $1.
+piece_execs() {
+    grep -oE 'stat::number_of_executed_units: [0-9]+' "$1" | tail -n 1 | grep -oE '[0-9]+$' || echo 0
 }
 
-# One line of figures from a finished run's log.
+fuzzer=""
+stopping=0
+on_signal() {
+    stopping=1
+    if [ -n "$fuzzer" ]; then kill -INT "$fuzzer" 2>/dev/null || true; fi
+}
+trap on_signal INT TERM
+
+# Runs target $1 for what is left of its budget, or until it stops on a finding; adds the piece's
+# CPU seconds and executions to the target's totals and sets `rc` to the fuzzer's exit status.
+run_piece() {
+    local t=$1 spent cpu=0 left piece="$logs/$1.piece.log"
+    spent=$(stored "$logs/$t.spent")
+    left=$((budget - spent))
+    mkdir -p "$logs/corpus/$t" "artifacts/$t"
+    "$bin/$t" "$logs/corpus/$t" "corpus/$t" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$piece" 2>&1 &
+    fuzzer=$!
+    while kill -0 "$fuzzer" 2>/dev/null; do
+        cpu=$(cpu_seconds "$fuzzer")
+        if [ "$cpu" -ge "$left" ]; then
+            kill -INT "$fuzzer" 2>/dev/null || true
+            break
+        fi
+        sleep 5 || true
+    done
+    rc=0
+    wait "$fuzzer" || rc=$?
+    # A signal to this script interrupts `wait`: wait again for the fuzzer's own status.
+    if [ "$stopping" = 1 ]; then
+        rc=0
+        wait "$fuzzer" || rc=$?
+    fi
+    fuzzer=""
+    echo $((spent + cpu)) >"$logs/$t.spent"
+    echo $(($(stored "$logs/$t.execs") + $(piece_execs "$piece"))) >"$logs/$t.execs"
+    { echo "== piece from $((spent)) CPU seconds, $(date -u +%FT%TZ)"; cat "$piece"; } >>"$logs/$t.log"
+    rm -f "$piece"
+}
+
+# One line of figures for target $1, whose last piece ended with status $2.
 summarize() {
-    local t=$1 rc=$2 log="$logs/$1.log" execs cov ft
-    execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
+    local t=$1 rc=$2 log="$logs/$1.log" cov ft
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+$' || echo "?")
     ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+$' || echo "?")
     local verdict="clean"
     # libFuzzer exits 72 when interrupted at the end of its budget, 0 when it ran out of inputs.
     if [ "$rc" != 0 ] && [ "$rc" != 72 ]; then verdict="FOUND (exit $rc): see $log"; fi
-    printf '%-18s %12s execs  cov %6s  ft %7s  %s\n' "$t" "$execs" "$cov" "$ft" "$verdict"
+    printf '%-18s %12s execs  %6s CPU s  cov %6s  ft %7s  %s\n' "$t" \
+        "$(stored "$logs/$t.execs")" "$(stored "$logs/$t.spent")" "$cov" "$ft" "$verdict"
 }
 
 failed=0
 for t in "${targets[@]}"; do
-    echo "fuzz: $t for ${budget} CPU seconds ($(date -u +%H:%M:%S))"
-    rc=$(run_target "$t")
+    [ "$stopping" = 0 ] || break
+    if [ "$(stored "$logs/$t.spent")" -ge "$budget" ]; then
+        echo "fuzz: $t has had its ${budget} CPU seconds"
+        continue
+    fi
+    echo "fuzz: $t from $(stored "$logs/$t.spent") of ${budget} CPU seconds ($(date -u +%H:%M:%S))"
+    run_piece "$t"
+    if [ "$stopping" = 1 ] && [ "$rc" = 72 ]; then
+        echo "fuzz: stopped; $t resumes from $(stored "$logs/$t.spent") CPU seconds"
+        break
+    fi
     line=$(summarize "$t" "$rc")
     echo "$line" | tee -a "$logs/summary"
     case "$line" in *FOUND*) failed=1 ;; esac

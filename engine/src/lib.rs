@@ -109,9 +109,9 @@ pub use storage::s3::{
 };
 pub use storage::{
     choose_ca_files, conformance, list_caches, send as http_send, Backend, BackendError, CaFile,
-    CacheEntry, CacheStats, CacheWarn, CachedBackend, DryRunBackend, FileType, LocalBackend,
-    MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend, S3Options, StorageClass,
-    ThawState, ThawTier, TlsOptions,
+    CacheEntry, CacheStats, CacheWarn, CachedBackend, DryRunBackend, FileType, Leftover,
+    LocalBackend, MemoryBackend, NetworkProblem, Retention, RetentionMode, S3Backend, S3Options,
+    StorageClass, ThawState, ThawTier, TlsOptions,
 };
 pub use units::{parse_size, ParseError};
 

@@ -181,6 +181,19 @@ pub struct ObjectEntry {
     pub storage_class: Option<StorageClass>,
 }
 
+/// A temporary file an interrupted writer left in the repository (on local storage: a pack cut
+/// short by a kill, or a file whose rename never came). No listing takes it for an object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Leftover {
+    /// Its path relative to the repository root, with `/` separators.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time, when the storage tells.
+    #[serde(skip)]
+    pub modified: Option<std::time::SystemTime>,
+}
+
 /// An object store's storage class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StorageClass {
@@ -401,6 +414,17 @@ pub trait Backend: Send + Sync {
 
     /// Size, storage class and restore state of one object. Storage without classes reports
     /// every object readable.
+    /// Temporary files interrupted writers left behind. Only prune removes them, under the
+    /// exclusive lock and once they are old. Stores that take objects whole have none.
+    fn leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes one of [`Backend::leftovers`].
+    fn remove_leftover(&self, _leftover: &Leftover) -> Result<(), BackendError> {
+        Err(self.unsupported("removing leftover files"))
+    }
+
     fn stat(&self, file_type: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         let size = self
             .list(file_type)?
@@ -518,6 +542,12 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
         (**self).stage(t)
+    }
+    fn leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
+        (**self).leftovers()
+    }
+    fn remove_leftover(&self, l: &Leftover) -> Result<(), BackendError> {
+        (**self).remove_leftover(l)
     }
     fn connections(&self) -> usize {
         (**self).connections()

@@ -8,7 +8,7 @@
 //! faults again; where they land still depends on how fast the machine runs.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -232,10 +232,25 @@ fn commands_killed_at_random_moments_lose_nothing() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // Everything finishes undisturbed afterwards, and loses nothing.
+    // Everything finishes undisturbed afterwards, and loses nothing. Packs a kill cut short are
+    // left as temporary files; made older than prune's grace period, prune removes them.
+    let cut_short = temporary_files(&chaos.env.repo);
+    for f in &cut_short {
+        let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+        fs::File::options()
+            .write(true)
+            .open(f)
+            .and_then(|f| f.set_modified(two_days_ago))
+            .unwrap();
+    }
     for victim in VICTIMS {
         chaos.time(victim);
     }
+    assert_eq!(temporary_files(&chaos.env.repo), Vec::<PathBuf>::new());
+    eprintln!(
+        "chaos: {} unfinished files removed by prune",
+        cut_short.len()
+    );
     for env in [&chaos.env, &chaos.copy] {
         env.ok(&["check", "--read-data"]);
     }
@@ -243,6 +258,20 @@ fn commands_killed_at_random_moments_lose_nothing() {
     let copied = assert_snapshots_exact(&chaos.copy, "copy");
     eprintln!("chaos: {kept} snapshots restored exactly, {copied} from the copy");
     assert!(kept >= 3 && copied >= kept);
+}
+
+/// The temporary files anywhere in a local repository.
+fn temporary_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(temporary_files(&path));
+        } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// A tmpfs of `mib` MiB mounted at `dir`, unmounted on drop; `None` where this process may not

@@ -155,6 +155,69 @@ fn a_policy_that_removes_a_whole_group_is_refused() {
 }
 
 #[test]
+fn prune_removes_the_unfinished_files_of_interrupted_writes_once_old() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("file"), random_bytes(7, 300_000)).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    // As a kill leaves them: a pack cut short in `data/`, a file whose rename never came in a
+    // pack sub-folder and in `index/`; and one still being written.
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400);
+    let plant = |rel: &str, len: usize, old: bool| {
+        let p = env.repo.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, vec![7u8; len]).unwrap();
+        if old {
+            let f = fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(two_days_ago).unwrap();
+        }
+        p
+    };
+    let old = [
+        plant("data/.tmp-00112233445566ff", 5_000_000, true),
+        plant("tree/3f/.tmp-aabbccddeeff0011", 1000, true),
+        plant("index/.tmp-0123456789abcdef", 10, true),
+    ];
+    let young = plant("data/.tmp-ffeeddccbbaa9988", 4096, false);
+    let not_ours = plant("data/.tmp-notes", 10, true);
+
+    let out = env.ok(&["prune", "--dry-run"]);
+    assert!(
+        out.contains("unfinished files of interrupted writes: 3 to delete (4.77 MiB)")
+            && out.contains("remove  data/.tmp-00112233445566ff")
+            && out.contains("remove  tree/3f/.tmp-aabbccddeeff0011"),
+        "{out}"
+    );
+    assert!(old.iter().all(|p| p.exists()), "a dry run removes nothing");
+
+    let v: serde_json::Value = serde_json::from_str(env.ok(&["prune", "--json"]).trim()).unwrap();
+    let listed: Vec<&str> = v["plan"]["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "data/.tmp-00112233445566ff",
+            "index/.tmp-0123456789abcdef",
+            "tree/3f/.tmp-aabbccddeeff0011"
+        ]
+    );
+    assert_eq!(v["report"]["leftovers_deleted"], 3, "{v}");
+    assert!(old.iter().all(|p| !p.exists()));
+    assert!(young.exists() && not_ours.exists());
+    env.ok(&["check", "--read-data"]);
+    let t = env.restore("latest", "t");
+    assert_eq!(
+        fs::read(restored(&t, &src).join("file")).unwrap(),
+        random_bytes(7, 300_000)
+    );
+}
+
+#[test]
 fn forget_by_id_and_json_reasons() {
     let env = Env::init();
     history(&env);

@@ -79,6 +79,16 @@ fn print_plan(plan: &PrunePlan) -> anyhow::Result<()> {
             output::bytes(p.size)
         ))?;
     }
+    if !plan.leftovers.is_empty() {
+        output::note(format!(
+            "unfinished files of interrupted writes: {} to delete ({})",
+            plan.leftovers.len(),
+            output::bytes(plan.leftovers.iter().map(|l| l.size).sum())
+        ))?;
+        for l in &plan.leftovers {
+            output::note(format!("  remove  {} ({})", l.path, output::bytes(l.size)))?;
+        }
+    }
     output::note(format!(
         "frees {} of {}; reads {} and writes {} to repack; {} unused left",
         output::bytes(plan.bytes_freed),
@@ -171,8 +181,13 @@ pub fn prune_locked(
         match &report {
             None => output::note("dry run: nothing was changed")?,
             Some(r) => output::note(format!(
-                "deleted {} pack(s), wrote {} pack(s) and {} index file(s), removed {} index file(s)",
-                r.packs_deleted, r.packs_written, r.index_files_written, r.index_files_deleted
+                "deleted {} pack(s), wrote {} pack(s) and {} index file(s), removed {} index \
+                 file(s) and {} unfinished file(s)",
+                r.packs_deleted,
+                r.packs_written,
+                r.index_files_written,
+                r.index_files_deleted,
+                r.leftovers_deleted
             ))?,
         }
     }

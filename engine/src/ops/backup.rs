@@ -132,8 +132,8 @@ struct Job {
 /// whole packs out of memory.
 struct OpenPack {
     packer: Packer,
-    /// Whether the storage takes packs in pieces.
-    streams: bool,
+    /// Whether the storage takes packs in pieces: known from the first blob on.
+    streams: Option<bool>,
     /// The storage's object for this pack and the hash of what went into it, once a blob did.
     out: Option<(Box<dyn Staged>, PackHasher)>,
 }
@@ -152,14 +152,14 @@ enum ReadyPack {
 }
 
 impl OpenPack {
-    /// An empty pack of type `t`: written as it fills when the storage can take it so.
-    fn new(backend: &dyn Backend, packer: Packer, t: BlobType) -> Result<Self> {
-        let out = backend.stage(t.pack_file_type())?;
-        Ok(Self {
+    /// An empty pack; the storage is asked for a file on its first blob, so a backup that adds
+    /// nothing creates none.
+    fn new(packer: Packer) -> Self {
+        Self {
             packer,
-            streams: out.is_some(),
-            out: out.map(|s| (s, PackHasher::default())),
-        })
+            streams: None,
+            out: None,
+        }
     }
 
     /// Adds a sealed blob; returns the pack once full.
@@ -169,37 +169,28 @@ impl OpenPack {
         key: &MasterKey,
         blob: &SealedBlob,
     ) -> Result<Option<ReadyPack>> {
-        if self.streams {
-            self.append(backend, blob)?;
-        } else {
-            self.packer.add(blob);
+        if self.out.is_none() && self.streams != Some(false) {
+            let staged = backend.stage(self.packer.blob_type().pack_file_type())?;
+            self.streams = Some(staged.is_some());
+            self.out = staged.map(|s| (s, PackHasher::default()));
+        }
+        match self.out.as_mut() {
+            Some((staged, hasher)) => {
+                let appended = self.packer.add_with(blob, |bytes| {
+                    hasher.update(bytes);
+                    staged.append(bytes)
+                });
+                if appended.is_err() {
+                    self.abandon();
+                }
+                appended?;
+            }
+            None => self.packer.add(blob),
         }
         if !self.packer.is_full() {
             return Ok(None);
         }
         Ok(Some(self.finish(key)?))
-    }
-
-    /// Appends a sealed blob to the pack's file in the storage, starting one if needed.
-    fn append(&mut self, backend: &dyn Backend, blob: &SealedBlob) -> Result<()> {
-        if self.out.is_none() {
-            self.out = backend
-                .stage(self.packer.blob_type().pack_file_type())?
-                .map(|s| (s, PackHasher::default()));
-        }
-        let Some((staged, hasher)) = self.out.as_mut() else {
-            return Err(Error::Backend(
-                backend.unsupported("writing packs in pieces"),
-            ));
-        };
-        let appended = self.packer.add_with(blob, |bytes| {
-            hasher.update(bytes);
-            staged.append(bytes)
-        });
-        if appended.is_err() {
-            self.abandon();
-        }
-        Ok(appended?)
     }
 
     /// Drops a pack that cannot be completed, blobs and entries: the next blob starts a new
@@ -213,7 +204,7 @@ impl OpenPack {
     /// Seals the pack's header and hands the pack out; the next blob starts a new one.
     fn finish(&mut self, key: &MasterKey) -> Result<ReadyPack> {
         let pack = self.packer.finish_unhashed(key);
-        if !self.streams {
+        if self.streams != Some(true) {
             return Ok(ReadyPack::Held(pack));
         }
         // A pack written in pieces has its file from its first blob on; without one, its blobs
@@ -286,7 +277,7 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<ReadyPack>) {
             if shared.failed.load(Ordering::SeqCst) {
                 continue;
             }
-            if p.packer.is_empty() && !p.streams && job.blob_type == BlobType::Data {
+            if p.packer.is_empty() && p.streams == Some(false) && job.blob_type == BlobType::Data {
                 if let Ok(buf) = shared.pack_pool.1.try_recv() {
                     p.packer.recycle(buf);
                 }
@@ -1221,19 +1212,18 @@ fn new_shared<'r>(
     opts: &BackupOptions,
     writers: usize,
     pool_tx: Sender<Vec<u8>>,
-) -> Result<Shared<'r>> {
+) -> Shared<'r> {
     let cfg = repo.config();
-    let backend = repo.backend().as_ref();
     let data = Packer::with_max_blob(
         BlobType::Data,
         cfg.data_pack_size,
         cfg.chunker.max_size as usize + crate::format::crypto::OVERHEAD,
     );
     let tree = Packer::new(BlobType::Tree, cfg.tree_pack_size);
-    Ok(Shared {
+    Shared {
         repo,
-        data_packer: Mutex::new(OpenPack::new(backend, data, BlobType::Data)?),
-        tree_packer: Mutex::new(OpenPack::new(backend, tree, BlobType::Tree)?),
+        data_packer: Mutex::new(OpenPack::new(data)),
+        tree_packer: Mutex::new(OpenPack::new(tree)),
         bytes_added: AtomicU64::new(0),
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
@@ -1241,7 +1231,7 @@ fn new_shared<'r>(
         pack_pool: bounded(writers),
         pending_index: Mutex::new(IndexFile::default()),
         lock: opts.lock.clone(),
-    })
+    }
 }
 
 /// Runs a backup. `index` must be the repository's loaded index. The walker reads on the calling
@@ -1346,7 +1336,7 @@ fn run_backup(
     // One chunk waiting per worker and one spare buffer each: every buffer may hold the largest
     // chunk, so deeper queues cost memory without keeping the workers any busier.
     let (pool_tx, pool_rx) = bounded::<Vec<u8>>(threads);
-    let shared = new_shared(repo, opts, writers, pool_tx)?;
+    let shared = new_shared(repo, opts, writers, pool_tx);
     let (job_tx, job_rx) = bounded::<Job>(threads);
     let mut walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
     walker.summary.errors = missing.len() as u64;
@@ -1609,7 +1599,7 @@ mod tests {
         let (backend, key) = (MemoryBackend::new(), MasterKey::generate());
         let mut open = OpenPack {
             packer: Packer::new(BlobType::Data, 1 << 20),
-            streams: true,
+            streams: Some(true),
             out: Some((Box::new(FullDisk), PackHasher::default())),
         };
         let Err(err) = open.add(&backend, &key, &sealed(&key, b"lost")) else {

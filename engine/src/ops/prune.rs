@@ -11,7 +11,9 @@
 //! 2. write new index files describing every pack that stays, and the new packs, the last of
 //!    them superseding every old index file (readers then ignore the old files);
 //! 3. delete the packs no index names any more;
-//! 4. delete the superseded index files.
+//! 4. delete the superseded index files;
+//! 5. delete the temporary files interrupted writes left (a pack cut short by a kill) once
+//!    older than the grace period.
 //!
 //! A rerun after a crash finishes the job: packs that only superseded index files name are
 //! deleted whatever their age; packs a crash left before step 2 are ordinary orphans, deleted
@@ -29,7 +31,7 @@ use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId};
 use crate::repo::index::{Index, IndexFile, IndexPack};
 use crate::repo::repository::{Repository, StoredPack};
-use crate::storage::{FileType, StorageClass};
+use crate::storage::{FileType, Leftover, StorageClass};
 use crate::units::{parse_percent, parse_size, ParseError};
 
 /// How much unused space may stay.
@@ -147,6 +149,9 @@ pub struct PrunePlan {
     pub keep: usize,
     /// Index files left by an interrupted prune, superseded and still to delete.
     pub superseded_files: usize,
+    /// Temporary files interrupted writes left (a pack cut short by a kill), old enough to
+    /// delete.
+    pub leftovers: Vec<Leftover>,
     /// Partly used packs left alone because their storage class must be thawed before a read.
     pub cold_not_repacked: usize,
     /// Packs that would be deleted or repacked but are younger than their storage class's
@@ -191,6 +196,7 @@ impl PrunePlan {
             && self.repack.is_empty()
             && self.orphans.is_empty()
             && self.superseded_files == 0
+            && self.leftovers.is_empty()
     }
 }
 
@@ -331,7 +337,25 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
     }
     plan.packs = packs;
+    plan.leftovers = old_leftovers(repo, opts)?;
     Ok(plan)
+}
+
+/// The temporary files of interrupted writes older than the grace period: a file a running
+/// writer appends to is younger.
+fn old_leftovers(repo: &Repository, opts: &PruneOptions) -> Result<Vec<Leftover>> {
+    let mut old: Vec<Leftover> = repo
+        .backend()
+        .leftovers()?
+        .into_iter()
+        .filter(|l| {
+            l.modified
+                .and_then(|m| opts.now.duration_since(m).ok())
+                .is_some_and(|age| age >= opts.orphan_grace)
+        })
+        .collect();
+    old.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(old)
 }
 
 impl PrunePlan {
@@ -350,6 +374,7 @@ impl PrunePlan {
             young_orphans: 0,
             keep: 0,
             superseded_files,
+            leftovers: Vec::new(),
             cold_not_repacked: 0,
             min_duration_kept: 0,
             min_duration_kept_bytes: 0,
@@ -589,6 +614,8 @@ pub struct PruneReport {
     pub index_files_written: u64,
     /// Index files deleted.
     pub index_files_deleted: u64,
+    /// Temporary files of interrupted writes deleted.
+    pub leftovers_deleted: u64,
 }
 
 /// Copies the needed blobs of the packs to repack into new packs, each verified before it is
@@ -730,6 +757,12 @@ pub fn execute(
     for id in &plan.index_files {
         repo.backend().remove(FileType::Index, id.as_bytes())?;
         report.index_files_deleted += 1;
+    }
+
+    // 5. What interrupted writes left.
+    for l in &plan.leftovers {
+        repo.backend().remove_leftover(l)?;
+        report.leftovers_deleted += 1;
     }
     Ok(report)
 }

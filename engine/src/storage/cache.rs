@@ -417,6 +417,12 @@ impl Backend for CachedBackend {
         }
         Ok(())
     }
+    fn leftovers(&self) -> Result<Vec<super::Leftover>, BackendError> {
+        self.inner.leftovers()
+    }
+    fn remove_leftover(&self, l: &super::Leftover) -> Result<(), BackendError> {
+        self.inner.remove_leftover(l)
+    }
     fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         self.inner.stat(t, id)
     }

@@ -70,6 +70,12 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     fn remove(&self, _t: FileType, _id: &RawId) -> Result<(), BackendError> {
         Ok(())
     }
+    fn leftovers(&self) -> Result<Vec<super::Leftover>, BackendError> {
+        self.inner.leftovers()
+    }
+    fn remove_leftover(&self, _l: &super::Leftover) -> Result<(), BackendError> {
+        Ok(())
+    }
     fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         self.inner.stat(t, id)
     }

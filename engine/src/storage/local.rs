@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
-use super::{parse_name, Backend, FileType, ObjectEntry, Staged};
+use super::{parse_name, Backend, FileType, Leftover, ObjectEntry, Staged};
 use crate::id::RawId;
 use crate::storage::BackendError;
 
@@ -97,9 +97,97 @@ impl LocalBackend {
     }
 }
 
+impl LocalBackend {
+    /// The folders where temporary files can be: the root, each type's folder and the pack
+    /// sub-folders, relative to the root.
+    fn folders(&self) -> Result<Vec<String>, BackendError> {
+        let mut out = vec![String::new()];
+        for t in FileType::ALL.into_iter().filter(|t| *t != FileType::Config) {
+            out.push(t.dir_name().to_string());
+            if !t.is_pack() {
+                continue;
+            }
+            let dir = self.root.join(t.dir_name());
+            let subs = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Self::err("list", &dir, e)),
+            };
+            for sub in subs {
+                let name = sub.map_err(|e| Self::err("list", &dir, e))?.file_name();
+                if let Some(name) = name.to_str().filter(|n| pack_folder_byte(n).is_some()) {
+                    out.push(format!("{}/{name}", t.dir_name()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The temporary files in `folder` (relative to the root).
+    fn leftovers_in(&self, folder: &str, out: &mut Vec<Leftover>) -> Result<(), BackendError> {
+        let dir = self.root.join(folder);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Self::err("list", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Self::err("list", &dir, e))?;
+            let Some(name) = entry.file_name().to_str().and_then(leftover_name) else {
+                continue;
+            };
+            let meta = entry
+                .metadata()
+                .map_err(|e| Self::err("stat", &entry.path(), e))?;
+            if meta.is_file() {
+                out.push(Leftover {
+                    path: if folder.is_empty() {
+                        name
+                    } else {
+                        format!("{folder}/{name}")
+                    },
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True for a folder (relative to the root) where writers put temporary files: the root, a
+/// type's folder or a pack sub-folder.
+fn is_writers_folder(folder: &str) -> bool {
+    let mut parts = folder.splitn(2, '/');
+    let top = parts.next().unwrap_or_default();
+    let typed = FileType::ALL
+        .into_iter()
+        .find(|t| *t != FileType::Config && t.dir_name() == top);
+    match (typed, parts.next()) {
+        _ if folder.is_empty() => true,
+        (Some(_), None) => true,
+        (Some(t), Some(sub)) => t.is_pack() && pack_folder_byte(sub).is_some(),
+        (None, _) => false,
+    }
+}
+
+/// `name` when it is one of [`temp_path`]'s names.
+fn leftover_name(name: &str) -> Option<String> {
+    let hex = name.strip_prefix(".tmp-")?;
+    (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
+}
+
 /// Writes `data` to `path` atomically and durably: temporary file, fsync, rename, fsync of the
 /// folder.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |f| f.write_all(data))
+}
+
+/// [`write_atomic`] with the content written by `fill`.
+fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent folder"))?;
@@ -110,7 +198,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
             .create_new(true)
             .mode(FILE_MODE)
             .open(&tmp)?;
-        f.write_all(data)?;
+        fill(&mut f)?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
@@ -164,7 +252,8 @@ impl Staged for StagedFile {
 impl StagedFile {
     /// Renames the synced temporary file to `path` and syncs both folders. A pack folder
     /// linked to another file system cannot take a rename: the bytes are copied there
-    /// atomically instead, and the temporary file is left for the drop to remove.
+    /// atomically instead (through the kernel, not memory), and the temporary file is left for
+    /// the drop to remove.
     fn move_to(&mut self, path: &Path) -> io::Result<()> {
         let dir = path.parent().unwrap_or(&self.backend.root).to_path_buf();
         let renamed = match fs::rename(&self.tmp, path) {
@@ -176,7 +265,8 @@ impl StagedFile {
         };
         match renamed {
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                return write_atomic(path, &fs::read(&self.tmp)?);
+                let mut from = File::open(&self.tmp)?;
+                return write_atomic_with(path, |to| io::copy(&mut from, to).map(drop));
             }
             r => r?,
         }
@@ -342,6 +432,32 @@ impl Backend for LocalBackend {
         fs::remove_file(&p).map_err(|e| Self::err("remove", &p, e))
     }
 
+    fn leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
+        let mut out = Vec::new();
+        for folder in self.folders()? {
+            self.leftovers_in(&folder, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn remove_leftover(&self, l: &Leftover) -> Result<(), BackendError> {
+        let path = Path::new(&l.path);
+        let p = self.root.join(path);
+        let folder = path.parent().and_then(Path::to_str);
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(leftover_name);
+        if named.is_none() || !folder.is_some_and(is_writers_folder) {
+            let why = io::Error::new(io::ErrorKind::InvalidInput, "not a temporary file");
+            return Err(Self::err("remove", &p, why));
+        }
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Self::err("remove", &p, e)),
+            _ => Ok(()),
+        }
+    }
+
     fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
         let dir = match t {
             FileType::Config => self.root.clone(),
@@ -376,6 +492,60 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(".tmp-"))
             .collect()
+    }
+
+    #[test]
+    fn leftovers_are_the_temporary_files_of_writers_and_only_those_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("r"));
+        b.create().unwrap();
+        b.write(FileType::DataPack, &[0xab; 32], b"a pack").unwrap();
+        let mut cut_short = b.stage(FileType::DataPack).unwrap().unwrap();
+        cut_short.append(b"half a pack").unwrap();
+        std::mem::forget(cut_short); // as a kill leaves it
+        let root = dir.path().join("r");
+        fs::write(root.join("data/ab/.tmp-0011223344556677"), b"x").unwrap();
+        fs::write(root.join("index/.tmp-8899aabbccddeeff"), b"").unwrap();
+        fs::write(root.join("data/ab/.tmp-short"), b"not ours").unwrap();
+        fs::write(root.join("data/.tmp-0011223344556677.txt"), b"not ours").unwrap();
+
+        let mut found = b.leftovers().unwrap();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        let paths: Vec<&str> = found.iter().map(|l| l.path.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert!(paths[0].starts_with("data/.tmp-") && found[0].size == 11);
+        assert_eq!(
+            paths[1..],
+            [
+                "data/ab/.tmp-0011223344556677",
+                "index/.tmp-8899aabbccddeeff"
+            ]
+        );
+        for l in &found {
+            b.remove_leftover(l).unwrap();
+        }
+        assert!(b.leftovers().unwrap().is_empty());
+        assert_eq!(b.read(FileType::DataPack, &[0xab; 32]).unwrap(), b"a pack");
+
+        for path in [
+            "data/ab/.tmp-short",
+            "../.tmp-0011223344556677",
+            "src/.tmp-0011223344556677",
+        ] {
+            let l = Leftover {
+                path: path.into(),
+                size: 0,
+                modified: None,
+            };
+            let err = b.remove_leftover(&l).unwrap_err();
+            let why = std::error::Error::source(&err).map(|e| e.to_string());
+            assert_eq!(
+                why.as_deref(),
+                Some("not a temporary file"),
+                "{path}: {err}"
+            );
+        }
+        assert!(root.join("data/ab/.tmp-short").exists());
     }
 
     #[test]
