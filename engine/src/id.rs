@@ -52,7 +52,17 @@ macro_rules! define_id {
             }
             /// Lower-case hex, 64 digits.
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                let mut buf = [0u8; 2 * ID_LEN];
+                self.hex_into(&mut buf).to_string()
+            }
+            /// Lower-case hex written into `buf`, without an allocation.
+            fn hex_into<'b>(&self, buf: &'b mut [u8; 2 * ID_LEN]) -> &'b str {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for (pair, b) in buf.chunks_exact_mut(2).zip(self.0) {
+                    pair[0] = DIGITS[usize::from(b >> 4)];
+                    pair[1] = DIGITS[usize::from(b & 0xf)];
+                }
+                std::str::from_utf8(buf).unwrap_or_default()
             }
             /// The first eight hex digits, as shown in listings.
             pub fn short(&self) -> String {
@@ -89,17 +99,34 @@ macro_rules! define_id {
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                s.serialize_str(self.hex_into(&mut [0u8; 2 * ID_LEN]))
             }
         }
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                d.deserialize_str(HexIdVisitor).map(Self)
             }
         }
     };
+}
+
+/// Reads an id's 64 hex digits straight from the text being parsed, without an allocation: ids
+/// are most of the bytes of a tree.
+struct HexIdVisitor;
+
+impl serde::de::Visitor<'_> for HexIdVisitor {
+    type Value = [u8; ID_LEN];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("64 hex digits")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        let mut out = [0u8; ID_LEN];
+        hex::decode_to_slice(s, &mut out).map_err(|_| E::custom(ParseIdError(s.to_string())))?;
+        Ok(out)
+    }
 }
 
 define_id!(
@@ -165,5 +192,15 @@ mod tests {
         assert_eq!(json, format!("\"{id}\""));
         let back: SnapshotId = serde_json::from_str(&json).unwrap();
         assert_eq!(back, id);
+        assert_eq!(id.to_hex(), hex::encode(id.as_bytes()));
+        // Escaped digits are digits; anything but 64 of them is refused, naming what was read.
+        let escaped = format!("\"\\u0030{}\"", &id.to_hex()[1..]);
+        let zero_first = format!("0{}", &id.to_hex()[1..]);
+        let read: SnapshotId = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(read.to_hex(), zero_first);
+        for bad in ["\"abc\"", "17", "null", "\"\""] {
+            let err = serde_json::from_str::<BlobId>(bad).unwrap_err().to_string();
+            assert!(err.contains("hex") || err.contains("id"), "{bad}: {err}");
+        }
     }
 }
