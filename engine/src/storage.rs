@@ -408,7 +408,7 @@ pub trait Backend: Send + Sync {
     /// id, a hash of all its bytes, is known only at its end), so that the writer need not hold
     /// it whole in memory. `None` from storage that takes objects whole only: the caller then
     /// assembles the object and calls [`Backend::write_owned`].
-    fn stage(&self, _file_type: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+    fn stage(&self, _file_type: FileType) -> Result<Option<Box<dyn Staged + '_>>, BackendError> {
         Ok(None)
     }
 
@@ -540,7 +540,7 @@ impl<B: Backend + ?Sized> Backend for $ty {
     fn stat(&self, t: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         (**self).stat(t, id)
     }
-    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged + '_>>, BackendError> {
         (**self).stage(t)
     }
     fn leftovers(&self) -> Result<Vec<Leftover>, BackendError> {

@@ -159,6 +159,50 @@ fn backup_and_restore_through_garage_are_byte_exact() {
 }
 
 #[test]
+fn packs_reach_the_bucket_through_temporary_files_in_tmpdir() {
+    let Some(s) = garage("packs_reach_the_bucket_through_temporary_files_in_tmpdir") else {
+        return;
+    };
+    let env = s.env(&s.url("spool"));
+    env.ok(&["init"]);
+    let src = make_source(&env, 40 << 20);
+    let spool = env.path("spool");
+    fs::create_dir_all(&spool).unwrap();
+    let out = env
+        .cmd()
+        .env("TMPDIR", &spool)
+        .args(["backup".as_ref(), src.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_dir(&spool).unwrap().count(),
+        0,
+        "every file removed"
+    );
+    let target = env.restore("latest", "out");
+    assert_same_tree(&src, &restored(&target, &src), false);
+
+    // A temporary folder that cannot take them fails the backup clearly, and stores nothing.
+    fs::write(src.join("new file"), random_bytes(9, 3 << 20)).unwrap();
+    let out = env
+        .cmd()
+        .env("TMPDIR", env.path("no such folder"))
+        .args(["backup".as_ref(), src.as_os_str()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no such folder") && err.contains("TMPDIR"),
+        "{err}"
+    );
+    let listed = env.ok(&["snapshots", "--json"]);
+    assert_eq!(listed.matches("\"id\"").count(), 1, "{listed}");
+    env.ok(&["check"]);
+}
+
+#[test]
 fn a_garage_node_down_during_backup_loses_nothing() {
     let Some(s) = garage("a_garage_node_down_during_backup_loses_nothing") else {
         return;

@@ -130,28 +130,28 @@ struct Job {
 /// A pack being filled: held in memory, or written to the storage blob by blob as it fills
 /// when the storage takes objects in pieces ([`crate::storage::Backend::stage`]), which keeps
 /// whole packs out of memory.
-struct OpenPack {
+struct OpenPack<'r> {
     packer: Packer,
     /// Whether the storage takes packs in pieces: known from the first blob on.
     streams: Option<bool>,
     /// The storage's object for this pack and the hash of what went into it, once a blob did.
-    out: Option<(Box<dyn Staged>, PackHasher)>,
+    out: Option<(Box<dyn Staged + 'r>, PackHasher)>,
 }
 
 /// A full pack on its way to a writer.
-enum ReadyPack {
+enum ReadyPack<'r> {
     /// Held whole, to be hashed and stored.
     Held(UnhashedPack),
     /// Written to the storage already, to be named.
     Staged {
-        staged: Box<dyn Staged>,
+        staged: Box<dyn Staged + 'r>,
         id: PackId,
         entries: Vec<PackEntry>,
         blob_type: BlobType,
     },
 }
 
-impl OpenPack {
+impl<'r> OpenPack<'r> {
     /// An empty pack; the storage is asked for a file on its first blob, so a backup that adds
     /// nothing creates none.
     fn new(packer: Packer) -> Self {
@@ -165,10 +165,10 @@ impl OpenPack {
     /// Adds a sealed blob; returns the pack once full.
     fn add(
         &mut self,
-        backend: &dyn Backend,
+        backend: &'r dyn Backend,
         key: &MasterKey,
         blob: &SealedBlob,
-    ) -> Result<Option<ReadyPack>> {
+    ) -> Result<Option<ReadyPack<'r>>> {
         if self.out.is_none() && self.streams != Some(false) {
             let staged = backend.stage(self.packer.blob_type().pack_file_type())?;
             self.streams = Some(staged.is_some());
@@ -202,7 +202,7 @@ impl OpenPack {
     }
 
     /// Seals the pack's header and hands the pack out; the next blob starts a new one.
-    fn finish(&mut self, key: &MasterKey) -> Result<ReadyPack> {
+    fn finish(&mut self, key: &MasterKey) -> Result<ReadyPack<'r>> {
         let pack = self.packer.finish_unhashed(key);
         if self.streams != Some(true) {
             return Ok(ReadyPack::Held(pack));
@@ -225,8 +225,8 @@ impl OpenPack {
 /// State shared by workers and the writer.
 struct Shared<'r> {
     repo: &'r Repository,
-    data_packer: Mutex<OpenPack>,
-    tree_packer: Mutex<OpenPack>,
+    data_packer: Mutex<OpenPack<'r>>,
+    tree_packer: Mutex<OpenPack<'r>>,
     bytes_added: AtomicU64,
     failed: AtomicBool,
     error: Mutex<Option<Error>>,
@@ -238,14 +238,14 @@ struct Shared<'r> {
     lock: crate::repo::lock::LockHealth,
 }
 
-impl Shared<'_> {
+impl<'r> Shared<'r> {
     fn fail(&self, e: Error) {
         self.failed.store(true, Ordering::SeqCst);
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
         slot.get_or_insert(e);
     }
 
-    fn packer(&self, t: BlobType) -> &Mutex<OpenPack> {
+    fn packer(&self, t: BlobType) -> &Mutex<OpenPack<'r>> {
         match t {
             BlobType::Data => &self.data_packer,
             BlobType::Tree => &self.tree_packer,
@@ -253,7 +253,7 @@ impl Shared<'_> {
     }
 }
 
-fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<ReadyPack>) {
+fn worker<'r>(shared: &Shared<'r>, jobs: Receiver<Job>, packs: Sender<ReadyPack<'r>>) {
     let mut sealer = match BlobSealer::new(shared.repo.config().compression_level) {
         Ok(s) => s,
         Err(e) => return shared.fail(Error::io("start zstd", "compressor", e)),
@@ -298,7 +298,7 @@ fn worker(shared: &Shared<'_>, jobs: Receiver<Job>, packs: Sender<ReadyPack>) {
 
 /// Stores a full pack: whole, or by naming what was written as it filled. Returns its id, type,
 /// size and entries, and the buffer of a pack held whole for reuse.
-fn store(repo: &Repository, pack: ReadyPack) -> Result<(StoredPack, Option<Vec<u8>>)> {
+fn store(repo: &Repository, pack: ReadyPack<'_>) -> Result<(StoredPack, Option<Vec<u8>>)> {
     match pack {
         ReadyPack::Held(pack) => {
             let pack = pack.hash();
@@ -343,7 +343,7 @@ struct StoredPack {
     entries: Vec<PackEntry>,
 }
 
-fn writer(shared: &Shared<'_>, packs: Receiver<ReadyPack>) {
+fn writer<'r>(shared: &Shared<'r>, packs: Receiver<ReadyPack<'r>>) {
     let repo = shared.repo;
     for pack in packs {
         if shared.failed.load(Ordering::SeqCst) {
@@ -541,13 +541,13 @@ impl Rules {
 }
 
 /// The walker: everything that runs on the thread that reads the sources.
-struct Walker<'a> {
+struct Walker<'a, 'r> {
     repo: &'a Repository,
     index: &'a Index,
     chunker: Chunker,
     jobs: Sender<Job>,
     pool: Receiver<Vec<u8>>,
-    shared: &'a Shared<'a>,
+    shared: &'a Shared<'r>,
     rules: Rules,
     progress: crate::progress::ProgressSink,
     /// Blobs submitted during this run (the index holds the rest).
@@ -571,7 +571,7 @@ struct Walker<'a> {
 /// Stops the walk once a worker or the writer has failed.
 struct Aborted;
 
-impl<'a> Walker<'a> {
+impl<'a, 'r> Walker<'a, 'r> {
     fn check(&self) -> std::result::Result<(), Aborted> {
         if self.shared.failed.load(Ordering::Relaxed) {
             Err(Aborted)
@@ -1309,7 +1309,7 @@ fn run_backup(
     opts: &BackupOptions,
     paths: Vec<ByteString>,
     missing: Vec<SourceError>,
-    walk: impl FnOnce(&mut Walker<'_>, Option<&Tree>) -> std::result::Result<Tree, Aborted>,
+    walk: impl FnOnce(&mut Walker<'_, '_>, Option<&Tree>) -> std::result::Result<Tree, Aborted>,
 ) -> Result<BackupReport> {
     repo.ensure_writable()?;
     let started = Instant::now();
@@ -1413,14 +1413,14 @@ struct Pipeline<'s, 'r> {
     shared: &'s Shared<'r>,
 }
 
-impl Pipeline<'_, '_> {
+impl<'r> Pipeline<'_, 'r> {
     /// Runs the walker on the calling thread, with the workers and writers beside it, until the
     /// walk is over and every pack and the last index file are written.
     fn run(
         &self,
         mut walker: Walker,
         job_rx: Receiver<Job>,
-        walk: impl FnOnce(&mut Walker<'_>) -> std::result::Result<Tree, Aborted>,
+        walk: impl FnOnce(&mut Walker<'_, '_>) -> std::result::Result<Tree, Aborted>,
     ) -> Walked {
         let shared = self.shared;
         std::thread::scope(|scope| {
@@ -1476,7 +1476,7 @@ impl Pipeline<'_, '_> {
     }
 
     /// Hands the last, partly filled packs to the writers, then closes their channel.
-    fn flush(&self, pack_tx: Sender<ReadyPack>) {
+    fn flush(&self, pack_tx: Sender<ReadyPack<'r>>) {
         let shared = self.shared;
         for t in [BlobType::Data, BlobType::Tree] {
             let mut p = shared.packer(t).lock().unwrap_or_else(|p| p.into_inner());
@@ -1520,13 +1520,13 @@ impl Pipeline<'_, '_> {
     }
 }
 
-impl<'a> Walker<'a> {
+impl<'a, 'r> Walker<'a, 'r> {
     /// A walker that sends its jobs to `jobs` and takes buffers back from `pool`.
     fn new(
         repo: &'a Repository,
         index: &'a Index,
         opts: &BackupOptions,
-        shared: &'a Shared<'a>,
+        shared: &'a Shared<'r>,
         jobs: Sender<Job>,
         pool: Receiver<Vec<u8>>,
         start_time: DateTime<FixedOffset>,

@@ -417,6 +417,14 @@ impl Backend for CachedBackend {
         }
         Ok(())
     }
+    // What the cache keeps is written whole, so that it can keep a copy; the rest (data packs)
+    // goes the storage's way.
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn super::Staged + '_>>, BackendError> {
+        if cached(t) {
+            return Ok(None);
+        }
+        self.inner.stage(t)
+    }
     fn leftovers(&self) -> Result<Vec<super::Leftover>, BackendError> {
         self.inner.leftovers()
     }

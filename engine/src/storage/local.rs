@@ -458,7 +458,7 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged + '_>>, BackendError> {
         let dir = match t {
             FileType::Config => self.root.clone(),
             t => self.root.join(t.dir_name()),

@@ -129,7 +129,7 @@ impl Backend for MemoryBackend {
             .ok_or_else(|| Self::not_found(t, id))
     }
 
-    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged>>, BackendError> {
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged + '_>>, BackendError> {
         Ok(Some(Box::new(StagedBytes {
             objects: self.objects.clone(),
             file_type: t,

@@ -13,6 +13,8 @@
 //! (503 SlowDown), 5xx, timeouts and broken connections, and never a 4xx such as AccessDenied or
 //! NoSuchBucket. A download whose body breaks after the headers arrived resumes where it stopped.
 
+use std::io::{self, Write};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -20,15 +22,16 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::ResponseChecksumValidation;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::http::{self, NetworkFailure, NetworkProblem, TlsOptions};
 use super::{
-    Backend, FileType, ObjectEntry, ObjectState, Retention, StorageClass, ThawRequest, ThawState,
-    ThawTier, CONFIG_ID,
+    Backend, FileType, ObjectEntry, ObjectState, Retention, Staged, StorageClass, ThawRequest,
+    ThawState, ThawTier, CONFIG_ID,
 };
 
 mod versions;
@@ -782,6 +785,20 @@ impl Backend for S3Backend {
         self.put(t, id, Bytes::from(data))
     }
 
+    fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged + '_>>, BackendError> {
+        self.writable()?;
+        let file = tempfile::Builder::new()
+            .prefix("floe-pack-")
+            .tempfile()
+            .map_err(|e| spool_error("create", &std::env::temp_dir(), e))?;
+        Ok(Some(Box::new(SpooledPut {
+            backend: self,
+            file_type: t,
+            file: io::BufWriter::with_capacity(1 << 16, file),
+            len: 0,
+        })))
+    }
+
     fn remove(&self, t: FileType, id: &RawId) -> Result<(), BackendError> {
         self.writable()?;
         let key = self.key(t, id);
@@ -925,25 +942,100 @@ impl S3Backend {
     fn put(&self, t: FileType, id: &RawId, data: Bytes) -> Result<Option<Vec<u8>>, BackendError> {
         self.writable()?;
         let key = self.key(t, id);
-        let class = (t == FileType::DataPack)
-            .then(|| self.data_class.clone())
-            .flatten();
         let body = data.clone();
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
-            let mut req = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .body(ByteStream::from(body))
-                .set_storage_class(class);
-            if t != FileType::Lock {
-                req = self.with_retention(req);
-            }
+            let req = self.put_request(t, &key).body(ByteStream::from(body));
             req.send().await.map_err(|e| self.error("write", &key, e))
         })?;
         Ok(data.try_into_mut().ok().map(Vec::from))
+    }
+
+    /// PUTs one object from the `len` bytes of the file at `path`, read as they are sent (and
+    /// again for a retry).
+    fn put_file(&self, t: FileType, id: &RawId, path: &Path, len: u64) -> Result<(), BackendError> {
+        self.writable()?;
+        let key = self.key(t, id);
+        self.rt.block_on(async {
+            let _permit = self.permits.acquire().await.ok();
+            let body = ByteStream::read_from()
+                .path(path)
+                .length(Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| spool_error("read", path, io::Error::other(e)))?;
+            let req = self
+                .put_request(t, &key)
+                .body(body)
+                .content_length(len as i64);
+            req.send().await.map_err(|e| self.error("write", &key, e))
+        })?;
+        Ok(())
+    }
+
+    /// A PUT of `key` with what every write carries: the data packs' storage class, and the
+    /// retention of an Object Lock repository on everything but lock files.
+    fn put_request(&self, t: FileType, key: &str) -> PutObjectFluentBuilder {
+        let class = (t == FileType::DataPack)
+            .then(|| self.data_class.clone())
+            .flatten();
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_storage_class(class);
+        if t == FileType::Lock {
+            req
+        } else {
+            self.with_retention(req)
+        }
+    }
+}
+
+/// A pack written to a temporary file as it fills, then sent from the file in one PUT, so that
+/// no whole pack waits in memory for its upload. The file is in the system's temporary folder
+/// (`TMPDIR`) and goes when this is dropped, uploaded or not.
+struct SpooledPut<'a> {
+    backend: &'a S3Backend,
+    file_type: FileType,
+    file: io::BufWriter<tempfile::NamedTempFile>,
+    len: u64,
+}
+
+impl Staged for SpooledPut<'_> {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| spool_error("write", self.file.get_ref().path(), e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn commit(self: Box<Self>, id: &RawId) -> Result<(), BackendError> {
+        let path = self.file.get_ref().path().to_path_buf();
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| spool_error("write", &path, e.into_error()))?;
+        self.backend
+            .put_file(self.file_type, id, file.path(), self.len)
+    }
+}
+
+/// An error of the temporary file a pack is written to before its upload.
+fn spool_error(op: &'static str, path: &Path, source: io::Error) -> BackendError {
+    BackendError::Io {
+        op,
+        location: format!(
+            "{} (a pack on its way to the bucket; TMPDIR moves it)",
+            path.display()
+        ),
+        source,
     }
 }
 
