@@ -796,6 +796,7 @@ impl Backend for S3Backend {
             file_type: t,
             file: io::BufWriter::with_capacity(1 << 16, file),
             len: 0,
+            md5: md5::Digest::new(),
         })))
     }
 
@@ -951,23 +952,28 @@ impl S3Backend {
         Ok(data.try_into_mut().ok().map(Vec::from))
     }
 
-    /// PUTs one object from the `len` bytes of the file at `path`, read as they are sent (and
-    /// again for a retry).
-    fn put_file(&self, t: FileType, id: &RawId, path: &Path, len: u64) -> Result<(), BackendError> {
+    /// PUTs one object from a file, read as it is sent (and again for a retry).
+    fn put_file(
+        &self,
+        t: FileType,
+        id: &RawId,
+        file: &SpooledBody<'_>,
+    ) -> Result<(), BackendError> {
         self.writable()?;
         let key = self.key(t, id);
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
             let body = ByteStream::read_from()
-                .path(path)
-                .length(Length::Exact(len))
+                .path(file.path)
+                .length(Length::Exact(file.len))
                 .build()
                 .await
-                .map_err(|e| spool_error("read", path, io::Error::other(e)))?;
+                .map_err(|e| spool_error("read", file.path, io::Error::other(e)))?;
             let req = self
                 .put_request(t, &key)
                 .body(body)
-                .content_length(len as i64);
+                .content_length(file.len as i64)
+                .content_md5(&file.md5);
             req.send().await.map_err(|e| self.error("write", &key, e))
         })?;
         Ok(())
@@ -1001,6 +1007,9 @@ struct SpooledPut<'a> {
     file_type: FileType,
     file: io::BufWriter<tempfile::NamedTempFile>,
     len: u64,
+    /// The MD5 of what was written, sent as `Content-MD5`: a body read from a file is not
+    /// covered by the request's signature, and the store checks this instead.
+    md5: md5::Md5,
 }
 
 impl Staged for SpooledPut<'_> {
@@ -1008,6 +1017,7 @@ impl Staged for SpooledPut<'_> {
         self.file
             .write_all(bytes)
             .map_err(|e| spool_error("write", self.file.get_ref().path(), e))?;
+        md5::Digest::update(&mut self.md5, bytes);
         self.len += bytes.len() as u64;
         Ok(())
     }
@@ -1022,9 +1032,22 @@ impl Staged for SpooledPut<'_> {
             .file
             .into_inner()
             .map_err(|e| spool_error("write", &path, e.into_error()))?;
-        self.backend
-            .put_file(self.file_type, id, file.path(), self.len)
+        let md5 = md5::Digest::finalize(self.md5);
+        let body = SpooledBody {
+            path: file.path(),
+            len: self.len,
+            md5: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, md5),
+        };
+        self.backend.put_file(self.file_type, id, &body)
     }
+}
+
+/// A complete temporary file to send.
+struct SpooledBody<'a> {
+    path: &'a Path,
+    len: u64,
+    /// Base64 of the MD5 of its bytes.
+    md5: String,
 }
 
 /// An error of the temporary file a pack is written to before its upload.
