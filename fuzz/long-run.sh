@@ -13,7 +13,7 @@
 # same targets. Two runs with different targets can share the folder, one per core. Each target
 # keeps its working corpus, the CPU seconds it has spent and its executions in FUZZ_LOG_DIR
 # (fuzz/target/long-run), so the next start carries on with the rest of its budget; a target whose
-# budget is spent is not run again (remove its `.spent` file to run it anew). An input that
+# budget is spent is not run again (remove its `.spent` and `.execs` files to run it anew). An input that
 # crashes goes to fuzz/artifacts/TARGET/.
 # Exits 1 when any target found a crash, a hang or an out-of-memory.
 set -euo pipefail
@@ -37,7 +37,14 @@ cpu_seconds() {
 }
 
 # A number kept in file $1, 0 when there is none.
-stored() { cat "$1" 2>/dev/null || echo 0; }
+stored() {
+    local v
+    v=$(cat "$1" 2>/dev/null || true)
+    echo "${v:-0}"
+}
+
+# Keeps number $2 in file $1, replacing the file whole.
+store() { echo "$2" >"$1.new" && mv "$1.new" "$1"; }
 
 # Executions reported by the last piece's log $1.
 piece_execs() {
@@ -55,7 +62,7 @@ trap on_signal INT TERM
 # Runs target $1 for what is left of its budget, or until it stops on a finding; adds the piece's
 # CPU seconds and executions to the target's totals and sets `rc` to the fuzzer's exit status.
 run_piece() {
-    local t=$1 spent cpu=0 left piece="$logs/$1.piece.log"
+    local t=$1 spent cpu=0 now left piece="$logs/$1.piece.log"
     spent=$(stored "$logs/$t.spent")
     left=$((budget - spent))
     mkdir -p "$logs/corpus/$t" "artifacts/$t"
@@ -63,23 +70,26 @@ run_piece() {
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$piece" 2>&1 &
     fuzzer=$!
     while kill -0 "$fuzzer" 2>/dev/null; do
-        cpu=$(cpu_seconds "$fuzzer")
-        if [ "$cpu" -ge "$left" ]; then
+        # Read as 0 once the process is gone: the figure only grows.
+        now=$(cpu_seconds "$fuzzer")
+        if [ "$now" -gt "$cpu" ]; then cpu=$now; fi
+        # Again while stopping: a signal sent before libFuzzer handles it is lost.
+        if [ "$cpu" -ge "$left" ] || [ "$stopping" = 1 ]; then
             kill -INT "$fuzzer" 2>/dev/null || true
-            break
         fi
+        [ "$cpu" -lt "$left" ] || break
         sleep 5 || true
     done
     rc=0
     wait "$fuzzer" || rc=$?
-    # A signal to this script interrupts `wait`: wait again for the fuzzer's own status.
-    if [ "$stopping" = 1 ]; then
+    # A signal to this script interrupts `wait` before the fuzzer ends: wait again for its status.
+    while kill -0 "$fuzzer" 2>/dev/null; do
         rc=0
         wait "$fuzzer" || rc=$?
-    fi
+    done
     fuzzer=""
-    echo $((spent + cpu)) >"$logs/$t.spent"
-    echo $(($(stored "$logs/$t.execs") + $(piece_execs "$piece"))) >"$logs/$t.execs"
+    store "$logs/$t.spent" $((spent + cpu))
+    store "$logs/$t.execs" $(($(stored "$logs/$t.execs") + $(piece_execs "$piece")))
     { echo "== piece from $((spent)) CPU seconds, $(date -u +%FT%TZ)"; cat "$piece"; } >>"$logs/$t.log"
     rm -f "$piece"
 }
@@ -105,7 +115,7 @@ for t in "${targets[@]}"; do
     fi
     echo "fuzz: $t from $(stored "$logs/$t.spent") of ${budget} CPU seconds ($(date -u +%H:%M:%S))"
     run_piece "$t"
-    if [ "$stopping" = 1 ] && [ "$rc" = 72 ]; then
+    if [ "$stopping" = 1 ] && [ "$rc" = 72 ] && [ "$(stored "$logs/$t.spent")" -lt "$budget" ]; then
         echo "fuzz: stopped; $t resumes from $(stored "$logs/$t.spent") CPU seconds"
         break
     fi

@@ -412,8 +412,6 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
-    /// Size, storage class and restore state of one object. Storage without classes reports
-    /// every object readable.
     /// Temporary files interrupted writers left behind. Only prune removes them, under the
     /// exclusive lock and once they are old. Stores that take objects whole have none.
     fn leftovers(&self) -> Result<Vec<Leftover>, BackendError> {
@@ -425,6 +423,8 @@ pub trait Backend: Send + Sync {
         Err(self.unsupported("removing leftover files"))
     }
 
+    /// Size, storage class and restore state of one object. Storage without classes reports
+    /// every object readable.
     fn stat(&self, file_type: FileType, id: &RawId) -> Result<ObjectState, BackendError> {
         let size = self
             .list(file_type)?

@@ -207,6 +207,9 @@ fn prune_removes_the_unfinished_files_of_interrupted_writes_once_old() {
         ]
     );
     assert_eq!(v["report"]["leftovers_deleted"], 3, "{v}");
+    // Nothing else to do: the index stays as it was.
+    assert_eq!(v["report"]["index_files_written"], 0, "{v}");
+    assert_eq!(v["report"]["index_files_deleted"], 0, "{v}");
     assert!(old.iter().all(|p| !p.exists()));
     assert!(young.exists() && not_ours.exists());
     env.ok(&["check", "--read-data"]);

@@ -191,6 +191,9 @@ pub fn prune_locked(
             ))?,
         }
     }
+    for kept in report.iter().flat_map(|r| &r.leftovers_kept) {
+        eprintln!("warning: unfinished file not removed (the next prune tries again): {kept}");
+    }
     let retention = match (report.is_some(), lock) {
         (true, Some(lock)) => locked_note(g, repo, lock)?,
         _ => None,

@@ -192,11 +192,15 @@ pub struct PrunePlan {
 impl PrunePlan {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.delete.is_empty()
-            && self.repack.is_empty()
-            && self.orphans.is_empty()
-            && self.superseded_files == 0
-            && self.leftovers.is_empty()
+        !self.touches_packs() && self.leftovers.is_empty()
+    }
+
+    /// True when packs or index files are to go: the steps that write a new index.
+    fn touches_packs(&self) -> bool {
+        !self.delete.is_empty()
+            || !self.repack.is_empty()
+            || !self.orphans.is_empty()
+            || self.superseded_files > 0
     }
 }
 
@@ -616,6 +620,9 @@ pub struct PruneReport {
     pub index_files_deleted: u64,
     /// Temporary files of interrupted writes deleted.
     pub leftovers_deleted: u64,
+    /// Those that could not be deleted, and why: the rest of the prune is done, and the next
+    /// prune tries them again.
+    pub leftovers_kept: Vec<String>,
 }
 
 /// Copies the needed blobs of the packs to repack into new packs, each verified before it is
@@ -704,9 +711,27 @@ pub fn execute(
 ) -> Result<PruneReport> {
     repo.ensure_writable()?;
     let mut report = PruneReport::default();
-    if plan.is_empty() {
-        return Ok(report);
+    if plan.touches_packs() {
+        prune_packs(repo, plan, lock, progress, &mut report)?;
     }
+    // 5. What interrupted writes left.
+    for l in &plan.leftovers {
+        match repo.backend().remove_leftover(l) {
+            Ok(()) => report.leftovers_deleted += 1,
+            Err(e) => report.leftovers_kept.push(format!("{}: {e}", l.path)),
+        }
+    }
+    Ok(report)
+}
+
+/// Steps 1 to 4 of [`execute`].
+fn prune_packs(
+    repo: &Repository,
+    plan: &PrunePlan,
+    lock: &crate::repo::lock::LockHealth,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    report: &mut PruneReport,
+) -> Result<()> {
     let gone: HashSet<PackId> = plan
         .delete
         .iter()
@@ -717,7 +742,7 @@ pub fn execute(
     // Repacked packs count twice: once repacked, once deleted.
     let total = 2 * plan.repack.len() + plan.delete.len() + plan.orphans.len();
     // 1. New packs with the needed blobs of the packs to repack.
-    let new_packs = repack(repo, plan, &mut report, &|done| progress(done, total))?;
+    let new_packs = repack(repo, plan, report, &|done| progress(done, total))?;
     failpoint::hit("prune-after-repack");
     lock.check()?;
 
@@ -758,13 +783,7 @@ pub fn execute(
         repo.backend().remove(FileType::Index, id.as_bytes())?;
         report.index_files_deleted += 1;
     }
-
-    // 5. What interrupted writes left.
-    for l in &plan.leftovers {
-        repo.backend().remove_leftover(l)?;
-        report.leftovers_deleted += 1;
-    }
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]

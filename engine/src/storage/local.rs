@@ -174,7 +174,8 @@ fn is_writers_folder(folder: &str) -> bool {
 /// `name` when it is one of [`temp_path`]'s names.
 fn leftover_name(name: &str) -> Option<String> {
     let hex = name.strip_prefix(".tmp-")?;
-    (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
+    let lower_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    (hex.len() == 16 && hex.bytes().all(lower_hex)).then(|| name.to_string())
 }
 
 /// Writes `data` to `path` atomically and durably: temporary file, fsync, rename, fsync of the

@@ -26,6 +26,7 @@ use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
+use md5::Digest;
 use tokio::sync::Semaphore;
 
 use super::http::{self, NetworkFailure, NetworkProblem, TlsOptions};
@@ -247,8 +248,9 @@ impl S3Backend {
             .http_client(http_client)
             .region(Region::new(region.clone()))
             .force_path_style(opts.path_style.unwrap_or(opts.endpoint.is_some()))
-            // Several S3-compatible stores refuse the SDK's default CRC32 trailers; the payload
-            // is still covered by the SigV4 signature, and every pack by its own hash.
+            // Several S3-compatible stores refuse the SDK's default CRC32 trailers. A body in
+            // memory is covered by the SigV4 signature, one sent from a file by its Content-MD5,
+            // and every pack by its own hash.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .retry_config(
@@ -796,7 +798,7 @@ impl Backend for S3Backend {
             file_type: t,
             file: io::BufWriter::with_capacity(1 << 16, file),
             len: 0,
-            md5: md5::Digest::new(),
+            md5: md5::Md5::new(),
         })))
     }
 
@@ -946,7 +948,11 @@ impl S3Backend {
         let body = data.clone();
         self.rt.block_on(async {
             let _permit = self.permits.acquire().await.ok();
-            let req = self.put_request(t, &key).body(ByteStream::from(body));
+            let mut req = self.put_request(t, &key).body(ByteStream::from(body));
+            if t != FileType::Lock && self.retention_policy().is_some() {
+                // What S3 asks for with a retention: the body's own checksum.
+                req = req.content_md5(content_md5(md5::Md5::new_with_prefix(&data)));
+            }
             req.send().await.map_err(|e| self.error("write", &key, e))
         })?;
         Ok(data.try_into_mut().ok().map(Vec::from))
@@ -1017,7 +1023,7 @@ impl Staged for SpooledPut<'_> {
         self.file
             .write_all(bytes)
             .map_err(|e| spool_error("write", self.file.get_ref().path(), e))?;
-        md5::Digest::update(&mut self.md5, bytes);
+        self.md5.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
     }
@@ -1032,14 +1038,19 @@ impl Staged for SpooledPut<'_> {
             .file
             .into_inner()
             .map_err(|e| spool_error("write", &path, e.into_error()))?;
-        let md5 = md5::Digest::finalize(self.md5);
         let body = SpooledBody {
             path: file.path(),
             len: self.len,
-            md5: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, md5),
+            md5: content_md5(self.md5),
         };
         self.backend.put_file(self.file_type, id, &body)
     }
+}
+
+/// The `Content-MD5` of what went into `md5`: base64 of the digest.
+fn content_md5(md5: md5::Md5) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(md5.finalize())
 }
 
 /// A complete temporary file to send.
@@ -1250,6 +1261,16 @@ pub(crate) fn rule_to_sdk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_md5_is_the_base64_of_the_digest_of_all_that_went_in() {
+        // RFC 1321's test suite ("" and "message digest"), in base64 as S3 expects it.
+        assert_eq!(content_md5(md5::Md5::new()), "1B2M2Y8AsgTpgAmY7PhCfg==");
+        let mut pieces = md5::Md5::new();
+        pieces.update(b"message ");
+        pieces.update(b"digest");
+        assert_eq!(content_md5(pieces), "+WtpfXy3k41SWi8xqvFh0A==");
+    }
 
     #[test]
     fn urls() {

@@ -81,8 +81,9 @@ impl S3Backend {
         *self.retention.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A PUT of an object other than a lock file, with the retention headers Object Lock needs
-    /// (and the checksum S3 asks for with them).
+    /// A PUT of an object other than a lock file, with the retention headers Object Lock needs.
+    /// S3 also asks for a checksum of the body with them: the caller sets its `Content-MD5` (an
+    /// algorithm named without a value would be refused, as the SDK computes none here).
     pub(super) fn with_retention(
         &self,
         req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
@@ -90,8 +91,7 @@ impl S3Backend {
         match self.retention_policy() {
             Some(r) => req
                 .object_lock_mode(sdk_mode(r.mode))
-                .object_lock_retain_until_date(to_sdk(retain_until(r)))
-                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32),
+                .object_lock_retain_until_date(to_sdk(retain_until(r))),
             None => req,
         }
     }
