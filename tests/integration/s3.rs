@@ -168,6 +168,13 @@ fn packs_reach_the_bucket_through_temporary_files_in_tmpdir() {
     let src = make_source(&env, 40 << 20);
     let spool = env.path("spool");
     fs::create_dir_all(&spool).unwrap();
+    // What a backup killed two days ago left, and a file a running backup is writing.
+    let killed = spool.join("floe-pack-Xk3q9Z");
+    fs::write(&killed, vec![1u8; 1000]).unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86400);
+    let f = fs::File::options().write(true).open(&killed).unwrap();
+    f.set_modified(two_days_ago).unwrap();
+    fs::write(spool.join("floe-pack-running"), b"").unwrap();
     let out = env
         .cmd()
         .env("TMPDIR", &spool)
@@ -175,10 +182,14 @@ fn packs_reach_the_bucket_through_temporary_files_in_tmpdir() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<String> = fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(
-        fs::read_dir(&spool).unwrap().count(),
-        0,
-        "every file removed"
+        left,
+        ["floe-pack-running"],
+        "its own files and the killed one's removed"
     );
     let target = env.restore("latest", "out");
     assert_same_tree(&src, &restored(&target, &src), false);

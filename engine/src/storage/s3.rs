@@ -171,6 +171,8 @@ pub struct S3Backend {
     retention: std::sync::Mutex<Option<Retention>>,
     /// A read-only view of an earlier time (`--as-of`).
     as_of: Option<versions::AsOf>,
+    /// Set once this process looked for the temporary files of killed backups.
+    spools_swept: std::sync::Once,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -291,6 +293,7 @@ impl S3Backend {
             attempt_timeout: opts.attempt_timeout,
             retention: Default::default(),
             as_of: None,
+            spools_swept: std::sync::Once::new(),
         })
     }
 
@@ -789,8 +792,14 @@ impl Backend for S3Backend {
 
     fn stage(&self, t: FileType) -> Result<Option<Box<dyn Staged + '_>>, BackendError> {
         self.writable()?;
+        self.spools_swept.call_once(|| {
+            let dir = std::env::temp_dir();
+            for stale in stale_spools(&dir, SystemTime::now()) {
+                let _ = std::fs::remove_file(stale);
+            }
+        });
         let file = tempfile::Builder::new()
-            .prefix("floe-pack-")
+            .prefix(SPOOL_PREFIX)
             .tempfile()
             .map_err(|e| spool_error("create", &std::env::temp_dir(), e))?;
         Ok(Some(Box::new(SpooledPut {
@@ -1047,6 +1056,32 @@ impl Staged for SpooledPut<'_> {
     }
 }
 
+/// How the temporary files of packs on their way to the bucket are named.
+const SPOOL_PREFIX: &str = "floe-pack-";
+
+/// The temporary files of packs in `dir` that no backup has written to for a day: a killed
+/// backup's. A running backup writes its files from start to upload within minutes.
+fn stale_spools(dir: &Path, now: SystemTime) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let day = Duration::from_secs(24 * 3600);
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(SPOOL_PREFIX))
+        .filter(|e| {
+            e.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && m.modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .is_some_and(|age| age >= day)
+            })
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// The `Content-MD5` of what went into `md5`: base64 of the digest.
 fn content_md5(md5: md5::Md5) -> String {
     use base64::Engine;
@@ -1261,6 +1296,30 @@ pub(crate) fn rule_to_sdk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pack_files_of_killed_backups_are_those_a_day_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let day_and_more = now - Duration::from_secs(25 * 3600);
+        let make = |name: &str, old: bool| {
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            if old {
+                f.set_modified(day_and_more).unwrap();
+            }
+            p
+        };
+        let killed = make("floe-pack-a1B2c3", true);
+        make("floe-pack-d4E5f6", false);
+        make("restic-temp-pack-123", true);
+        let folder = dir.path().join("floe-pack-folder");
+        std::fs::create_dir(&folder).unwrap();
+        let f = std::fs::File::open(&folder).unwrap();
+        f.set_modified(day_and_more).unwrap();
+        assert_eq!(stale_spools(dir.path(), now), vec![killed]);
+        assert!(stale_spools(&dir.path().join("none"), now).is_empty());
+    }
 
     #[test]
     fn content_md5_is_the_base64_of_the_digest_of_all_that_went_in() {
