@@ -69,11 +69,18 @@ impl LocalBackend {
         File::open(dir.parent().unwrap_or(&self.root))?.sync_all()
     }
 
+    /// The entries of folder `dir`; `None` when there is no such folder.
+    fn entries(dir: &Path) -> Result<Option<fs::ReadDir>, BackendError> {
+        match fs::read_dir(dir) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::err("list", dir, e)),
+        }
+    }
+
     fn list_dir(dir: &Path, out: &mut Vec<ObjectEntry>) -> Result<(), BackendError> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Self::err("list", dir, e)),
+        let Some(entries) = Self::entries(dir)? else {
+            return Ok(());
         };
         for entry in entries {
             let entry = entry.map_err(|e| Self::err("list", dir, e))?;
@@ -95,9 +102,7 @@ impl LocalBackend {
         }
         Ok(())
     }
-}
 
-impl LocalBackend {
     /// The folders where temporary files can be: the root, each type's folder and the pack
     /// sub-folders, relative to the root.
     fn folders(&self) -> Result<Vec<String>, BackendError> {
@@ -108,12 +113,7 @@ impl LocalBackend {
                 continue;
             }
             let dir = self.root.join(t.dir_name());
-            let subs = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Self::err("list", &dir, e)),
-            };
-            for sub in subs {
+            for sub in Self::entries(&dir)?.into_iter().flatten() {
                 let name = sub.map_err(|e| Self::err("list", &dir, e))?.file_name();
                 if let Some(name) = name.to_str().filter(|n| pack_folder_byte(n).is_some()) {
                     out.push(format!("{}/{name}", t.dir_name()));
@@ -126,14 +126,10 @@ impl LocalBackend {
     /// The temporary files in `folder` (relative to the root).
     fn leftovers_in(&self, folder: &str, out: &mut Vec<Leftover>) -> Result<(), BackendError> {
         let dir = self.root.join(folder);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Self::err("list", &dir, e)),
-        };
-        for entry in entries {
+        for entry in Self::entries(&dir)?.into_iter().flatten() {
             let entry = entry.map_err(|e| Self::err("list", &dir, e))?;
-            let Some(name) = entry.file_name().to_str().and_then(leftover_name) else {
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| is_leftover_name(n)) else {
                 continue;
             };
             let meta = entry
@@ -142,7 +138,7 @@ impl LocalBackend {
             if meta.is_file() {
                 out.push(Leftover {
                     path: if folder.is_empty() {
-                        name
+                        name.to_string()
                     } else {
                         format!("{folder}/{name}")
                     },
@@ -171,11 +167,15 @@ fn is_writers_folder(folder: &str) -> bool {
     }
 }
 
-/// `name` when it is one of [`temp_path`]'s names.
-fn leftover_name(name: &str) -> Option<String> {
-    let hex = name.strip_prefix(".tmp-")?;
-    let lower_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
-    (hex.len() == 16 && hex.bytes().all(lower_hex)).then(|| name.to_string())
+/// True for one of [`temp_path`]'s names.
+fn is_leftover_name(name: &str) -> bool {
+    name.strip_prefix(".tmp-")
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(is_lower_hex))
+}
+
+/// A digit of lowercase hex, as names in a repository are written.
+fn is_lower_hex(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'a'..=b'f')
 }
 
 /// Writes `data` to `path` atomically and durably: temporary file, fsync, rename, fsync of the
@@ -291,8 +291,7 @@ impl Drop for StagedFile {
 
 /// The byte a pack sub-folder stands for: its name is two lowercase hex digits.
 fn pack_folder_byte(name: &str) -> Option<u8> {
-    let lower_hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
-    if name.len() != 2 || !name.bytes().all(lower_hex) {
+    if name.len() != 2 || !name.bytes().all(is_lower_hex) {
         return None;
     }
     u8::from_str_radix(name, 16).ok()
@@ -330,10 +329,8 @@ impl Backend for LocalBackend {
                 }
             }
             t if t.is_pack() => {
-                let subs = match fs::read_dir(&dir) {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-                    Err(e) => return Err(Self::err("list", &dir, e)),
+                let Some(subs) = Self::entries(&dir)? else {
+                    return Ok(out);
                 };
                 for sub in subs {
                     let sub = sub.map_err(|e| Self::err("list", &dir, e))?;
@@ -448,8 +445,8 @@ impl Backend for LocalBackend {
         let named = path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(leftover_name);
-        if named.is_none() || !folder.is_some_and(is_writers_folder) {
+            .is_some_and(is_leftover_name);
+        if !named || !folder.is_some_and(is_writers_folder) {
             let why = io::Error::new(io::ErrorKind::InvalidInput, "not a temporary file");
             return Err(Self::err("remove", &p, why));
         }
