@@ -152,6 +152,10 @@ fn unreadable_files_are_reported_and_exit_3() {
     fs::write(src.join("secret"), b"not readable").unwrap();
     fs::set_permissions(src.join("ok.txt"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    // A folder that cannot be listed is kept, empty.
+    fs::create_dir(src.join("locked")).unwrap();
+    fs::write(src.join("locked/inside"), b"x").unwrap();
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
     let run = |args: &[&std::ffi::OsStr]| {
         let mut c = env.cmd();
         if unprivileged {
@@ -170,11 +174,23 @@ fn unreadable_files_are_reported_and_exit_3() {
         )),
         "{err}"
     );
+    assert!(
+        err.contains(&format!(
+            "{}: Permission denied",
+            src.join("locked").display()
+        )),
+        "{err}"
+    );
     let listing = String::from_utf8(run(&["ls".as_ref(), "latest".as_ref()]).stdout).unwrap();
     assert!(
         listing.contains("ok.txt") && !listing.contains("secret"),
         "{listing}"
     );
+    assert!(
+        listing.contains("/locked") && !listing.contains("inside"),
+        "{listing}"
+    );
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::de::{self, Deserializer, Visitor};
 
 /// True when `b[at..at + n]` are `n` ASCII digits.
@@ -66,8 +66,43 @@ pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
     if !well_formed(s) {
         return Err(format!("{s:?} is not a timestamp of the format"));
     }
+    if let Some(t) = utc_as_written(s.as_bytes()) {
+        return Ok(t);
+    }
     s.parse::<DateTime<FixedOffset>>()
         .map_err(|e| format!("{s:?} is not a valid time: {e}"))
+}
+
+/// What floe writes, read without chrono's general parser (every node of every tree has two
+/// timestamps): a well-formed timestamp with a four-digit year, at most nine fraction digits, a
+/// second below 60 and `Z`. `None` for anything else, which the general parser then reads; the
+/// result is the same either way.
+fn utc_as_written(b: &[u8]) -> Option<DateTime<FixedOffset>> {
+    // `YYYY-MM-DDTHH:MM:SS`, then `.` and digits or nothing, then `Z`: `well_formed` checked
+    // the layout once the year is four digits.
+    if !b.first()?.is_ascii_digit() || !matches!(b.last()?, b'Z' | b'z') {
+        return None;
+    }
+    let number = |digits: &[u8]| {
+        digits
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    let nanos = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', fraction @ ..] if fraction.len() <= 9 => {
+            number(fraction) * 10u32.pow(9 - fraction.len() as u32)
+        }
+        _ => return None,
+    };
+    let second = number(&b[17..19]);
+    if second > 59 {
+        return None;
+    }
+    let date =
+        NaiveDate::from_ymd_opt(number(&b[0..4]) as i32, number(&b[5..7]), number(&b[8..10]))?;
+    let time = date.and_hms_nano_opt(number(&b[11..13]), number(&b[14..16]), second, nanos)?;
+    Some(time.and_utc().fixed_offset())
 }
 
 struct TimestampVisitor;
@@ -97,6 +132,40 @@ pub fn utc<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_as_written_read_as_chrono_reads_them() {
+        let mut cases = vec![
+            "2026-11-23T02:00:00Z".to_string(),
+            "2026-11-23t02:00:00z".into(),
+            "2024-02-29T23:59:59.999999999Z".into(),
+            "2023-02-29T00:00:00Z".into(),
+            "2026-13-01T00:00:00Z".into(),
+            "2026-04-31T00:00:00Z".into(),
+            "2026-01-01T24:00:00Z".into(),
+            "2026-01-01T00:60:00Z".into(),
+            "2016-12-31T23:59:60Z".into(),
+            "2026-11-23T02:00:00.1234567891Z".into(),
+            "0000-01-01T00:00:00Z".into(),
+            "9999-12-31T23:59:59.5Z".into(),
+        ];
+        for digits in 1..=9 {
+            cases.push(format!("1970-01-01T00:00:00.{}Z", &"987654321"[..digits]));
+        }
+        for s in &cases {
+            assert!(well_formed(s), "{s}");
+            let general = s.parse::<DateTime<FixedOffset>>().ok();
+            match utc_as_written(s.as_bytes()) {
+                Some(t) => assert_eq!(Some(t), general, "{s}"),
+                // Left to the general parser: a leap second, more than nine digits, or no date.
+                None => assert!(
+                    general.is_none() || s.contains(":60") || s.len() > 30,
+                    "{s} read by chrono only"
+                ),
+            }
+            assert_eq!(parse(s).ok(), general, "{s}");
+        }
+    }
 
     #[test]
     fn the_grammar_takes_what_writers_write_and_what_rfc_3339_allows() {

@@ -1,10 +1,11 @@
-//! Backup: walk the sources, chunk and hash on the walking thread, compress, seal and pack on
-//! worker threads, write packs on a writer thread (ARCHITECTURE.md, "Backup pipeline").
+//! Backup: list the sources and read their metadata on a lister thread, compare, chunk and hash
+//! on the walking thread, compress, seal and pack on worker threads, write packs on writer
+//! threads (ARCHITECTURE.md, "Backup pipeline").
 //!
 //! ```text
-//! walker ──(bounded: chunks)──> workers ×N ──(packers)──(bounded: packs)──> writer ──> backend
-//!   read, FastCDC, keyed BLAKE3,         zstd, XChaCha20-Poly1305              pack files, then
-//!   dedup, trees                         in place                              index files
+//! lister ──(bounded: entries)──> walker ──(bounded: chunks)──> workers ×N ──(packers)──(bounded: packs)──> writers ──> backend
+//!   stat, xattrs,          parent compare, read, FastCDC,        zstd, XChaCha20-Poly1305              pack files, then
+//!   link targets           keyed BLAKE3, dedup, trees            in place                              index files
 //! ```
 //!
 //! Hashing on the walker is cheap (BLAKE3 runs an order of magnitude faster than zstd) and gives
@@ -13,13 +14,12 @@
 //! recycled through a pool. Ordering: packs are written before the index files naming them, and
 //! index files before the snapshot.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsString;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,9 +27,7 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset, Utc};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::attrs::{self, XattrFilter};
 use crate::error::{Error, Result};
-use crate::exclude::PathMatcher;
 use crate::format::chunker::{ChunkReader, Chunker};
 use crate::format::crypto::MasterKey;
 use crate::format::crypto::NONCE_LEN;
@@ -41,6 +39,11 @@ use crate::progress::FileChange;
 use crate::repo::index::{Index, IndexFile};
 use crate::repo::repository::{host_and_user, now_local, Repository};
 use crate::storage::{Backend, DryRunBackend, Staged};
+
+mod sources;
+
+use sources::{prepare_sources, start_lister, Entry, Listed, Role, Rules};
+pub use sources::{scan, ScanTotals};
 
 /// Packs written between two index files during a long backup, so that a backup cut short
 /// leaves most of its work indexed and reusable.
@@ -63,7 +66,7 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Snapshot time instead of now.
     pub time: Option<DateTime<FixedOffset>>,
-    /// Exclude patterns (see [`PathMatcher`]).
+    /// Exclude patterns (see [`crate::exclude::PathMatcher`]).
     pub excludes: Vec<String>,
     /// Exclude patterns matched without regard to case.
     pub iexcludes: Vec<String>,
@@ -376,58 +379,6 @@ fn writer<'r>(shared: &Shared<'r>, packs: Receiver<ReadyPack<'r>>) {
     }
 }
 
-/// Makes `path` absolute and lexically clean (no `.`, `..` or repeated separators), without
-/// following symlinks.
-fn clean_absolute(path: &Path) -> io::Result<PathBuf> {
-    let abs = std::path::absolute(path)?;
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// The virtual folders above the sources: `/home/ann/docs` becomes `home` → `ann` → `docs`.
-#[derive(Debug, Default)]
-struct VirtualDir {
-    children: BTreeMap<Vec<u8>, VirtualChild>,
-}
-
-#[derive(Debug)]
-enum VirtualChild {
-    Source,
-    Dir(VirtualDir),
-}
-
-impl VirtualDir {
-    fn insert(&mut self, components: &[OsString]) {
-        let (first, rest) = match components.split_first() {
-            Some(x) => x,
-            None => return,
-        };
-        let key = first.as_bytes().to_vec();
-        if rest.is_empty() {
-            // A source covers everything below it.
-            self.children.insert(key, VirtualChild::Source);
-            return;
-        }
-        match self
-            .children
-            .entry(key)
-            .or_insert_with(|| VirtualChild::Dir(VirtualDir::default()))
-        {
-            VirtualChild::Source => {}
-            VirtualChild::Dir(d) => d.insert(rest),
-        }
-    }
-}
-
 /// Cache of user and group names.
 #[derive(Default)]
 struct Names {
@@ -479,67 +430,6 @@ impl<R: io::Read> io::Read for Counted<R> {
     }
 }
 
-/// What a backup leaves out: shared by the walk and by the scan that counts ahead of it.
-struct Rules {
-    excludes: PathMatcher,
-    iexcludes: PathMatcher,
-    /// Marker entries that exclude their folder: a name, and the header the file must start with.
-    markers: Vec<(OsString, Option<Vec<u8>>)>,
-    larger_than: Option<u64>,
-    one_file_system: bool,
-    xattrs: XattrFilter,
-}
-
-impl Rules {
-    fn new(opts: &BackupOptions) -> Result<Self> {
-        Ok(Self {
-            excludes: PathMatcher::new(&opts.excludes)?,
-            iexcludes: PathMatcher::case_insensitive(&opts.iexcludes)?,
-            markers: opts
-                .exclude_if_present
-                .iter()
-                .map(|m| match m.split_once(':') {
-                    Some((name, header)) => (name.into(), Some(header.as_bytes().to_vec())),
-                    None => (m.into(), None),
-                })
-                .collect(),
-            larger_than: opts.exclude_larger_than,
-            one_file_system: opts.one_file_system,
-            xattrs: XattrFilter::new(&[], &opts.exclude_xattrs)?,
-        })
-    }
-
-    /// True when an exclude pattern matches `path`.
-    fn excluded(&self, path: &Path) -> bool {
-        self.excludes.matches(path) || self.iexcludes.matches(path)
-    }
-
-    /// The names of the marker entries of `--exclude-if-present` that folder `dir` holds,
-    /// sorted and without duplicates: empty when the folder is not marked.
-    fn markers_in(&self, dir: &Path) -> Vec<OsString> {
-        let mut found: Vec<OsString> = self
-            .markers
-            .iter()
-            .filter(|(name, header)| {
-                let path = dir.join(name);
-                match header {
-                    None => fs::symlink_metadata(&path).is_ok(),
-                    Some(h) => starts_with(&path, h),
-                }
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        found.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        found.dedup();
-        found
-    }
-
-    /// True for a regular file above `--exclude-larger-than`.
-    fn too_large(&self, meta: &Metadata) -> bool {
-        self.larger_than.is_some_and(|limit| meta.size() > limit)
-    }
-}
-
 /// The walker: everything that runs on the thread that reads the sources.
 struct Walker<'a, 'r> {
     repo: &'a Repository,
@@ -548,7 +438,8 @@ struct Walker<'a, 'r> {
     jobs: Sender<Job>,
     pool: Receiver<Vec<u8>>,
     shared: &'a Shared<'r>,
-    rules: Rules,
+    /// What the lister read of the sources, in walk order (nothing for a stream).
+    listed: Receiver<Listed>,
     progress: crate::progress::ProgressSink,
     /// Blobs submitted during this run (the index holds the rest).
     seen: HashSet<BlobId>,
@@ -624,27 +515,25 @@ impl<'a, 'r> Walker<'a, 'r> {
         });
     }
 
-    /// The entry's extended attributes; one that cannot be read gives a warning, and the entry
-    /// is kept without them. A version 1 repository records none: only their names are listed,
-    /// to count the entries that had some.
-    fn xattrs(&mut self, path: &Path) -> Vec<Xattr> {
-        let filter = &self.rules.xattrs;
-        let found = if self.records_xattrs {
-            attrs::read(path, filter)
-        } else {
-            attrs::names(path, filter).map(|names| {
-                if !names.is_empty() {
+    /// The entry's extended attributes as the lister read them; when they could not be read,
+    /// a warning, and the entry is kept without them. A version 1 repository records none: the
+    /// entries that had some are counted.
+    fn xattrs(&mut self, path: &Path, read: io::Result<Vec<Xattr>>) -> Vec<Xattr> {
+        match read {
+            Ok(found) if !self.records_xattrs => {
+                if !found.is_empty() {
                     let (count, first) = &mut self.xattrs_dropped;
                     *count += 1;
                     first.get_or_insert_with(|| path.to_path_buf());
                 }
                 Vec::new()
-            })
-        };
-        found.unwrap_or_else(|e| {
-            self.warn(path, format!("extended attributes not recorded: {e}"));
-            Vec::new()
-        })
+            }
+            Ok(found) => found,
+            Err(e) => {
+                self.warn(path, format!("extended attributes not recorded: {e}"));
+                Vec::new()
+            }
+        }
     }
 
     /// In a version 1 repository, one warning for all the attributes that were left out.
@@ -661,8 +550,15 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
     }
 
-    fn base_node(&mut self, path: &Path, name: &[u8], meta: &Metadata, kind: NodeKind) -> Node {
-        let xattrs = self.xattrs(path);
+    fn base_node(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Metadata,
+        kind: NodeKind,
+        xattrs: io::Result<Vec<Xattr>>,
+    ) -> Node {
+        let xattrs = self.xattrs(path, xattrs);
         Node {
             name: ByteString(name.to_vec()),
             kind,
@@ -728,9 +624,10 @@ impl<'a, 'r> Walker<'a, 'r> {
         path: &Path,
         name: &[u8],
         meta: &Metadata,
+        xattrs: io::Result<Vec<Xattr>>,
         parent: Option<&Node>,
     ) -> std::result::Result<Option<Node>, Aborted> {
-        let mut node = self.base_node(path, name, meta, NodeKind::File);
+        let mut node = self.base_node(path, name, meta, NodeKind::File, xattrs);
         let unchanged = parent.filter(|p| {
             p.kind == NodeKind::File
                 && p.size == meta.size()
@@ -802,45 +699,63 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
     }
 
-    /// Builds the node of one real entry (recursing into folders). `None` when it was left out.
+    /// The entries of a folder as the lister sends them, up to the folder's end, with `parent`
+    /// the folder's tree in the parent snapshot.
+    fn children(&mut self, parent: Option<&Tree>) -> std::result::Result<Tree, Aborted> {
+        let mut tree = Tree::default();
+        loop {
+            self.check()?;
+            let Ok(listed) = self.listed.recv() else {
+                // The lister ends with the root's `End`: a channel closed before means it died.
+                self.shared.fail(Error::WorkerPanicked("source lister"));
+                return Err(Aborted);
+            };
+            match listed {
+                Listed::End => return Ok(tree),
+                Listed::Failed { path, error } => self.error(&path, error),
+                Listed::Entry(entry) => {
+                    let prev = parent.and_then(|t| t.get(entry.name()));
+                    if let Some(node) = self.entry_node(*entry, prev)? {
+                        tree.nodes.push(node);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds the node of one entry (with a folder's entries). `None` when it was left out.
     fn entry_node(
         &mut self,
-        path: &Path,
-        name: &[u8],
-        root_dev: Option<u64>,
+        entry: Entry,
         parent: Option<&Node>,
     ) -> std::result::Result<Option<Node>, Aborted> {
-        self.check()?;
-        let meta = match fs::symlink_metadata(path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.error(path, e);
-                return Ok(None);
-            }
-        };
+        let Entry {
+            path,
+            meta,
+            xattrs,
+            link,
+            role,
+        } = entry;
+        let name = path.file_name().map_or(&b""[..], |n| n.as_bytes());
         let ft = meta.file_type();
         if ft.is_file() {
-            if self.rules.too_large(&meta) {
-                return Ok(None);
-            }
-            return self.file_node(path, name, &meta, parent);
+            return self.file_node(&path, name, &meta, xattrs, parent);
         }
         if ft.is_dir() {
-            let mut node = self.base_node(path, name, &meta, NodeKind::Dir);
-            let root_dev = root_dev.unwrap_or(meta.dev());
-            let descend = !self.rules.one_file_system || meta.dev() == root_dev;
-            let parent_tree = self.parent_subtree(parent);
-            let markers = self.rules.markers_in(path);
-            let tree = if !markers.is_empty() {
-                // A marked folder keeps only its marker files, as restic keeps them.
-                self.marker_tree(path, &markers, root_dev)?
-            } else if descend {
-                self.dir_tree(path, root_dev, parent_tree.as_ref())?
-            } else {
-                Tree::default()
+            let mut node = self.base_node(&path, name, &meta, NodeKind::Dir, xattrs);
+            let parent_tree = match role {
+                Role::Marked => None,
+                Role::Source | Role::Above => self.parent_subtree(parent),
             };
-            self.summary.dirs += 1;
-            node.subtree = Some(self.save_tree(&tree)?);
+            let tree = self.children(parent_tree.as_ref().map(|(_, t)| t))?;
+            if role != Role::Above {
+                self.summary.dirs += 1;
+            }
+            node.subtree = Some(match parent_tree {
+                // The same nodes as in the parent: the same tree, stored already.
+                Some((id, old)) if old.nodes == tree.nodes => id,
+                _ => self.save_tree(&tree)?,
+            });
             return Ok(Some(node));
         }
         self.summary.others += 1;
@@ -855,16 +770,16 @@ impl<'a, 'r> Walker<'a, 'r> {
         } else {
             NodeKind::Socket
         };
-        let mut node = self.base_node(path, name, &meta, kind);
-        match kind {
-            NodeKind::Symlink => match fs::read_link(path) {
-                Ok(t) => node.link_target = Some(ByteString::from_os(t.as_os_str())),
-                Err(e) => {
-                    self.error(path, e);
-                    return Ok(None);
-                }
-            },
-            NodeKind::Chardev | NodeKind::Blockdev => node.rdev = Some(meta.rdev()),
+        let mut node = self.base_node(&path, name, &meta, kind, xattrs);
+        match (kind, link) {
+            (NodeKind::Symlink, Some(Ok(t))) => {
+                node.link_target = Some(ByteString::from_os(t.as_os_str()))
+            }
+            (NodeKind::Symlink, Some(Err(e))) => {
+                self.error(&path, e);
+                return Ok(None);
+            }
+            (NodeKind::Chardev | NodeKind::Blockdev, _) => node.rdev = Some(meta.rdev()),
             _ => {}
         }
         Ok(Some(node))
@@ -927,62 +842,11 @@ impl<'a, 'r> Walker<'a, 'r> {
         }
     }
 
-    /// The tree of a folder left out by `--exclude-if-present`: its marker files alone.
-    fn marker_tree(
-        &mut self,
-        dir: &Path,
-        markers: &[OsString],
-        root_dev: u64,
-    ) -> std::result::Result<Tree, Aborted> {
-        let mut tree = Tree::default();
-        for name in markers {
-            let path = dir.join(name);
-            if let Some(node) = self.entry_node(&path, name.as_bytes(), Some(root_dev), None)? {
-                tree.nodes.push(node);
-            }
-        }
-        Ok(tree)
-    }
-
-    fn parent_subtree(&mut self, parent: Option<&Node>) -> Option<Tree> {
+    /// The tree of a folder in the parent snapshot, with its id.
+    fn parent_subtree(&mut self, parent: Option<&Node>) -> Option<(BlobId, Tree)> {
         let id = parent.filter(|p| p.kind == NodeKind::Dir)?.subtree?;
         // A parent tree that cannot be read only costs change detection.
-        self.repo.load_tree(self.index, &id).ok()
-    }
-
-    fn dir_tree(
-        &mut self,
-        path: &Path,
-        root_dev: u64,
-        parent: Option<&Tree>,
-    ) -> std::result::Result<Tree, Aborted> {
-        let entries = match fs::read_dir(path) {
-            Ok(rd) => rd,
-            Err(e) => {
-                self.error(path, e);
-                return Ok(Tree::default());
-            }
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => self.error(path, e),
-            }
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut tree = Tree::default();
-        for name in names {
-            let child = path.join(&name);
-            if self.rules.excluded(&child) {
-                continue;
-            }
-            let prev = parent.and_then(|t| t.get(name.as_bytes()));
-            if let Some(node) = self.entry_node(&child, name.as_bytes(), Some(root_dev), prev)? {
-                tree.nodes.push(node);
-            }
-        }
-        Ok(tree)
+        self.repo.load_tree(self.index, &id).ok().map(|t| (id, t))
     }
 
     fn save_tree(&mut self, tree: &Tree) -> std::result::Result<BlobId, Aborted> {
@@ -999,111 +863,6 @@ impl<'a, 'r> Walker<'a, 'r> {
         self.submit(BlobType::Tree, id, &bytes)?;
         Ok(id)
     }
-
-    fn virtual_tree(
-        &mut self,
-        at: &Path,
-        dir: &VirtualDir,
-        parent: Option<&Tree>,
-    ) -> std::result::Result<Tree, Aborted> {
-        let mut tree = Tree::default();
-        for (name, child) in &dir.children {
-            let path = at.join(std::ffi::OsStr::from_bytes(name));
-            let prev = parent.and_then(|t| t.get(name));
-            let node = match child {
-                VirtualChild::Source => self.entry_node(&path, name, None, prev)?,
-                VirtualChild::Dir(sub) => {
-                    let meta = match fs::metadata(&path) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            self.error(&path, e);
-                            continue;
-                        }
-                    };
-                    let mut node = self.base_node(&path, name, &meta, NodeKind::Dir);
-                    let parent_tree = self.parent_subtree(prev);
-                    let t = self.virtual_tree(&path, sub, parent_tree.as_ref())?;
-                    node.subtree = Some(self.save_tree(&t)?);
-                    Some(node)
-                }
-            };
-            if let Some(n) = node {
-                tree.nodes.push(n);
-            }
-        }
-        Ok(tree)
-    }
-}
-
-/// What a backup of some sources will meet, counted ahead of it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ScanTotals {
-    /// Regular files.
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
-}
-
-/// Counts the regular files and bytes that a backup with `opts` will meet, by a walk that reads
-/// no content and leaves out what the backup leaves out. It runs beside the backup, so that a
-/// progress display can show totals and an estimate of the time left; entries it cannot read
-/// are skipped (the backup reports them).
-pub fn scan(opts: &BackupOptions) -> Result<ScanTotals> {
-    let rules = Rules::new(opts)?;
-    let mut totals = ScanTotals::default();
-    let mut sources: Vec<PathBuf> = opts
-        .paths
-        .iter()
-        .filter_map(|p| clean_absolute(p).ok())
-        .collect();
-    sources.sort();
-    // A source inside another is counted with it, as the backup stores it once.
-    let mut outer: Option<&Path> = None;
-    for s in &sources {
-        if outer.is_some_and(|o| s.starts_with(o)) {
-            continue;
-        }
-        outer = Some(s);
-        scan_entry(&rules, s, None, &mut totals);
-    }
-    Ok(totals)
-}
-
-fn scan_entry(rules: &Rules, path: &Path, root_dev: Option<u64>, totals: &mut ScanTotals) {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return;
-    };
-    if meta.is_file() && !rules.too_large(&meta) {
-        totals.files += 1;
-        totals.bytes += meta.size();
-        return;
-    }
-    let root_dev = root_dev.unwrap_or(meta.dev());
-    let marked = || !rules.markers_in(path).is_empty();
-    if !meta.is_dir() || marked() || (rules.one_file_system && meta.dev() != root_dev) {
-        return;
-    }
-    let Ok(entries) = fs::read_dir(path) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let child = e.path();
-        if !rules.excluded(&child) {
-            scan_entry(rules, &child, Some(root_dev), totals);
-        }
-    }
-}
-
-/// True when the entry at `path` is a regular file that starts with `header` (a FIFO of that
-/// name is never opened: opening it would block).
-fn starts_with(path: &Path, header: &[u8]) -> bool {
-    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
-        return false;
-    }
-    let mut buf = vec![0; header.len()];
-    File::open(path)
-        .and_then(|mut f| io::Read::read_exact(&mut f, &mut buf))
-        .is_ok_and(|()| buf == header)
 }
 
 /// True when the file read from `path` changed during the read: the bytes read differ from the
@@ -1131,52 +890,6 @@ fn find_parent(
         .rev()
         .find(|s| s.snapshot.same_source(host, paths))
         .map(|s| (s.id, s.snapshot)))
-}
-
-/// The sources that exist, made absolute and lexically clean and sorted, the tree of virtual
-/// folders that leads to them (`/home/ann/docs` gives `home` → `ann` → `docs`), and the sources
-/// that could not be read.
-fn prepare_sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, VirtualDir, Vec<SourceError>)> {
-    if opts.paths.is_empty() {
-        return Err(Error::InvalidOptions(
-            "nothing to back up: give at least one path".into(),
-        ));
-    }
-    let mut sources = Vec::new();
-    let mut missing = Vec::new();
-    for p in &opts.paths {
-        let abs = clean_absolute(p).map_err(|e| Error::io("resolve", p, e))?;
-        match fs::symlink_metadata(&abs) {
-            Ok(_) => sources.push(abs),
-            Err(e) => missing.push(SourceError {
-                path: abs,
-                message: e.to_string(),
-            }),
-        }
-    }
-    if sources.is_empty() {
-        return Err(Error::NoSourceReadable {
-            count: opts.paths.len(),
-            first: opts.paths[0].clone(),
-        });
-    }
-    sources.sort();
-    sources.dedup();
-    let mut root = VirtualDir::default();
-    for s in &sources {
-        let comps: Vec<OsString> = s
-            .components()
-            .skip(1)
-            .map(|c| c.as_os_str().to_owned())
-            .collect();
-        if comps.is_empty() {
-            return Err(Error::InvalidOptions(
-                "backing up / itself is not supported: list its folders".into(),
-            ));
-        }
-        root.insert(&comps);
-    }
-    Ok((sources, root, missing))
 }
 
 /// A parent snapshot with its id.
@@ -1238,13 +951,21 @@ fn new_shared<'r>(
 /// thread, workers seal and writers store packs beside it, and the snapshot is written once
 /// everything it names is durable.
 pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
+    let rules = Rules::new(opts)?;
     let (sources, root, missing) = prepare_sources(opts)?;
-    let paths: Vec<ByteString> = sources
+    let paths = sources
         .iter()
         .map(|s| ByteString::from_os(s.as_os_str()))
         .collect();
-    run_backup(repo, index, opts, paths, missing, |walker, parent| {
-        walker.virtual_tree(Path::new("/"), &root, parent)
+    // The lister starts at once, so that it reads ahead while the parent is found.
+    let listed = start_lister(rules, root)?;
+    let sources = Sources {
+        paths,
+        missing,
+        listed,
+    };
+    run_backup(repo, index, opts, sources, |walker, parent| {
+        walker.children(parent)
     })
 }
 
@@ -1260,8 +981,12 @@ pub fn backup_stream(
     stream: impl io::Read,
 ) -> Result<BackupReport> {
     let name = stream_name(name)?;
-    let paths = vec![ByteString(format!("/{name}").into_bytes())];
-    run_backup(repo, index, opts, paths, Vec::new(), |walker, parent| {
+    let sources = Sources {
+        paths: vec![ByteString(format!("/{name}").into_bytes())],
+        missing: Vec::new(),
+        listed: crossbeam_channel::never(),
+    };
+    run_backup(repo, index, opts, sources, |walker, parent| {
         walker.stream_tree(&name, stream, parent)
     })
 }
@@ -1301,14 +1026,21 @@ fn described_by(opts: &BackupOptions) -> Snapshot {
     }
 }
 
+/// What a backup reads from: the snapshot's paths, the sources already found unreadable, and
+/// what the lister reads of the others.
+struct Sources {
+    paths: Vec<ByteString>,
+    missing: Vec<SourceError>,
+    listed: Receiver<Listed>,
+}
+
 /// The steps every backup shares: the parent, the pipeline with `walk` on this thread building
-/// the root tree, then the snapshot. `missing` are sources already found unreadable.
+/// the root tree, then the snapshot.
 fn run_backup(
     repo: &Repository,
     index: &Index,
     opts: &BackupOptions,
-    paths: Vec<ByteString>,
-    missing: Vec<SourceError>,
+    sources: Sources,
     walk: impl FnOnce(&mut Walker<'_, '_>, Option<&Tree>) -> std::result::Result<Tree, Aborted>,
 ) -> Result<BackupReport> {
     repo.ensure_writable()?;
@@ -1316,6 +1048,11 @@ fn run_backup(
     let start_time = now_local();
     let (this_host, user, uid, gid) = host_and_user();
     let host = opts.host.clone().unwrap_or(this_host);
+    let Sources {
+        paths,
+        missing,
+        listed,
+    } = sources;
     let (parent, parent_root) = choose_parent(repo, index, opts, &host, &paths)?;
 
     let dry;
@@ -1341,6 +1078,7 @@ fn run_backup(
     let mut walker = Walker::new(repo, index, opts, &shared, job_tx, pool_rx, start_time)?;
     walker.summary.errors = missing.len() as u64;
     walker.errors = missing;
+    walker.listed = listed;
     let pipeline = Pipeline {
         threads,
         writers,
@@ -1539,7 +1277,7 @@ impl<'a, 'r> Walker<'a, 'r> {
             jobs,
             pool,
             shared,
-            rules: Rules::new(opts)?,
+            listed: crossbeam_channel::never(),
             progress: opts.progress.clone(),
             seen: HashSet::new(),
             hardlinks: HashMap::new(),
@@ -1637,31 +1375,5 @@ mod tests {
         );
         assert_eq!(entries.len(), 1);
         assert_eq!((entries[0].id, entries[0].offset), (kept.id, 0));
-    }
-
-    #[test]
-    fn virtual_dirs_merge_and_nested_sources_collapse() {
-        let mut root = VirtualDir::default();
-        for p in ["/a/b/c", "/a/b", "/a/x"] {
-            let comps: Vec<OsString> = Path::new(p)
-                .components()
-                .skip(1)
-                .map(|c| c.as_os_str().to_owned())
-                .collect();
-            root.insert(&comps);
-        }
-        let VirtualChild::Dir(a) = &root.children[&b"a".to_vec()] else {
-            panic!("a should be virtual")
-        };
-        assert!(matches!(a.children[&b"b".to_vec()], VirtualChild::Source));
-        assert!(matches!(a.children[&b"x".to_vec()], VirtualChild::Source));
-    }
-
-    #[test]
-    fn clean_paths() {
-        assert_eq!(
-            clean_absolute(Path::new("/a/./b/../c//d")).unwrap(),
-            PathBuf::from("/a/c/d")
-        );
     }
 }
