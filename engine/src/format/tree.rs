@@ -9,6 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::id::BlobId;
@@ -36,18 +37,17 @@ impl ByteString {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-enum ByteStringRepr {
-    Text(String),
-    Raw { b64: String },
+/// The object form of bytes that are not UTF-8.
+#[derive(Serialize)]
+struct Base64Bytes {
+    b64: String,
 }
 
 impl Serialize for ByteString {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(t) => s.serialize_str(t),
-            Err(_) => ByteStringRepr::Raw {
+            Err(_) => Base64Bytes {
                 b64: base64::engine::general_purpose::STANDARD.encode(&self.0),
             }
             .serialize(s),
@@ -55,15 +55,45 @@ impl Serialize for ByteString {
     }
 }
 
+/// Reads a string, or an object whose only member is `b64`, straight from the parser: every
+/// node has a name, so nothing is buffered on the way.
+struct ByteStringVisitor;
+
+impl<'de> Visitor<'de> for ByteStringVisitor {
+    type Value = ByteString;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(r#"a string, or {"b64": "<base64>"}"#)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<ByteString, E> {
+        Ok(ByteString(s.as_bytes().to_vec()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<ByteString, E> {
+        Ok(ByteString(s.into_bytes()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ByteString, A::Error> {
+        let mut b64: Option<String> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_ref() {
+                "b64" if b64.is_none() => b64 = Some(map.next_value()?),
+                "b64" => return Err(de::Error::duplicate_field("b64")),
+                other => return Err(de::Error::unknown_field(other, &["b64"])),
+            }
+        }
+        let b64 = b64.ok_or_else(|| de::Error::missing_field("b64"))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(ByteString)
+            .map_err(de::Error::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for ByteString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match ByteStringRepr::deserialize(d)? {
-            ByteStringRepr::Text(t) => Ok(Self(t.into_bytes())),
-            ByteStringRepr::Raw { b64 } => base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map(Self)
-                .map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(ByteStringVisitor)
     }
 }
 
@@ -182,6 +212,17 @@ impl Tree {
             })?;
         }
         Ok(t)
+    }
+
+    /// Finds an entry by name, for names looked up in increasing order: `from` is where the
+    /// previous lookup stopped, and moves on. A name out of order is simply not found.
+    pub fn get_from(&self, from: &mut usize, name: &[u8]) -> Option<&Node> {
+        let rest = self.nodes.get(*from..).unwrap_or_default();
+        *from += rest
+            .iter()
+            .take_while(|n| n.name.0.as_slice() < name)
+            .count();
+        self.nodes.get(*from).filter(|n| n.name.0 == name)
     }
 
     /// Finds an entry by name.
@@ -317,6 +358,23 @@ mod tests {
     }
 
     #[test]
+    fn lookups_in_increasing_order_find_what_get_finds() {
+        let t = Tree {
+            nodes: [&b"b"[..], b"d", b"e", b"g"]
+                .iter()
+                .map(|n| node(n.to_vec()))
+                .collect(),
+        };
+        let mut from = 0;
+        for name in [&b"a"[..], b"b", b"c", b"e", b"f", b"g", b"h"] {
+            assert_eq!(t.get_from(&mut from, name), t.get(name), "{name:?}");
+        }
+        assert_eq!(from, 4);
+        // Out of order: not found, and nothing breaks.
+        assert_eq!(t.get_from(&mut from, b"b"), None);
+    }
+
+    #[test]
     fn non_utf8_names_round_trip() {
         let t = Tree {
             nodes: vec![node(b"plain".to_vec()), node(vec![b'x', 0xff, 0xfe])],
@@ -334,8 +392,27 @@ mod tests {
         assert_eq!(ok.0, [0x78, 0xff, 0xfe]);
         let utf8: ByteString = serde_json::from_str(r#"{"b64":"YWJj"}"#).unwrap();
         assert_eq!(utf8.0, b"abc");
-        assert!(serde_json::from_str::<ByteString>(r#"{"b64":"eP/+","x":1}"#).is_err());
-        assert!(serde_json::from_str::<ByteString>(r#"{"b64":"QR=="}"#).is_err());
+        let escaped: ByteString = serde_json::from_str(r#"{"b\u0036\u0034":"YWJj"}"#).unwrap();
+        assert_eq!(escaped.0, b"abc");
+        for (bad, says) in [
+            (
+                r#"{"b64":"eP/+","x":1}"#,
+                "unknown field `x`, expected `b64`",
+            ),
+            (r#"{"b64":"QR=="}"#, "Invalid"),
+            (r#"{"b64":"eP/+","b64":"YWJj"}"#, "duplicate field `b64`"),
+            ("{}", "missing field `b64`"),
+            (
+                "17",
+                "invalid type: integer `17`, expected a string, or {\"b64\"",
+            ),
+            (r#"["eP/+"]"#, "invalid type: sequence"),
+        ] {
+            let err = serde_json::from_str::<ByteString>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -703,6 +703,8 @@ impl<'a, 'r> Walker<'a, 'r> {
     /// the folder's tree in the parent snapshot.
     fn children(&mut self, parent: Option<&Tree>) -> std::result::Result<Tree, Aborted> {
         let mut tree = Tree::default();
+        // Entries come in name order, as the parent's nodes are stored.
+        let mut cursor = 0;
         loop {
             self.check()?;
             let Ok(listed) = self.listed.recv() else {
@@ -714,7 +716,7 @@ impl<'a, 'r> Walker<'a, 'r> {
                 Listed::End => return Ok(tree),
                 Listed::Failed { path, error } => self.error(&path, error),
                 Listed::Entry(entry) => {
-                    let prev = parent.and_then(|t| t.get(entry.name()));
+                    let prev = parent.and_then(|t| t.get_from(&mut cursor, entry.name()));
                     if let Some(node) = self.entry_node(*entry, prev)? {
                         tree.nodes.push(node);
                     }
@@ -951,19 +953,8 @@ fn new_shared<'r>(
 /// thread, workers seal and writers store packs beside it, and the snapshot is written once
 /// everything it names is durable.
 pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
-    let rules = Rules::new(opts)?;
-    let (sources, root, missing) = prepare_sources(opts)?;
-    let paths = sources
-        .iter()
-        .map(|s| ByteString::from_os(s.as_os_str()))
-        .collect();
     // The lister starts at once, so that it reads ahead while the parent is found.
-    let listed = start_lister(rules, root)?;
-    let sources = Sources {
-        paths,
-        missing,
-        listed,
-    };
+    let sources = Sources::list(opts)?;
     run_backup(repo, index, opts, sources, |walker, parent| {
         walker.children(parent)
     })
@@ -1026,12 +1017,29 @@ fn described_by(opts: &BackupOptions) -> Snapshot {
     }
 }
 
-/// What a backup reads from: the snapshot's paths, the sources already found unreadable, and
-/// what the lister reads of the others.
+/// What a backup reads from: the snapshot's paths, the sources found unreadable, and what the
+/// lister reads of the others.
 struct Sources {
     paths: Vec<ByteString>,
     missing: Vec<SourceError>,
     listed: Receiver<Listed>,
+}
+
+impl Sources {
+    /// Starts listing `opts.paths`, leaving out what its exclude options say.
+    fn list(opts: &BackupOptions) -> Result<Self> {
+        let rules = Rules::new(opts)?;
+        let (sources, root, missing) = prepare_sources(opts)?;
+        let paths = sources
+            .iter()
+            .map(|s| ByteString::from_os(s.as_os_str()))
+            .collect();
+        Ok(Self {
+            paths,
+            missing,
+            listed: start_lister(rules, root)?,
+        })
+    }
 }
 
 /// The steps every backup shares: the parent, the pipeline with `walk` on this thread building
