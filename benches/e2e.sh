@@ -27,8 +27,11 @@
 # its files) and a timed `forget --keep-last 1 --prune`, which drops the
 # first two snapshots and repacks or deletes what only they used.
 # Every timed step is measured with GNU time (wall seconds, peak RSS, CPU).
-# Caches cannot be dropped here, so before each tool's backups the dataset is
-# read once (untimed) so that both tools read it from the page cache.
+# Before each tool's backups the page cache is emptied when the script may
+# (as root: /proc/sys/vm/drop_caches), so that no tool pays for reclaiming
+# what the tools before it wrote (a restore writes the whole tree again), and
+# the dataset is then read once (untimed) so that every tool reads it from
+# the page cache.
 # The tool order rotates between runs. Results: a table on stdout and
 # BENCH_DIR/results.json.
 
@@ -182,6 +185,10 @@ PY
 echo "== prune step: the third backup leaves out $PRUNED"
 
 warm_up() {
+    sync
+    if [[ -w /proc/sys/vm/drop_caches ]]; then
+        echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    fi
     find "$DATASET" -type f -exec cat {} + >/dev/null 2>&1 || true
 }
 

@@ -108,8 +108,17 @@ same() {
     rm -rf "$1"
 }
 
-# Read the dataset once so that every tool reads it from the page cache.
-find "$DATASET" -type f -exec cat {} + >/dev/null
+# Before each backup: empty the page cache when the script may (as root), so that no tool pays
+# for reclaiming what the one before wrote, then read the dataset so that every tool reads it
+# from the page cache.
+warm_up() {
+    sync
+    if [[ -w /proc/sys/vm/drop_caches ]]; then
+        echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    fi
+    find "$DATASET" -type f -exec cat {} + >/dev/null
+}
+
 for run in $(seq 1 "$RUNS"); do
     local_repo="$WORK/local-$run"
     s3_repo="s3:$ENDPOINT/$FLOE_TEST_GARAGE_BUCKET/bench-$run-$RANDOM"
@@ -117,6 +126,7 @@ for run in $(seq 1 "$RUNS"); do
 
     if [ -z "$LATENCY" ]; then
         "$FLOE" -r "$local_repo" init >/dev/null
+        warm_up
         timed "$run" floe-local backup "$FLOE" -r "$local_repo" backup "$DATASET"
         timed "$run" floe-local restore "$FLOE" -r "$local_repo" restore latest --target "$WORK/r"
         same "$WORK/r"
@@ -124,12 +134,14 @@ for run in $(seq 1 "$RUNS"); do
     fi
 
     "$FLOE" -r "$s3_repo" init >/dev/null
+    warm_up
     timed "$run" floe-garage backup "$FLOE" -r "$s3_repo" backup "$DATASET"
     timed "$run" floe-garage restore "$FLOE" -r "$s3_repo" restore latest --target "$WORK/r"
     same "$WORK/r"
 
     if [ -n "$RESTIC" ]; then
         "$RESTIC" -r "$restic_repo" -o s3.region=garage init --repository-version 2 >/dev/null
+        warm_up
         timed "$run" restic-garage backup "$RESTIC" -r "$restic_repo" -o s3.region=garage backup "$DATASET"
         timed "$run" restic-garage restore "$RESTIC" -r "$restic_repo" -o s3.region=garage restore latest --target "$WORK/r"
         same "$WORK/r"
