@@ -187,7 +187,7 @@ echo "== prune step: the third backup leaves out $PRUNED"
 warm_up() {
     sync
     if [[ -w /proc/sys/vm/drop_caches ]]; then
-        echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
+        echo 1 2>/dev/null >/proc/sys/vm/drop_caches || true
     fi
     find "$DATASET" -type f -exec cat {} + >/dev/null 2>&1 || true
 }

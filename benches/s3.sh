@@ -114,7 +114,7 @@ same() {
 warm_up() {
     sync
     if [[ -w /proc/sys/vm/drop_caches ]]; then
-        echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
+        echo 1 2>/dev/null >/proc/sys/vm/drop_caches || true
     fi
     find "$DATASET" -type f -exec cat {} + >/dev/null
 }

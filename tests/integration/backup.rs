@@ -35,6 +35,49 @@ fn the_same_tree_twice_adds_almost_nothing() {
     assert_eq!(env.data_bytes(), size1);
 }
 
+/// The id of the tree of folder `dir` in snapshot `snap`.
+fn tree_of(env: &Env, snap: &serde_json::Value, dir: &std::path::Path) -> String {
+    let id = &snap["snapshot_id"].as_str().unwrap()[..8];
+    let spec = format!("{id}:{}", dir.parent().unwrap().display());
+    let tree: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "tree", &spec])).unwrap();
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let nodes = tree["nodes"].as_array().unwrap();
+    let node = nodes.iter().find(|n| n["name"] == name).unwrap();
+    node["subtree"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_unchanged_folder_keeps_its_tree_and_a_changed_file_rewrites_only_the_folders_above_it() {
+    let env = Env::init();
+    let src = env.path("src");
+    for d in ["a/b/c", "x/y"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+        fs::write(src.join(d).join("f"), d).unwrap();
+    }
+    fs::write(src.join("top"), b"top").unwrap();
+    let first = env.backup_json(&[&src]);
+    let again = env.backup_json(&[&src]);
+    assert_eq!(n(&again, "files_unchanged"), 3, "{again}");
+    assert_eq!(tree_of(&env, &again, &src), tree_of(&env, &first, &src));
+    // Only folders above the source may have changed (other tests write in the same /tmp).
+    let above = src.components().count() as u64 - 1;
+    assert!(n(&again, "tree_blobs_added") <= above, "{again}");
+
+    fs::write(src.join("a/b/c/f"), b"changed").unwrap();
+    let changed = env.backup_json(&[&src]);
+    assert_eq!(n(&changed, "files_changed"), 1, "{changed}");
+    // c, b, a, src and every folder above it, and the root: one new tree each.
+    let folders = src.join("a/b/c").components().count() as u64;
+    assert_eq!(n(&changed, "tree_blobs_added"), folders, "{changed}");
+    let x = src.join("x");
+    assert_eq!(tree_of(&env, &changed, &x), tree_of(&env, &again, &x));
+    let target = env.restore("latest", "r");
+    let back = restored(&target, &src);
+    assert_eq!(fs::read(back.join("a/b/c/f")).unwrap(), b"changed");
+    assert_eq!(fs::read(back.join("x/y/f")).unwrap(), b"x/y");
+    assert_eq!(fs::read(back.join("top")).unwrap(), b"top");
+}
+
 #[test]
 fn one_byte_inserted_at_the_start_of_100_mb_adds_few_chunks() {
     let env = Env::init();
@@ -165,6 +208,7 @@ fn unreadable_files_are_reported_and_exit_3() {
     };
     assert!(run(&["init".as_ref()]).status.success());
     let out = run(&["backup".as_ref(), src.as_os_str()]);
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -190,7 +234,6 @@ fn unreadable_files_are_reported_and_exit_3() {
         listing.contains("/locked") && !listing.contains("inside"),
         "{listing}"
     );
-    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[test]

@@ -81,7 +81,9 @@ fn a_copy_restores_byte_exact_and_copying_again_or_back_adds_nothing() {
 
     let first = copy_json(&dest, &src_repo, &[]);
     assert_eq!(first["copied"].as_array().unwrap().len(), 1, "{first}");
-    assert!(first["data_blobs_added"].as_u64().unwrap() >= 3, "{first}");
+    // `big` is one chunk or more (where it is cut depends on the repository's chunker seed),
+    // `d/small` one.
+    assert!(first["data_blobs_added"].as_u64().unwrap() >= 2, "{first}");
     let out = dest.ok(&["snapshots", "--json"]);
     assert!(out.contains("nightly"), "tags are kept: {out}");
     assert!(

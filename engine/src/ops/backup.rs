@@ -3,9 +3,13 @@
 //! threads (ARCHITECTURE.md, "Backup pipeline").
 //!
 //! ```text
-//! lister ──(bounded: entries)──> walker ──(bounded: chunks)──> workers ×N ──(packers)──(bounded: packs)──> writers ──> backend
-//!   stat, xattrs,          parent compare, read, FastCDC,        zstd, XChaCha20-Poly1305              pack files, then
-//!   link targets           keyed BLAKE3, dedup, trees            in place                              index files
+//! lister ──(bounded: entries)──> walker ──(bounded: chunks)──> workers ×N
+//!   stat, xattrs,                   parent compare, read,            zstd, XChaCha20-Poly1305
+//!   link targets                    FastCDC, keyed BLAKE3,           in place
+//!                                   dedup, trees                         │
+//!                                                         (packers)──(bounded: packs)──> writers ──> backend
+//!                                                                                        pack files, then
+//!                                                                                        index files
 //! ```
 //!
 //! Hashing on the walker is cheap (BLAKE3 runs an order of magnitude faster than zstd) and gives
@@ -17,7 +21,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -674,6 +677,25 @@ impl<'a, 'r> Walker<'a, 'r> {
                 }
             }
         }
+        // The lister read the metadata up to a thousand entries ago: read it again before the
+        // content, so that the node and the check for changes during the read go by the file
+        // as it is now.
+        let fresh = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                self.error(path, "no longer a regular file");
+                return Ok(None);
+            }
+            Err(e) => {
+                self.error(path, e);
+                return Ok(None);
+            }
+        };
+        if !same_file_state(meta, &fresh) {
+            let xattrs = Ok(std::mem::take(&mut node.xattrs));
+            node = self.base_node(path, name, &fresh, NodeKind::File, xattrs);
+        }
+        let meta = &fresh;
         self.progress.file_started(path);
         match self.read_content(path) {
             Ok(Ok((content, read))) => {
@@ -738,12 +760,15 @@ impl<'a, 'r> Walker<'a, 'r> {
             link,
             role,
         } = entry;
-        let name = path.file_name().map_or(&b""[..], |n| n.as_bytes());
+        let name = sources::name_of(&path);
         let ft = meta.file_type();
-        if ft.is_file() {
+        // A folder above the sources is one whatever its metadata says now: the lister sends
+        // its entries and its end after it (it may have been replaced since the sources were
+        // found).
+        if ft.is_file() && role != Role::Above {
             return self.file_node(&path, name, &meta, xattrs, parent);
         }
-        if ft.is_dir() {
+        if ft.is_dir() || role == Role::Above {
             let mut node = self.base_node(&path, name, &meta, NodeKind::Dir, xattrs);
             let parent_tree = match role {
                 Role::Marked => None,
@@ -873,11 +898,15 @@ fn changed_while_read(path: &Path, before: &Metadata, read: u64) -> bool {
     let Ok(after) = fs::symlink_metadata(path) else {
         return true;
     };
-    read != before.size()
-        || after.size() != before.size()
-        || (after.mtime(), after.mtime_nsec()) != (before.mtime(), before.mtime_nsec())
-        || (after.ctime(), after.ctime_nsec()) != (before.ctime(), before.ctime_nsec())
-        || after.ino() != before.ino()
+    read != before.size() || !same_file_state(before, &after)
+}
+
+/// True when two readings of a file's metadata agree on its size, times and inode.
+fn same_file_state(a: &Metadata, b: &Metadata) -> bool {
+    a.size() == b.size()
+        && (a.mtime(), a.mtime_nsec()) == (b.mtime(), b.mtime_nsec())
+        && (a.ctime(), a.ctime_nsec()) == (b.ctime(), b.ctime_nsec())
+        && a.ino() == b.ino()
 }
 
 /// Finds the parent for change detection: the latest snapshot of the same host and paths.
@@ -954,7 +983,7 @@ fn new_shared<'r>(
 /// everything it names is durable.
 pub fn backup(repo: &Repository, index: &Index, opts: &BackupOptions) -> Result<BackupReport> {
     // The lister starts at once, so that it reads ahead while the parent is found.
-    let sources = Sources::list(opts)?;
+    let sources = Sources::list(opts, repo.config().records_xattrs())?;
     run_backup(repo, index, opts, sources, |walker, parent| {
         walker.children(parent)
     })
@@ -1026,8 +1055,9 @@ struct Sources {
 }
 
 impl Sources {
-    /// Starts listing `opts.paths`, leaving out what its exclude options say.
-    fn list(opts: &BackupOptions) -> Result<Self> {
+    /// Starts listing `opts.paths`, leaving out what its exclude options say, with the values of
+    /// extended attributes when the repository records them.
+    fn list(opts: &BackupOptions, xattr_values: bool) -> Result<Self> {
         let rules = Rules::new(opts)?;
         let (sources, root, missing) = prepare_sources(opts)?;
         let paths = sources
@@ -1037,7 +1067,7 @@ impl Sources {
         Ok(Self {
             paths,
             missing,
-            listed: start_lister(rules, root)?,
+            listed: start_lister(rules, root, xattr_values)?,
         })
     }
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -25,12 +25,14 @@ use super::{BackupOptions, SourceError};
 use crate::attrs::{self, XattrFilter};
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
-use crate::format::tree::Xattr;
+use crate::format::tree::{ByteString, Xattr};
 
 /// Entries the lister may read ahead of the walker: enough to keep it ahead while the walker
-/// decodes a large parent tree, small next to the rest of a backup's memory (a few hundred
-/// bytes each).
-const LISTED_AHEAD: usize = 4096;
+/// decodes a large parent tree. Each holds its path, metadata and extended attributes: a few
+/// hundred bytes, unless the attributes are large (up to 64 KiB a value).
+const LISTED_AHEAD: usize = 1024;
+/// The lister's stack: it recurses once per folder level, as deep as paths go.
+const LISTER_STACK: usize = 8 << 20;
 
 /// What the lister sends, in the order the walker stores it.
 pub(super) enum Listed {
@@ -68,8 +70,13 @@ pub(super) enum Role {
 impl Entry {
     /// Its name in its folder.
     pub fn name(&self) -> &[u8] {
-        self.path.file_name().map_or(b"", |n| n.as_bytes())
+        name_of(&self.path)
     }
+}
+
+/// The name of the entry at `path` in its folder (the lister's paths never end in `..`).
+pub(super) fn name_of(path: &Path) -> &[u8] {
+    path.file_name().map_or(b"", |n| n.as_bytes())
 }
 
 /// The walker has gone: the lister stops.
@@ -77,12 +84,25 @@ struct Gone;
 
 /// Starts the lister over `root` (from [`prepare_sources`]) on a thread of its own and returns
 /// what it sends. It stops when the receiver is dropped.
-pub(super) fn start_lister(rules: Rules, root: VirtualDir) -> Result<Receiver<Listed>> {
+/// `xattr_values` is false for a repository that records no extended attributes (format
+/// version 1): their names alone then tell which entries had some.
+pub(super) fn start_lister(
+    rules: Rules,
+    root: VirtualDir,
+    xattr_values: bool,
+) -> Result<Receiver<Listed>> {
     let (tx, rx) = bounded(LISTED_AHEAD);
+    // Not joined: a lister the walker has left ends at its next send, and one held up in a
+    // system call (a hung network mount) must not hold up the end of the backup.
     std::thread::Builder::new()
         .name("floe-lister".into())
+        .stack_size(LISTER_STACK)
         .spawn(move || {
-            let lister = Lister { rules, tx };
+            let lister = Lister {
+                rules,
+                xattr_values,
+                tx,
+            };
             let _ = lister
                 .above(Path::new("/"), &root)
                 .and_then(|()| lister.send(Listed::End));
@@ -96,6 +116,7 @@ pub(super) fn start_lister(rules: Rules, root: VirtualDir) -> Result<Receiver<Li
 
 struct Lister {
     rules: Rules,
+    xattr_values: bool,
     tx: Sender<Listed>,
 }
 
@@ -187,7 +208,17 @@ impl Lister {
 
     /// The entry with its attributes and link target read.
     fn read(&self, path: PathBuf, meta: Metadata, role: Role) -> Listed {
-        let xattrs = attrs::read(&path, &self.rules.xattrs);
+        let xattrs = if self.xattr_values {
+            attrs::read(&path, &self.rules.xattrs)
+        } else {
+            attrs::names(&path, &self.rules.xattrs).map(|names| {
+                let name_only = |n: OsString| Xattr {
+                    name: ByteString(n.into_vec()),
+                    value: ByteString::default(),
+                };
+                names.into_iter().map(name_only).collect()
+            })
+        };
         let link = meta.is_symlink().then(|| fs::read_link(&path));
         Listed::Entry(Box::new(Entry {
             path,
@@ -245,6 +276,21 @@ pub(super) struct Rules {
     xattrs: XattrFilter,
 }
 
+/// A marker of `--exclude-if-present`, `NAME` or `NAME:HEADER`: the name of an entry in the
+/// folder itself (`CACHEDIR.TAG`), never a path.
+fn marker(m: &str) -> Result<(OsString, Option<Vec<u8>>)> {
+    let (name, header) = match m.split_once(':') {
+        Some((name, header)) => (name, Some(header.as_bytes().to_vec())),
+        None => (m, None),
+    };
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(Error::InvalidOptions(format!(
+            "--exclude-if-present {m:?}: give the name of an entry in the folder, not a path"
+        )));
+    }
+    Ok((name.into(), header))
+}
+
 impl Rules {
     pub(super) fn new(opts: &BackupOptions) -> Result<Self> {
         Ok(Self {
@@ -253,11 +299,8 @@ impl Rules {
             markers: opts
                 .exclude_if_present
                 .iter()
-                .map(|m| match m.split_once(':') {
-                    Some((name, header)) => (name.into(), Some(header.as_bytes().to_vec())),
-                    None => (m.into(), None),
-                })
-                .collect(),
+                .map(|m| marker(m))
+                .collect::<Result<_>>()?,
             larger_than: opts.exclude_larger_than,
             one_file_system: opts.one_file_system,
             xattrs: XattrFilter::new(&[], &opts.exclude_xattrs)?,
@@ -460,7 +503,7 @@ mod tests {
     /// (`role` for folders only), `!path` for a failure, `-` for an end.
     fn listed(opts: &BackupOptions) -> Vec<String> {
         let (_, root, _) = prepare_sources(opts).unwrap();
-        let rx = start_lister(Rules::new(opts).unwrap(), root).unwrap();
+        let rx = start_lister(Rules::new(opts).unwrap(), root, true).unwrap();
         rx.iter()
             .map(|l| match l {
                 Listed::Entry(e) if e.meta.is_dir() => {
@@ -516,6 +559,30 @@ mod tests {
         want.extend(above.iter().map(|_| "-".to_string()));
         want.push("-".into());
         assert_eq!(listed(&opts), want);
+    }
+
+    #[test]
+    fn markers_are_names_not_paths() {
+        for bad in ["", ".", "..", "a/b", "/x", "sub/:Signature"] {
+            let opts = BackupOptions {
+                exclude_if_present: vec![bad.into()],
+                ..Default::default()
+            };
+            let Err(e) = Rules::new(&opts) else {
+                panic!("{bad:?} taken as a marker")
+            };
+            assert!(e.to_string().contains("not a path"), "{bad:?}: {e}");
+        }
+        let opts = BackupOptions {
+            exclude_if_present: vec!["CACHEDIR.TAG:Signature: 8a47".into(), ".nobackup".into()],
+            ..Default::default()
+        };
+        let markers = Rules::new(&opts).unwrap().markers;
+        assert_eq!(
+            markers[0],
+            ("CACHEDIR.TAG".into(), Some(b"Signature: 8a47".to_vec()))
+        );
+        assert_eq!(markers[1], (".nobackup".into(), None));
     }
 
     #[test]
