@@ -265,19 +265,21 @@ fn with_archived_data_a_drill_leaves_it_out_or_thaws_only_the_sample() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("hot"), random_bytes(1, 500_000)).unwrap();
     env.ok(&["backup".as_ref(), src.as_os_str()]);
+    // One backup per cold file, so that each lies in packs of its own whatever the chunker
+    // and the packers make of it: thawing one file's packs must leave the others archived.
     for i in 0..3 {
         fs::write(
             src.join(format!("cold-{i}")),
             random_bytes(10 + i, 1_500_000),
         )
         .unwrap();
+        env.ok(&[
+            "--data-storage-class".as_ref(),
+            "DEEP_ARCHIVE".as_ref(),
+            "backup".as_ref(),
+            src.as_os_str(),
+        ]);
     }
-    env.ok(&[
-        "--data-storage-class".as_ref(),
-        "DEEP_ARCHIVE".as_ref(),
-        "backup".as_ref(),
-        src.as_os_str(),
-    ]);
     let backend = s.backend(&url);
     let states = || -> Vec<ThawState> {
         backend
