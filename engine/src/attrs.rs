@@ -194,18 +194,59 @@ pub struct WriteMode {
     pub remove_extra: bool,
 }
 
-/// Sets `wanted` (those `filter` allows) on `path` without following a symlink, and, when
-/// `mode` says so, removes attributes of the namespaces a restore owns that `wanted` lacks.
-/// What cannot be set is counted in `problems`, never silently dropped.
+/// An entry whose attributes a restore writes: by path, never following a symlink, or through
+/// a file it holds open (a file not yet linked into its folder has no path to go by).
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    /// The entry at this path.
+    Path(&'a Path),
+    /// This open file, which is to be named `path` (for messages).
+    Open(&'a std::fs::File, &'a Path),
+}
+
+impl Entry<'_> {
+    /// The path it has or is to have.
+    pub fn path(&self) -> &Path {
+        match self {
+            Entry::Path(p) | Entry::Open(_, p) => p,
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<OsString>> {
+        match self {
+            Entry::Path(p) => Ok(xattr::list(p)?.collect()),
+            Entry::Open(f, _) => Ok(xattr::FileExt::list_xattr(*f)?.collect()),
+        }
+    }
+
+    fn set(&self, name: &std::ffi::OsStr, value: &[u8]) -> io::Result<()> {
+        match self {
+            Entry::Path(p) => xattr::set(p, name, value),
+            Entry::Open(f, _) => xattr::FileExt::set_xattr(*f, name, value),
+        }
+    }
+
+    fn remove(&self, name: &std::ffi::OsStr) -> io::Result<()> {
+        match self {
+            Entry::Path(p) => xattr::remove(p, name),
+            Entry::Open(f, _) => xattr::FileExt::remove_xattr(*f, name),
+        }
+    }
+}
+
+/// Sets `wanted` (those `filter` allows) on `entry`, and, when `mode` says so, removes
+/// attributes of the namespaces a restore owns that `wanted` lacks. What cannot be set is
+/// counted in `problems`, never silently dropped.
 pub fn write(
-    path: &Path,
+    entry: Entry<'_>,
     wanted: &[Xattr],
     filter: &XattrFilter,
     mode: WriteMode,
     problems: &mut XattrProblems,
 ) {
+    let path = entry.path();
     if mode.remove_extra {
-        remove_extra(path, wanted, filter, problems);
+        remove_extra(entry, wanted, filter, problems);
     }
     for x in wanted.iter().filter(|x| filter.allows(&x.name.0)) {
         let ns = namespace(&x.name.0);
@@ -213,24 +254,29 @@ pub fn write(
             problems.add(ns, "restoring them needs root".into(), path);
             continue;
         }
-        if let Err(e) = xattr::set(path, x.name.as_os(), &x.value.0) {
+        if let Err(e) = entry.set(x.name.as_os(), &x.value.0) {
             let why = reason(&e, &ns, mode.is_root);
             problems.add(ns, why, path);
         }
     }
 }
 
-fn remove_extra(path: &Path, wanted: &[Xattr], filter: &XattrFilter, problems: &mut XattrProblems) {
-    let Ok(present) = xattr::list(path) else {
+fn remove_extra(
+    entry: Entry<'_>,
+    wanted: &[Xattr],
+    filter: &XattrFilter,
+    problems: &mut XattrProblems,
+) {
+    let Ok(present) = entry.list() else {
         return;
     };
     for name in present {
         let bytes = name.as_bytes();
         let ns = namespace(bytes);
         if owned(&ns, bytes) && filter.allows(bytes) && !wanted.iter().any(|x| x.name.0 == bytes) {
-            if let Err(e) = xattr::remove(path, &name) {
+            if let Err(e) = entry.remove(&name) {
                 let why = format!("one the snapshot lacks could not be removed: {e}");
-                problems.add(ns, why, path);
+                problems.add(ns, why, entry.path());
             }
         }
     }
@@ -288,7 +334,13 @@ mod tests {
             is_root: false,
             remove_extra: true,
         };
-        write(&f, &wanted, &XattrFilter::default(), mode, &mut problems);
+        write(
+            Entry::Path(&f),
+            &wanted,
+            &XattrFilter::default(),
+            mode,
+            &mut problems,
+        );
         assert!(problems.warnings().is_empty());
         assert_eq!(read(&f, &XattrFilter::default()).unwrap(), wanted);
         let only_b = XattrFilter::new(&["user.b".into()], &[]).unwrap();
@@ -300,13 +352,25 @@ mod tests {
             remove_extra: false,
         };
         write(
-            &f,
+            Entry::Path(&f),
             &wanted[..1],
             &XattrFilter::default(),
             keep,
             &mut problems,
         );
         assert_eq!(read(&f, &XattrFilter::default()).unwrap().len(), 4);
+        // Through an open file, as a restore writes a file before it has a name.
+        let open = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        let at = Entry::Open(&open, &f);
+        write(
+            at,
+            &wanted[1..],
+            &XattrFilter::default(),
+            mode,
+            &mut problems,
+        );
+        assert!(problems.warnings().is_empty());
+        assert_eq!(read(&f, &XattrFilter::default()).unwrap(), &wanted[1..]);
     }
 
     #[test]
@@ -317,7 +381,7 @@ mod tests {
             let f = dir.path().join(name);
             std::fs::write(&f, b"x").unwrap();
             write(
-                &f,
+                Entry::Path(&f),
                 &[x("security.capability", b"c"), x("trusted.t", b"t")],
                 &XattrFilter::default(),
                 WriteMode {

@@ -11,6 +11,7 @@
 //! into place.
 
 mod local;
+mod unnamed;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -26,7 +27,7 @@ use local::{part_path, Chunk};
 
 use rayon::prelude::*;
 
-use crate::attrs::{self, XattrFilter, XattrProblems, XattrWarning};
+use crate::attrs::{self, Entry, XattrFilter, XattrProblems, XattrWarning};
 use crate::cold::thaw::PackGate;
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
@@ -277,8 +278,11 @@ struct BlobJob {
     targets: Vec<(usize, u64)>,
 }
 
-fn write_sparse(f: &File, offset: u64, data: &[u8]) -> io::Result<()> {
+/// Writes `data` at `offset`, leaving its zero blocks unwritten (holes in a fresh file); returns
+/// where the last byte written ends.
+fn write_sparse(f: &File, offset: u64, data: &[u8]) -> io::Result<u64> {
     let mut pos = 0;
+    let mut end_written = offset;
     while pos < data.len() {
         // Skip zero blocks, then write the run of blocks up to the next zero block.
         let end = (pos + SPARSE_BLOCK).min(data.len());
@@ -296,8 +300,9 @@ fn write_sparse(f: &File, offset: u64, data: &[u8]) -> io::Result<()> {
         }
         f.write_all_at(&data[pos..run_end], offset + pos as u64)?;
         pos = run_end;
+        end_written = offset + run_end as u64;
     }
-    Ok(())
+    Ok(end_written)
 }
 
 /// Opens a file for writing, creating it (0600 until its metadata is set) at its final length;
@@ -316,25 +321,42 @@ fn open_at_size(path: &Path, size: u64) -> io::Result<File> {
     Ok(f)
 }
 
-fn set_owner(path: &Path, node: &Node) -> io::Result<()> {
-    if is_root() {
-        std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))?;
+fn set_owner(at: Entry<'_>, node: &Node) -> io::Result<()> {
+    if !is_root() {
+        return Ok(());
     }
-    Ok(())
+    let (uid, gid) = (Some(node.uid), Some(node.gid));
+    match at {
+        Entry::Path(p) => std::os::unix::fs::lchown(p, uid, gid),
+        Entry::Open(f, _) => std::os::unix::fs::fchown(f, uid, gid),
+    }
 }
 
-/// Sets atime and mtime to the node's mtime, without following a symlink and without opening the
-/// entry (opening a fifo would block).
-fn set_times(path: &Path, node: &Node) -> io::Result<()> {
-    use nix::sys::stat::{utimensat, UtimensatFlags};
+fn set_mode(at: Entry<'_>, node: &Node) -> io::Result<()> {
+    let mode = fs::Permissions::from_mode(node.mode);
+    match at {
+        Entry::Path(p) => fs::set_permissions(p, mode),
+        Entry::Open(f, _) => f.set_permissions(mode),
+    }
+}
+
+/// Sets atime and mtime to the node's mtime: by path without following a symlink and without
+/// opening the entry (opening a fifo would block), or through the open file.
+fn set_times(at: Entry<'_>, node: &Node) -> io::Result<()> {
+    use nix::sys::stat::{futimens, utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
+    use std::os::fd::AsRawFd;
     // A leap second (second 60) is held as nanoseconds past 10^9, which utimensat refuses
     // or, at two values, takes for UTIME_NOW or UTIME_OMIT.
     let t = TimeSpec::new(
         node.mtime.timestamp(),
         node.mtime.timestamp_subsec_nanos().min(999_999_999) as _,
     );
-    utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
+    match at {
+        Entry::Path(p) => utimensat(None, p, &t, &t, UtimensatFlags::NoFollowSymlink),
+        Entry::Open(f, _) => futimens(f.as_raw_fd(), &t, &t),
+    }
+    .map_err(io::Error::from)
 }
 
 /// Sets entries' metadata, and gathers the extended attributes it could not set. Shared by the
@@ -360,20 +382,20 @@ impl MetaWriter {
     /// chown, which clears setuid and setgid bits; its group bits are an ACL's mask), then times.
     /// `made`: the restore created this entry, so attributes the snapshot lacks are removed
     /// from it; a folder that was already there keeps its own.
-    fn set(&self, path: &Path, node: &Node, made: bool) -> io::Result<()> {
-        set_owner(path, node)?;
-        self.set_xattrs(path, node, made);
-        fs::set_permissions(path, fs::Permissions::from_mode(node.mode))?;
-        set_times(path, node)
+    fn set(&self, at: Entry<'_>, node: &Node, made: bool) -> io::Result<()> {
+        set_owner(at, node)?;
+        self.set_xattrs(at, node, made);
+        set_mode(at, node)?;
+        set_times(at, node)
     }
 
-    fn set_xattrs(&self, path: &Path, node: &Node, made: bool) {
+    fn set_xattrs(&self, at: Entry<'_>, node: &Node, made: bool) {
         let mode = attrs::WriteMode {
             is_root: is_root(),
             remove_extra: made && self.recorded,
         };
         let mut problems = XattrProblems::default();
-        attrs::write(path, &node.xattrs, &self.xattrs, mode, &mut problems);
+        attrs::write(at, &node.xattrs, &self.xattrs, mode, &mut problems);
         if !problems.is_empty() {
             self.problems
                 .lock()
@@ -844,6 +866,7 @@ fn run_plan(
         pending,
         meta: &meta,
         failures: &failures,
+        linker: unnamed::Linker::new(),
     };
     prepare_files(&plan, &done);
     let pool = reader_pool(repo, opts)?;
@@ -998,6 +1021,7 @@ struct Finisher<'a> {
     pending: Vec<AtomicUsize>,
     meta: &'a MetaWriter,
     failures: &'a Failures,
+    linker: unnamed::Linker,
 }
 
 impl Finisher<'_> {
@@ -1015,13 +1039,65 @@ impl Finisher<'_> {
         let part = part_path(&f.path);
         let placed = self
             .meta
-            .set(&part, &f.node, true)
+            .set(Entry::Path(&part), &f.node, true)
             .map_err(|e| format!("metadata: {e}"))
             .and_then(|()| place(&part, &f.path).map_err(|e| format!("rename into place: {e}")));
         if let Err(m) = placed {
             self.failures.fail(i, m);
         }
     }
+}
+
+/// True when `plain` at `off` is the whole of a file that starts fresh.
+fn is_whole(f: &PlannedFile, off: u64, plain: &[u8]) -> bool {
+    f.base == Base::Fresh && off == 0 && f.chunks.len() == 1 && plain.len() as u64 == f.node.size
+}
+
+/// A file written whole by one blob gets an unnamed file, its metadata through the descriptor,
+/// and its name only then ([`unnamed`]). False when unnamed files are not to be had here: the
+/// caller writes it under its temporary name.
+fn write_whole(done: &Finisher, i: usize, plain: &[u8]) -> bool {
+    let f = &done.files[i];
+    let Some(file) = f.path.parent().and_then(|dir| done.linker.create(dir)) else {
+        return false;
+    };
+    let written = write_sparse(&file, 0, plain)
+        .and_then(|end| match end < f.node.size {
+            true => file.set_len(f.node.size), // it ends in a hole
+            false => Ok(()),
+        })
+        .map_err(|e| format!("write: {e}"));
+    let placed = written
+        .and_then(|()| {
+            let at = Entry::Open(&file, &f.path);
+            (done.meta.set(at, &f.node, true)).map_err(|e| format!("metadata: {e}"))
+        })
+        .and_then(|()| link_whole(&done.linker, &file, &f.path));
+    match placed {
+        Ok(false) => return false,
+        Ok(true) => {}
+        Err(m) => done.failures.fail(i, m),
+    }
+    done.pending[i].fetch_sub(1, Ordering::AcqRel);
+    true
+}
+
+/// Links a complete unnamed file in under its final name; what holds the name (an older file,
+/// an empty folder) is replaced through the temporary name, as [`place`] does. `Ok(false)`:
+/// unnamed files cannot be linked here.
+fn link_whole(linker: &unnamed::Linker, file: &File, path: &Path) -> Result<bool, String> {
+    let taken = match linker.link(file, path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => e,
+        other => return other.map_err(|e| format!("link into place: {e}")),
+    };
+    let part = part_path(path);
+    let _ = fs::remove_file(&part);
+    match linker.link(file, &part) {
+        Ok(true) => place(&part, path).map(|()| true),
+        Ok(false) => Err(taken),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| format!("rename into place: {e}"))
 }
 
 /// Renames a complete temporary file to its final name, replacing what is there (an empty
@@ -1215,6 +1291,11 @@ impl<'a> FileWriter<'a> {
     fn write(&mut self, targets: &[(usize, u64)], plain: &[u8]) {
         for (i, off) in targets {
             let f = &self.done.files[*i];
+            self.progress.file_started(&f.path);
+            if is_whole(f, *off, plain) && write_whole(self.done, *i, plain) {
+                self.progress.bytes_done(plain.len() as u64);
+                continue;
+            }
             if self.handles.len() >= MAX_OPEN_FILES && !self.handles.contains_key(i) {
                 // A pack may hold blobs of thousands of small files: keep the number of open
                 // descriptors bounded.
@@ -1232,11 +1313,10 @@ impl<'a> FileWriter<'a> {
                     }
                 }
             };
-            self.progress.file_started(&f.path);
             // A temporary file that continues from older bytes gets every byte written; a
             // fresh one keeps its zero blocks as holes.
             let written = match f.base {
-                Base::Fresh => write_sparse(h, *off, plain),
+                Base::Fresh => write_sparse(h, *off, plain).map(|_| ()),
                 _ => h.write_all_at(plain, *off),
             };
             match written {
@@ -1316,7 +1396,7 @@ fn finish_others_and_folders(
         }
     }
     for (path, node) in plan.dirs.iter().rev() {
-        match meta.set(path, node, false) {
+        match meta.set(Entry::Path(path), node, false) {
             Ok(()) => summary.dirs += 1,
             Err(e) => summary.errors.push(RestoreError {
                 path: path.clone(),
@@ -1374,9 +1454,10 @@ fn restore_other(path: &Path, node: &Node, meta: &MetaWriter) -> io::Result<bool
                 .as_ref()
                 .ok_or_else(|| io::Error::other("symlink without target"))?;
             std::os::unix::fs::symlink(target.as_os(), path)?;
-            set_owner(path, node)?;
-            meta.set_xattrs(path, node, true);
-            set_times(path, node)?;
+            let at = Entry::Path(path);
+            set_owner(at, node)?;
+            meta.set_xattrs(at, node, true);
+            set_times(at, node)?;
             return Ok(true);
         }
         NodeKind::Fifo => nix::unistd::mkfifo(path, mode).map_err(io::Error::from)?,
@@ -1391,7 +1472,7 @@ fn restore_other(path: &Path, node: &Node, meta: &MetaWriter) -> io::Result<bool
         }
         _ => return Ok(false),
     }
-    meta.set(path, node, true)?;
+    meta.set(Entry::Path(path), node, true)?;
     Ok(true)
 }
 
