@@ -385,6 +385,21 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// As [`Backend::read_range`], handing the bytes to `sink` in order as they arrive, each
+    /// once, so that a caller need not hold the whole range (a remote store's body is handed on
+    /// in the pieces it comes in). On an error, what `sink` got is a prefix of the range.
+    fn read_range_with(
+        &self,
+        file_type: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), BackendError> {
+        sink(&self.read_range(file_type, id, offset, length)?);
+        Ok(())
+    }
+
     /// Stores an object atomically: readers see all of it or nothing, and it is durable on return.
     fn write(&self, file_type: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError>;
 
@@ -527,6 +542,9 @@ impl<B: Backend + ?Sized> Backend for $ty {
     }
     fn read_range_into(&self, t: FileType, id: &RawId, o: u64, l: u64, buf: &mut Vec<u8>) -> Result<(), BackendError> {
         (**self).read_range_into(t, id, o, l, buf)
+    }
+    fn read_range_with(&self, t: FileType, id: &RawId, o: u64, l: u64, sink: &mut dyn FnMut(&[u8])) -> Result<(), BackendError> {
+        (**self).read_range_with(t, id, o, l, sink)
     }
     fn write(&self, t: FileType, id: &RawId, d: &[u8]) -> Result<(), BackendError> {
         (**self).write(t, id, d)

@@ -11,6 +11,7 @@
 //! into place.
 
 mod local;
+mod stream;
 mod unnamed;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -1212,7 +1213,8 @@ fn feed_thawed<'p>(
 }
 
 /// The blobs of one pack: neighbours are read together, each blob is opened and written at its
-/// places.
+/// places. From a remote store each blob is opened as soon as its bytes are in, so that a reader
+/// holds one blob rather than its whole range.
 fn restore_pack(
     r: &Reading,
     pack_id: &PackId,
@@ -1222,35 +1224,80 @@ fn restore_pack(
     writer: &mut FileWriter,
 ) {
     let failures = r.done.failures;
+    let streamed = r.repo.backend().is_remote();
     let mut start = 0;
     while start < blobs.len() {
         let end = coalesce(blobs, start);
         let group = &blobs[start..end];
         start = end;
-        let first = group[0].entry.offset as u64;
-        let last_end = group
-            .iter()
-            .map(|b| b.entry.offset as u64 + b.entry.length as u64)
-            .max()
-            .unwrap_or(first);
-        let bt = group[0].entry.blob_type;
-        if let Err(e) = r
-            .repo
-            .read_pack_range_into(bt, pack_id, first, last_end - first, data)
-        {
-            failures.fail_blobs(pack_id, group, &e.to_string());
-            continue;
-        }
-        r.bytes_read.fetch_add(last_end - first, Ordering::Relaxed);
-        for b in group {
-            let lo = (b.entry.offset as u64 - first) as usize;
-            let sealed = &mut data[lo..lo + b.entry.length as usize];
-            match opener.open(r.repo.key(), pack_id, &b.entry, sealed) {
-                Ok(plain) => writer.write(&b.targets, plain),
-                Err(e) => failures.fail_blobs(pack_id, std::slice::from_ref(b), &e.to_string()),
+        let mut open = |b: &BlobJob, sealed: &mut [u8]| match opener.open(
+            r.repo.key(),
+            pack_id,
+            &b.entry,
+            sealed,
+        ) {
+            Ok(plain) => writer.write(&b.targets, plain),
+            Err(e) => failures.fail_blobs(pack_id, std::slice::from_ref(b), &e.to_string()),
+        };
+        let (read, done) = match streamed {
+            true => read_streamed(r.repo, pack_id, group, data, &mut open),
+            false => read_whole(r.repo, pack_id, group, data, &mut open),
+        };
+        match read {
+            Ok(bytes) => {
+                r.bytes_read.fetch_add(bytes, Ordering::Relaxed);
             }
+            Err(e) => failures.fail_blobs(pack_id, &group[done..], &e.to_string()),
         }
     }
+}
+
+/// The pack offset a group's range starts at and its length.
+fn span(group: &[BlobJob]) -> (u64, u64) {
+    let first = group[0].entry.offset as u64;
+    let last_end = group
+        .iter()
+        .map(|b| b.entry.offset as u64 + b.entry.length as u64)
+        .max()
+        .unwrap_or(first);
+    (first, last_end - first)
+}
+
+/// Reads a group's range into `data`, then hands each blob to `open`. Returns the bytes read, or
+/// the error and how many blobs were handed on before it.
+fn read_whole(
+    repo: &Repository,
+    pack_id: &PackId,
+    group: &[BlobJob],
+    data: &mut Vec<u8>,
+    open: &mut dyn FnMut(&BlobJob, &mut [u8]),
+) -> (Result<u64>, usize) {
+    let (first, len) = span(group);
+    let bt = group[0].entry.blob_type;
+    if let Err(e) = repo.read_pack_range_into(bt, pack_id, first, len, data) {
+        return (Err(e), 0);
+    }
+    for b in group {
+        let lo = (b.entry.offset as u64 - first) as usize;
+        open(b, &mut data[lo..lo + b.entry.length as usize]);
+    }
+    (Ok(len), group.len())
+}
+
+/// As [`read_whole`], handing each blob to `open` as soon as its bytes have arrived.
+fn read_streamed(
+    repo: &Repository,
+    pack_id: &PackId,
+    group: &[BlobJob],
+    data: &mut Vec<u8>,
+    open: &mut dyn FnMut(&BlobJob, &mut [u8]),
+) -> (Result<u64>, usize) {
+    let (first, len) = span(group);
+    let bt = group[0].entry.blob_type;
+    let mut asm = stream::Assembler::new(group, data);
+    let read =
+        repo.read_pack_range_with(bt, pack_id, first, len, &mut |bytes| asm.push(bytes, open));
+    (read.map(|()| len), asm.done)
 }
 
 /// The end of the run of blobs from `start` that one range read covers: neighbours less than

@@ -670,6 +670,26 @@ impl Repository {
             .map_err(|err| pack_read_error(pack, err))
     }
 
+    /// As [`Repository::read_pack_range_into`], handing the bytes to `sink` as they arrive.
+    pub fn read_pack_range_with(
+        &self,
+        blob_type: BlobType,
+        pack: &PackId,
+        offset: u64,
+        length: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        self.backend
+            .read_range_with(
+                blob_type.pack_file_type(),
+                pack.as_bytes(),
+                offset,
+                length,
+                sink,
+            )
+            .map_err(|err| pack_read_error(pack, err))
+    }
+
     /// Reads, authenticates and decompresses one blob.
     pub fn read_blob(&self, index: &Index, id: &BlobId) -> Result<Vec<u8>> {
         let loc = index.get(id).ok_or(Error::MissingBlob(*id))?;

@@ -389,6 +389,22 @@ impl Backend for CachedBackend {
         }
         self.inner.read_range_into(t, id, o, l, buf)
     }
+    fn read_range_with(
+        &self,
+        t: FileType,
+        id: &RawId,
+        o: u64,
+        l: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), BackendError> {
+        if cached(t) {
+            if let Some(bytes) = self.get(t, id) {
+                sink(&super::range_of(&bytes, o, l, || self.location_of(t, id))?);
+                return Ok(());
+            }
+        }
+        self.inner.read_range_with(t, id, o, l, sink)
+    }
     fn write(&self, t: FileType, id: &RawId, d: &[u8]) -> Result<(), BackendError> {
         self.inner.write(t, id, d)?;
         if cached(t) {

@@ -139,11 +139,22 @@ pub fn range_reads<B: Backend + ?Sized>(b: &B) {
             &data[off as usize..(off + len) as usize],
             "range {off}+{len}"
         );
+        let mut streamed = Vec::new();
+        b.read_range_with(FileType::DataPack, &id(1), off, len, &mut |bytes| {
+            streamed.extend_from_slice(bytes)
+        })
+        .expect("streamed range read");
+        assert_eq!(streamed, got, "streamed range {off}+{len}");
     }
     assert!(
         b.read_range(FileType::DataPack, &id(1), 99_990, 20)
             .is_err(),
         "a range past the end must fail"
+    );
+    assert!(
+        b.read_range_with(FileType::DataPack, &id(1), 99_990, 20, &mut |_| {})
+            .is_err(),
+        "a streamed range past the end must fail"
     );
     b.remove(FileType::DataPack, &id(1)).expect("remove");
 }

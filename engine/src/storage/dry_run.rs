@@ -61,6 +61,16 @@ impl<B: Backend> Backend for DryRunBackend<B> {
     ) -> Result<(), BackendError> {
         self.inner.read_range_into(t, id, o, l, buf)
     }
+    fn read_range_with(
+        &self,
+        t: FileType,
+        id: &RawId,
+        o: u64,
+        l: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), BackendError> {
+        self.inner.read_range_with(t, id, o, l, sink)
+    }
     fn write(&self, _t: FileType, _id: &RawId, data: &[u8]) -> Result<(), BackendError> {
         self.bytes_not_written
             .fetch_add(data.len() as u64, Ordering::Relaxed);

@@ -419,7 +419,8 @@ impl S3Backend {
         &self,
         key: &str,
         range: Option<String>,
-        buf: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+        got: &mut u64,
         limit: u64,
     ) -> Result<(), GetError> {
         // The SDK's attempt timeout ends with the response headers of a streamed body: the
@@ -468,12 +469,8 @@ impl S3Backend {
                 "the store ignored the Range header".into(),
             )));
         }
-        if let Some(n) = resp.content_length() {
-            // The header is the server's word: never reserve more than a pack's worth on it.
-            buf.reserve((n.max(0) as u64).min(limit).min(64 << 20) as usize);
-        }
         let mut body = resp.body;
-        let start = buf.len();
+        let mut this_body = 0u64;
         loop {
             let next = match tokio::time::timeout_at(deadline, body.try_next()).await {
                 Ok(next) => next,
@@ -486,7 +483,8 @@ impl S3Backend {
             };
             match next {
                 Ok(Some(chunk)) => {
-                    if (buf.len() - start + chunk.len()) as u64 > limit {
+                    this_body += chunk.len() as u64;
+                    if this_body > limit {
                         return Err(GetError::Request(self.failure(
                             "read",
                             key,
@@ -494,7 +492,8 @@ impl S3Backend {
                             "the store sent more bytes than asked for".into(),
                         )));
                     }
-                    buf.extend_from_slice(&chunk);
+                    sink(&chunk);
+                    *got += chunk.len() as u64;
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(GetError::Body(DisplayErrorContext(&e).to_string())),
@@ -519,8 +518,7 @@ impl S3Backend {
         )
     }
 
-    /// Reads `length` bytes at `offset` (the whole object when `length` is `None`) into `buf`,
-    /// resuming a body that breaks off.
+    /// Reads `length` bytes at `offset` (the whole object when `length` is `None`) into `buf`.
     fn read_into(
         &self,
         t: FileType,
@@ -528,15 +526,30 @@ impl S3Backend {
         range: Option<(u64, u64)>,
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
-        let key = self.key(t, id);
         buf.clear();
+        if let Some((_, len)) = range {
+            buf.reserve(len.min(64 << 20) as usize);
+        }
+        self.read_stream(t, id, range, &mut |bytes| buf.extend_from_slice(bytes))
+    }
+
+    /// Reads `length` bytes at `offset` (the whole object when `length` is `None`), handing them
+    /// to `sink` as they arrive and resuming a body that breaks off where it broke.
+    fn read_stream(
+        &self,
+        t: FileType,
+        id: &RawId,
+        range: Option<(u64, u64)>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), BackendError> {
+        let key = self.key(t, id);
         if let Some((_, 0)) = range {
             return Ok(());
         }
+        let mut got = 0u64;
         self.rt.block_on(async {
             let mut broken = 0;
             loop {
-                let got = buf.len() as u64;
                 if range.is_some_and(|(_, len)| got >= len) {
                     break; // the body broke off after its last byte
                 }
@@ -548,7 +561,7 @@ impl S3Backend {
                     None if got == 0 => (None, u64::MAX),
                     None => (Some(format!("bytes={got}-")), u64::MAX),
                 };
-                match self.get(&key, header, buf, limit).await {
+                match self.get(&key, header, &mut *sink, &mut got, limit).await {
                     Ok(()) => break,
                     Err(GetError::Request(e)) => return Err(e),
                     Err(GetError::Body(msg)) => {
@@ -563,12 +576,12 @@ impl S3Backend {
             Ok(())
         })?;
         if let Some((offset, length)) = range {
-            if buf.len() as u64 != length {
+            if got != length {
                 return Err(BackendError::ShortRead {
                     location: self.url(&key),
                     offset,
                     wanted: length,
-                    got: buf.len() as u64,
+                    got,
                 });
             }
         }
@@ -775,6 +788,17 @@ impl Backend for S3Backend {
         buf: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
         self.read_into(t, id, Some((offset, length)), buf)
+    }
+
+    fn read_range_with(
+        &self,
+        t: FileType,
+        id: &RawId,
+        offset: u64,
+        length: u64,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), BackendError> {
+        self.read_stream(t, id, Some((offset, length)), sink)
     }
 
     fn write(&self, t: FileType, id: &RawId, data: &[u8]) -> Result<(), BackendError> {
