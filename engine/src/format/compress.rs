@@ -183,7 +183,9 @@ pub fn decompress_into(
     one_frame(src)?;
     check_room(src, expected_len)?;
     out.clear();
-    out.reserve(expected_len);
+    // Exactly: a buffer kept from one blob to the next should be as large as the largest blob,
+    // not twice that.
+    out.reserve_exact(expected_len);
     let n = dctx.decompress_to_buffer(src, out)?;
     if n != expected_len {
         return Err(std::io::Error::new(

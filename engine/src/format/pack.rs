@@ -205,6 +205,19 @@ impl BlobOpener {
         }
         Ok(data)
     }
+
+    /// Gives the decompression buffer back when it has grown past `keep` bytes, so that an idle
+    /// opener does not hold on to the largest blob it has seen.
+    pub fn release_above(&mut self, keep: usize) {
+        release_above(&mut self.scratch, keep);
+    }
+}
+
+/// Gives `buf`'s allocation back when its capacity is over `keep` bytes.
+pub fn release_above(buf: &mut Vec<u8>, keep: usize) {
+    if buf.capacity() > keep {
+        *buf = Vec::new();
+    }
 }
 
 /// Accumulates sealed blobs of one type into a pack: in memory ([`Packer::add`]), or written
@@ -561,6 +574,28 @@ mod tests {
             let end = held.entries.iter().map(|e| (e.offset + e.length) as usize).max().unwrap();
             prop_assert_eq!(&out[..end], &held.bytes[..end]);
             prop_assert_eq!(out.len(), held.bytes.len());
+        }
+    }
+
+    #[test]
+    fn an_opener_keeps_a_buffer_of_a_usual_blob_and_gives_back_a_large_one() {
+        let key = MasterKey::generate();
+        let mut sealer = BlobSealer::new(3).unwrap();
+        let mut opener = BlobOpener::new();
+        for (size, kept) in [(1000, true), (300_000, false)] {
+            let data = vec![7u8; size];
+            let sealed = seal(&key, &mut sealer, BlobType::Data, &data);
+            assert!(sealed.compressed);
+            let mut packer = Packer::new(BlobType::Data, 1 << 20);
+            packer.add(&sealed);
+            let p = packer.finish(&key);
+            let e = p.entries[0];
+            let mut bytes = p.bytes[..e.length as usize].to_vec();
+            assert_eq!(opener.open(&key, &p.id, &e, &mut bytes).unwrap(), &data[..]);
+            // Sized to the blob, not doubled past it.
+            assert_eq!(opener.scratch.capacity(), size);
+            opener.release_above(100_000);
+            assert_eq!(opener.scratch.capacity() > 0, kept, "{size}");
         }
     }
 

@@ -33,7 +33,7 @@ use crate::cold::thaw::PackGate;
 use crate::error::{Error, Result};
 use crate::exclude::PathMatcher;
 use crate::format::blob::BlobType;
-use crate::format::pack::{BlobOpener, PackEntry};
+use crate::format::pack::{self, BlobOpener, PackEntry};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{BlobId, PackId};
@@ -49,6 +49,9 @@ const MAX_READ_GAP: u64 = 256 * 1024;
 const MAX_OPEN_FILES: usize = 32;
 /// Largest single read.
 const MAX_READ: u64 = 8 << 20;
+/// The largest buffer a reader of a remote store keeps between ranges: twice the default chunker's
+/// average, so that most blobs reuse it and the few larger ones are not held on to.
+const KEEP_BUFFER: usize = 2 << 20;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -384,19 +387,43 @@ impl MetaWriter {
     /// `made`: the restore created this entry, so attributes the snapshot lacks are removed
     /// from it; a folder that was already there keeps its own.
     fn set(&self, at: Entry<'_>, node: &Node, made: bool) -> io::Result<()> {
+        let mut problems = XattrProblems::default();
+        let set = self.set_noting(at, node, made, &mut problems);
+        self.count(problems);
+        set
+    }
+
+    /// As [`MetaWriter::set`], noting the attributes it could not set in `problems` rather than
+    /// counting them: for an entry that may yet be given up and made again.
+    fn set_noting(
+        &self,
+        at: Entry<'_>,
+        node: &Node,
+        made: bool,
+        problems: &mut XattrProblems,
+    ) -> io::Result<()> {
         set_owner(at, node)?;
-        self.set_xattrs(at, node, made);
+        self.write_xattrs(at, node, made, problems);
         set_mode(at, node)?;
         set_times(at, node)
     }
 
     fn set_xattrs(&self, at: Entry<'_>, node: &Node, made: bool) {
+        let mut problems = XattrProblems::default();
+        self.write_xattrs(at, node, made, &mut problems);
+        self.count(problems);
+    }
+
+    fn write_xattrs(&self, at: Entry<'_>, node: &Node, made: bool, problems: &mut XattrProblems) {
         let mode = attrs::WriteMode {
             is_root: is_root(),
             remove_extra: made && self.recorded,
         };
-        let mut problems = XattrProblems::default();
-        attrs::write(at, &node.xattrs, &self.xattrs, mode, &mut problems);
+        attrs::write(at, &node.xattrs, &self.xattrs, mode, problems);
+    }
+
+    /// Counts the attributes an entry kept could not be given.
+    fn count(&self, problems: XattrProblems) {
         if !problems.is_empty() {
             self.problems
                 .lock()
@@ -1068,12 +1095,19 @@ fn write_whole(done: &Finisher, i: usize, plain: &[u8]) -> bool {
             false => Ok(()),
         })
         .map_err(|e| format!("write: {e}"));
+    // Counted only once the file is kept: when it cannot be linked it is made again under a
+    // temporary name, whose metadata counts instead.
+    let mut problems = XattrProblems::default();
     let placed = written
         .and_then(|()| {
             let at = Entry::Open(&file, &f.path);
-            (done.meta.set(at, &f.node, true)).map_err(|e| format!("metadata: {e}"))
+            let set = done.meta.set_noting(at, &f.node, true, &mut problems);
+            set.map_err(|e| format!("metadata: {e}"))
         })
         .and_then(|()| link_whole(&done.linker, &file, &f.path));
+    if !matches!(placed, Ok(false)) {
+        done.meta.count(problems);
+    }
     match placed {
         Ok(false) => return false,
         Ok(true) => {}
@@ -1239,10 +1273,17 @@ fn restore_pack(
             Ok(plain) => writer.write(&b.targets, plain),
             Err(e) => failures.fail_blobs(pack_id, std::slice::from_ref(b), &e.to_string()),
         };
+        let range = Span::of(group);
         let (read, done) = match streamed {
-            true => read_streamed(r.repo, pack_id, group, data, &mut open),
-            false => read_whole(r.repo, pack_id, group, data, &mut open),
+            true => read_streamed(r.repo, pack_id, &range, group, data, &mut open),
+            false => read_whole(r.repo, pack_id, &range, group, data, &mut open),
         };
+        if streamed {
+            // A remote reader waits on the network between ranges; meanwhile it should not hold
+            // buffers as large as the largest blob it has seen.
+            pack::release_above(data, KEEP_BUFFER);
+            opener.release_above(KEEP_BUFFER);
+        }
         match read {
             Ok(bytes) => {
                 r.bytes_read.fetch_add(bytes, Ordering::Relaxed);
@@ -1252,15 +1293,28 @@ fn restore_pack(
     }
 }
 
-/// The pack offset a group's range starts at and its length.
-fn span(group: &[BlobJob]) -> (u64, u64) {
-    let first = group[0].entry.offset as u64;
-    let last_end = group
-        .iter()
-        .map(|b| b.entry.offset as u64 + b.entry.length as u64)
-        .max()
-        .unwrap_or(first);
-    (first, last_end - first)
+/// The range of a pack that one read covers.
+struct Span {
+    blob_type: BlobType,
+    offset: u64,
+    len: u64,
+}
+
+impl Span {
+    /// The range from the first blob of `group` (sorted by offset, not empty) to its last byte.
+    fn of(group: &[BlobJob]) -> Self {
+        let offset = group[0].entry.offset as u64;
+        let end = group
+            .iter()
+            .map(|b| b.entry.offset as u64 + b.entry.length as u64)
+            .max()
+            .unwrap_or(offset);
+        Self {
+            blob_type: group[0].entry.blob_type,
+            offset,
+            len: end - offset,
+        }
+    }
 }
 
 /// Reads a group's range into `data`, then hands each blob to `open`. Returns the bytes read, or
@@ -1268,17 +1322,21 @@ fn span(group: &[BlobJob]) -> (u64, u64) {
 fn read_whole(
     repo: &Repository,
     pack_id: &PackId,
+    range: &Span,
     group: &[BlobJob],
     data: &mut Vec<u8>,
     open: &mut dyn FnMut(&BlobJob, &mut [u8]),
 ) -> (Result<u64>, usize) {
-    let (first, len) = span(group);
-    let bt = group[0].entry.blob_type;
-    if let Err(e) = repo.read_pack_range_into(bt, pack_id, first, len, data) {
+    let Span {
+        blob_type,
+        offset,
+        len,
+    } = *range;
+    if let Err(e) = repo.read_pack_range_into(blob_type, pack_id, offset, len, data) {
         return (Err(e), 0);
     }
     for b in group {
-        let lo = (b.entry.offset as u64 - first) as usize;
+        let lo = (b.entry.offset as u64 - offset) as usize;
         open(b, &mut data[lo..lo + b.entry.length as usize]);
     }
     (Ok(len), group.len())
@@ -1288,16 +1346,20 @@ fn read_whole(
 fn read_streamed(
     repo: &Repository,
     pack_id: &PackId,
+    range: &Span,
     group: &[BlobJob],
     data: &mut Vec<u8>,
     open: &mut dyn FnMut(&BlobJob, &mut [u8]),
 ) -> (Result<u64>, usize) {
-    let (first, len) = span(group);
-    let bt = group[0].entry.blob_type;
     let mut asm = stream::Assembler::new(group, data);
-    let read =
-        repo.read_pack_range_with(bt, pack_id, first, len, &mut |bytes| asm.push(bytes, open));
-    (read.map(|()| len), asm.done)
+    let read = repo.read_pack_range_with(
+        range.blob_type,
+        pack_id,
+        range.offset,
+        range.len,
+        &mut |bytes| asm.push(bytes, open),
+    );
+    (read.map(|()| range.len), asm.done)
 }
 
 /// The end of the run of blobs from `start` that one range read covers: neighbours less than

@@ -31,6 +31,7 @@ impl<'g> Assembler<'g> {
     /// Takes the next bytes of the range; `open` gets each blob completed by them, with its
     /// sealed bytes.
     pub fn push(&mut self, bytes: &[u8], open: &mut dyn FnMut(&BlobJob, &mut [u8])) {
+        self.make_room(bytes.len());
         self.buf.extend_from_slice(bytes);
         let end = self.at + self.buf.len() as u64;
         while let Some(b) = self.group.get(self.done) {
@@ -52,6 +53,20 @@ impl<'g> Assembler<'g> {
             self.buf.drain(..cut);
             self.at = keep_from;
         }
+    }
+
+    /// Grows the buffer for `more` bytes to exactly what the blob being gathered needs (or the
+    /// piece, when that is longer), rather than doubling it: a reader keeps its buffer between
+    /// blobs, and it should be as large as the largest blob, not twice that.
+    fn make_room(&mut self, more: usize) {
+        let len = self.buf.len();
+        if len + more <= self.buf.capacity() {
+            return;
+        }
+        let blob_end = self.group.get(self.done).map_or(0, |b| {
+            (b.entry.offset as u64 + b.entry.length as u64).saturating_sub(self.at) as usize
+        });
+        self.buf.reserve_exact(blob_end.max(len + more) - len);
     }
 }
 
@@ -97,6 +112,12 @@ mod tests {
                     asm.buf.len() <= 20 + piece,
                     "piece {piece}: {}",
                     asm.buf.len()
+                );
+                // Grown to what the largest blob or piece needs, never doubled past it.
+                assert!(
+                    asm.buf.capacity() <= 20 + piece,
+                    "piece {piece}: capacity {}",
+                    asm.buf.capacity()
                 );
             }
             assert_eq!(seen, [100, 110, 200], "piece {piece}");
