@@ -273,6 +273,9 @@ fn canonical_top(key: &str) -> &str {
 
 /// Checks every key of a profile against the options of `cli` (built) it may set.
 pub fn check(table: &toml::Table, cli: &Command) -> anyhow::Result<()> {
+    if table.contains_key("repository") && table.contains_key("repo") {
+        bail!("repository and repo are two names of one setting: set one of them");
+    }
     for (key, value) in table {
         match (key.as_str(), value) {
             ("inherit", toml::Value::String(_)) => {}
@@ -282,7 +285,9 @@ pub fn check(table: &toml::Table, cli: &Command) -> anyhow::Result<()> {
             ("hooks", toml::Value::Table(t)) => check_hooks(t)?,
             ("copy", toml::Value::Table(t)) => check_copy(t)?,
             (name, toml::Value::Table(t)) => {
-                let sub = cli.find_subcommand(name).ok_or_else(|| {
+                // clap's `help` command takes no options a profile could set.
+                let sub = cli.find_subcommand(name).filter(|_| name != "help");
+                let sub = sub.ok_or_else(|| {
                     anyhow!("unknown section [{name}]: sections are named after commands (backup, forget, check, ...), or are [hooks] or [copy]")
                 })?;
                 for (k, v) in t {
@@ -657,6 +662,20 @@ mod tests {
         let e = check(&table("[backup]\none-file-system = 'yes'\n"), &cli).unwrap_err();
         assert!(e.to_string().contains("true or false"), "{e}");
         assert!(check(&table("profile = 'x'\n"), &cli).is_err());
+    }
+
+    #[test]
+    fn a_help_section_and_both_names_of_the_repository_are_refused() {
+        let mut cli = cli();
+        cli.build();
+        assert!(cli.find_subcommand("help").is_some());
+        let e = check(&table("[help]\n"), &cli).unwrap_err();
+        assert!(e.to_string().contains("unknown section [help]"), "{e}");
+        let e = check(&table("repository = '/a'\nrepo = '/b'\n"), &cli).unwrap_err();
+        assert!(e.to_string().contains("set one of them"), "{e}");
+        for one in ["repository = '/a'\n", "repo = '/a'\n"] {
+            assert!(check(&table(one), &cli).is_ok(), "{one}");
+        }
     }
 
     /// Found with the `profile` fuzz target, run on a seed: `help` in a section named the
