@@ -103,6 +103,9 @@ pub struct Repository {
     lock_unsupported: bool,
     /// Whole tree packs, on remote storage (see [`TreePackCache`]).
     tree_packs: TreePackCache,
+    /// The pool of [`Repository::in_io_pool`], made at its first use; `None` when the global
+    /// pool has threads enough (or a pool could not be made).
+    io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
 /// Most bytes of whole tree packs kept in memory for remote storage.
@@ -301,6 +304,7 @@ impl Repository {
             config,
             lock_unsupported: false,
             tree_packs: TreePackCache::default(),
+            io_pool: Default::default(),
         };
         // The key first, then the config: a repository is complete once its config exists.
         repo.backend
@@ -376,6 +380,7 @@ impl Repository {
             config,
             lock_unsupported,
             tree_packs: TreePackCache::default(),
+            io_pool: Default::default(),
         })
     }
 
@@ -466,6 +471,7 @@ impl Repository {
             config: self.config.clone(),
             lock_unsupported: self.lock_unsupported,
             tree_packs: TreePackCache::default(),
+            io_pool: Default::default(),
         }
     }
 
@@ -543,14 +549,21 @@ impl Repository {
     /// Runs `f` on a thread pool with as many threads as the storage serves requests at once
     /// (at least one per core), for parallel iterators whose work is mostly waiting on reads.
     pub fn in_io_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let threads = self.backend.connections().max(cores);
-        if threads <= rayon::current_num_threads() {
-            return f();
-        }
-        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-            Ok(pool) => pool.install(f),
-            Err(_) => f(),
+        let pool = self.io_pool.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let threads = self.backend.connections().max(cores);
+            (threads > rayon::current_num_threads())
+                .then(|| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .ok()
+                })
+                .flatten()
+        });
+        match pool {
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 
