@@ -217,6 +217,11 @@ impl Profile {
         }
     }
 
+    /// `[hooks] timeout`: how long one hook may run (checked when the profile is read).
+    pub fn hook_timeout(&self) -> Option<std::time::Duration> {
+        parse_wait(&self.hook("timeout")?).ok()
+    }
+
     /// The password written in the profile itself.
     pub fn password(&self) -> Option<&str> {
         self.top.get("password")?.value.as_str()
@@ -312,9 +317,16 @@ pub fn check(table: &toml::Table, cli: &Command) -> anyhow::Result<()> {
 
 fn check_hooks(t: &toml::Table) -> anyhow::Result<()> {
     for (k, v) in t {
+        if k == "timeout" {
+            let limit = v.as_str().ok_or_else(|| {
+                anyhow!("[hooks] timeout: expected a duration in a string, such as \"10m\"")
+            })?;
+            parse_wait(limit).map_err(|e| anyhow!("[hooks] timeout: {e}"))?;
+            continue;
+        }
         if !HOOKS.contains(&k.as_str()) {
             bail!(
-                "unknown key {k:?} in [hooks]: the hooks are {}",
+                "unknown key {k:?} in [hooks]: the hooks are {}, and timeout limits them",
                 HOOKS.join(", ")
             );
         }
@@ -608,6 +620,38 @@ pub fn requested(args: &[OsString]) -> Option<String> {
     std::env::var("FLOE_PROFILE").ok().filter(|v| !v.is_empty())
 }
 
+/// Parses a wait such as `30s`, `5m`, `1h30m` or `0`.
+pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected for example 30s, 5m, 1h30m or 7d");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,6 +684,19 @@ mod tests {
 
     fn table(s: &str) -> toml::Table {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn waits() {
+        assert_eq!(parse_wait("0"), Ok(std::time::Duration::ZERO));
+        assert_eq!(parse_wait("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(
+            parse_wait("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        assert!(parse_wait("5").is_err());
+        assert!(parse_wait("5x").is_err());
+        assert!(parse_wait("").is_err());
     }
 
     #[test]

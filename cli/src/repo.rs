@@ -83,37 +83,8 @@ pub fn parse_storage_class(s: &str) -> Result<StorageClass, String> {
     }
 }
 
-/// Parses a wait such as `30s`, `5m`, `1h30m` or `0`.
-pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected for example 30s, 5m, 1h30m or 7d");
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        total = total
-            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
-    }
-    if !num.is_empty() || s.is_empty() {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(total))
-}
+/// Durations on the command line, read as in profiles.
+pub use floe_cli::profile::parse_wait;
 
 /// Locks the repository for `command`, waiting up to `--retry-lock`. Commands that change the
 /// repository always lock: they refuse `--no-lock`.
@@ -337,20 +308,4 @@ pub fn existing(backend: Arc<dyn Backend>) -> anyhow::Result<Arc<dyn Backend>> {
         .into());
     }
     Ok(backend)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_wait;
-    use std::time::Duration;
-
-    #[test]
-    fn waits() {
-        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_wait("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_wait("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_wait("5").is_err());
-        assert!(parse_wait("5x").is_err());
-        assert!(parse_wait("").is_err());
-    }
 }

@@ -79,8 +79,11 @@ impl Run {
 
     /// Runs the `before` hook. An error stops the command.
     pub fn before(&self) -> anyhow::Result<()> {
-        match self.hooks().and_then(|p| p.hook("before")) {
-            Some(cmd) => hooks::before(&cmd, &self.command),
+        let Some(p) = self.hooks() else {
+            return Ok(());
+        };
+        match p.hook("before") {
+            Some(cmd) => hooks::before(&cmd, &self.command, p.hook_timeout()),
             None => Ok(()),
         }
     }

@@ -528,6 +528,73 @@ fn hooks_run_around_a_command_and_never_see_a_password() {
     );
 }
 
+#[test]
+fn a_hook_past_its_timeout_is_stopped_with_what_it_started() {
+    let s = Setup::new();
+    let log = s.s("hooks.log");
+    let pid_file = s.s("sleeper.pid");
+    // `before` starts a sleeper of its own and waits for it; `finally` hangs once.
+    s.profile(
+        "home",
+        &format!(
+            "password = {PASSWORD:?}\nrepository = {:?}\n[backup]\nsources = [{:?}]\n[hooks]\n\
+             timeout = \"1s\"\n\
+             before = \"sleep 60 & echo $! > {pid_file}; wait\"\n\
+             finally = \"echo finally >> {log}; sleep 60\"\n",
+            s.s("repo"),
+            s.s("src")
+        ),
+    );
+    s.ok(&["-P", "home", "init"]);
+    let started = std::time::Instant::now();
+    let out = s.run(&["-P", "home", "backup"]);
+    // Stopped after a second each, not a minute: the before hook, then the finally hook.
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ran past its timeout of 1s and was stopped: backup did not run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: finally hook") && err.contains("ran past its timeout of 1s"),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), "finally\n");
+    // What the hook started was stopped with it.
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Gone, or a zombie waiting for whoever inherited it to reap it.
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+    });
+    assert!(gone, "the hook's sleeper {pid} still runs");
+    let snaps: Value = serde_json::from_str(&s.ok(&["-P", "home", "snapshots", "--json"])).unwrap();
+    assert!(snaps.as_array().unwrap().is_empty(), "no snapshot");
+
+    // A timeout that is not a duration is refused with the profile.
+    let text = fs::read_to_string(s.path("cfg/floe/home.toml")).unwrap();
+    s.profile("home", &text.replace("\"1s\"", "\"soon\""));
+    let out = s.run(&["-P", "home", "snapshots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[hooks] timeout: invalid duration \"soon\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// `tests/servers/receiver.py` on a free port, killed when dropped.
 struct Receiver {
     child: Child,

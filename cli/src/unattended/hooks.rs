@@ -3,7 +3,9 @@
 //! which never holds a password or a secret key.
 
 use std::io::Write;
-use std::process::Command;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
@@ -30,15 +32,63 @@ fn shell(cmd: &str, vars: &[(&str, String)]) -> Command {
     c
 }
 
-/// Runs the `before` hook; a failure stops the command.
-pub fn before(cmd: &str, command: &str) -> anyhow::Result<()> {
-    let status = shell(cmd, &[("FLOE_COMMAND", command.to_string())])
-        .status()
-        .map_err(|e| anyhow::anyhow!("before hook {cmd:?} could not start: {e}"))?;
-    if !status.success() {
-        bail!("before hook {cmd:?} failed ({status}): {command} did not run");
+/// How long a hook is given to end once it was told to stop, before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// How a hook ended.
+enum Ended {
+    Exited(ExitStatus),
+    /// It ran past `[hooks] timeout` and was stopped.
+    TimedOut(Duration),
+}
+
+/// Runs a hook to its end, or until `limit` has passed: then the hook and everything it started
+/// (its process group) get SIGTERM, and SIGKILL [`GRACE`] later if still there.
+fn run(mut shell: Command, limit: Option<Duration>) -> std::io::Result<Ended> {
+    let Some(limit) = limit else {
+        return shell.status().map(Ended::Exited);
+    };
+    // A group of its own, so that a stop reaches what the hook started too. (Without a limit
+    // the hook stays in floe's group, where Ctrl-C in a terminal reaches it; with one, Ctrl-C
+    // stops floe only: docs/unattended.md.)
+    let mut child = shell.process_group(0).spawn()?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + limit;
+    let mut signal = nix::sys::signal::Signal::SIGTERM;
+    let mut timed_out = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(match timed_out {
+                true => Ended::TimedOut(limit),
+                false => Ended::Exited(status),
+            });
+        }
+        let stop_at = match timed_out {
+            true => deadline + GRACE,
+            false => deadline,
+        };
+        if Instant::now() >= stop_at {
+            let _ = nix::sys::signal::killpg(group, signal);
+            signal = nix::sys::signal::Signal::SIGKILL;
+            timed_out = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+}
+
+/// Runs the `before` hook; a failure stops the command.
+pub fn before(cmd: &str, command: &str, limit: Option<Duration>) -> anyhow::Result<()> {
+    let shell = shell(cmd, &[("FLOE_COMMAND", command.to_string())]);
+    let ended = run(shell, limit)
+        .map_err(|e| anyhow::anyhow!("before hook {cmd:?} could not start: {e}"))?;
+    match ended {
+        Ended::Exited(s) if s.success() => Ok(()),
+        Ended::Exited(s) => bail!("before hook {cmd:?} failed ({s}): {command} did not run"),
+        Ended::TimedOut(l) => bail!(
+            "before hook {cmd:?} ran past its timeout of {}s and was stopped: {command} did not run",
+            l.as_secs()
+        ),
+    }
 }
 
 /// Runs `after` (success) or `failure`, then `finally`, with the outcome in the environment.
@@ -75,9 +125,13 @@ pub fn after(
         vars.push(("FLOE_ERROR", e.clone()));
     }
     for (name, cmd) in hooks {
-        match shell(&cmd, &vars).status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => eprintln!("warning: {name} hook {cmd:?} failed ({s})"),
+        match run(shell(&cmd, &vars), profile.hook_timeout()) {
+            Ok(Ended::Exited(s)) if s.success() => {}
+            Ok(Ended::Exited(s)) => eprintln!("warning: {name} hook {cmd:?} failed ({s})"),
+            Ok(Ended::TimedOut(l)) => eprintln!(
+                "warning: {name} hook {cmd:?} ran past its timeout of {}s and was stopped",
+                l.as_secs()
+            ),
             Err(e) => eprintln!("warning: {name} hook {cmd:?} could not start: {e}"),
         }
     }
