@@ -164,21 +164,20 @@ impl Lister {
             return self.send(self.read(path, meta, Role::Source));
         }
         let root_dev = root_dev.unwrap_or(meta.dev());
-        let descend = !self.rules.one_file_system || meta.dev() == root_dev;
-        let markers = self.rules.markers_in(&path);
-        let role = if markers.is_empty() {
-            Role::Source
-        } else {
-            Role::Marked
+        let inside = self.rules.inside(&path, &meta, root_dev);
+        let role = match inside {
+            Inside::Markers(_) => Role::Marked,
+            _ => Role::Source,
         };
         self.send(self.read(path.clone(), meta, role))?;
-        if role == Role::Marked {
-            // A marked folder keeps only its marker entries, as restic keeps them.
-            for name in markers {
-                self.entry(path.join(name), Some(root_dev))?;
+        match inside {
+            Inside::Markers(names) => {
+                for name in names {
+                    self.entry(path.join(name), Some(root_dev))?;
+                }
             }
-        } else if descend {
-            self.folder(&path, root_dev)?;
+            Inside::Everything => self.folder(&path, root_dev)?,
+            Inside::Nothing => {}
         }
         self.send(Listed::End)
     }
@@ -276,6 +275,16 @@ pub(super) struct Rules {
     xattrs: XattrFilter,
 }
 
+/// What a backup takes from inside a folder.
+enum Inside {
+    Everything,
+    /// The folder is marked (`--exclude-if-present`): only these marker entries, as restic
+    /// keeps them.
+    Markers(Vec<OsString>),
+    /// On another file system, with `--one-file-system`.
+    Nothing,
+}
+
 /// A marker of `--exclude-if-present`, `NAME` or `NAME:HEADER`: the name of an entry in the
 /// folder itself (`CACHEDIR.TAG`), never a path.
 fn marker(m: &str) -> Result<(OsString, Option<Vec<u8>>)> {
@@ -332,6 +341,19 @@ impl Rules {
         found
     }
 
+    /// What a backup takes from inside the folder at `path` (`meta` its metadata), in a source
+    /// on device `root_dev`.
+    fn inside(&self, path: &Path, meta: &Metadata, root_dev: u64) -> Inside {
+        let markers = self.markers_in(path);
+        if !markers.is_empty() {
+            Inside::Markers(markers)
+        } else if self.one_file_system && meta.dev() != root_dev {
+            Inside::Nothing
+        } else {
+            Inside::Everything
+        }
+    }
+
     /// True for a regular file above `--exclude-larger-than`.
     fn too_large(&self, meta: &Metadata) -> bool {
         self.larger_than.is_some_and(|limit| meta.size() > limit)
@@ -381,19 +403,25 @@ fn scan_entry(rules: &Rules, path: &Path, root_dev: Option<u64>, totals: &mut Sc
         totals.bytes += meta.size();
         return;
     }
-    let root_dev = root_dev.unwrap_or(meta.dev());
-    let marked = || !rules.markers_in(path).is_empty();
-    if !meta.is_dir() || marked() || (rules.one_file_system && meta.dev() != root_dev) {
+    if !meta.is_dir() {
         return;
     }
-    let Ok(entries) = fs::read_dir(path) else {
-        return;
+    let root_dev = root_dev.unwrap_or(meta.dev());
+    let children: Vec<PathBuf> = match rules.inside(path, &meta, root_dev) {
+        Inside::Everything => match fs::read_dir(path) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|child| !rules.excluded(child))
+                .collect(),
+            Err(_) => return,
+        },
+        // As the walk lists them: marker entries are never excluded.
+        Inside::Markers(names) => names.iter().map(|n| path.join(n)).collect(),
+        Inside::Nothing => return,
     };
-    for e in entries.flatten() {
-        let child = e.path();
-        if !rules.excluded(&child) {
-            scan_entry(rules, &child, Some(root_dev), totals);
-        }
+    for child in children {
+        scan_entry(rules, &child, Some(root_dev), totals);
     }
 }
 
@@ -559,6 +587,9 @@ mod tests {
         want.extend(above.iter().map(|_| "-".to_string()));
         want.push("-".into());
         assert_eq!(listed(&opts), want);
+        // The scan ahead of a backup counts the regular files the lister sends, marker included.
+        let totals = scan(&opts).unwrap();
+        assert_eq!((totals.files, totals.bytes), (2, 1 + 3));
     }
 
     #[test]
