@@ -321,7 +321,10 @@ fn check_hooks(t: &toml::Table) -> anyhow::Result<()> {
             let limit = v.as_str().ok_or_else(|| {
                 anyhow!("[hooks] timeout: expected a duration in a string, such as \"10m\"")
             })?;
-            parse_wait(limit).map_err(|e| anyhow!("[hooks] timeout: {e}"))?;
+            let limit = parse_wait(limit).map_err(|e| anyhow!("[hooks] timeout: {e}"))?;
+            if limit.is_zero() {
+                bail!("[hooks] timeout: 0 would stop every hook at once; leave timeout out for no limit");
+            }
             continue;
         }
         if !HOOKS.contains(&k.as_str()) {

@@ -533,13 +533,14 @@ fn a_hook_past_its_timeout_is_stopped_with_what_it_started() {
     let s = Setup::new();
     let log = s.s("hooks.log");
     let pid_file = s.s("sleeper.pid");
-    // `before` starts a sleeper of its own and waits for it; `finally` hangs once.
+    // `before` starts a sleeper of its own that ignores SIGTERM, and waits for it; `finally`
+    // hangs too.
     s.profile(
         "home",
         &format!(
             "password = {PASSWORD:?}\nrepository = {:?}\n[backup]\nsources = [{:?}]\n[hooks]\n\
              timeout = \"1s\"\n\
-             before = \"sleep 60 & echo $! > {pid_file}; wait\"\n\
+             before = \"(trap '' TERM; sleep 60) & echo $! > {pid_file}; wait\"\n\
              finally = \"echo finally >> {log}; sleep 60\"\n",
             s.s("repo"),
             s.s("src")
@@ -583,16 +584,17 @@ fn a_hook_past_its_timeout_is_stopped_with_what_it_started() {
     let snaps: Value = serde_json::from_str(&s.ok(&["-P", "home", "snapshots", "--json"])).unwrap();
     assert!(snaps.as_array().unwrap().is_empty(), "no snapshot");
 
-    // A timeout that is not a duration is refused with the profile.
+    // A timeout that is not a duration, or is none, is refused with the profile.
     let text = fs::read_to_string(s.path("cfg/floe/home.toml")).unwrap();
-    s.profile("home", &text.replace("\"1s\"", "\"soon\""));
-    let out = s.run(&["-P", "home", "snapshots"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("[hooks] timeout: invalid duration \"soon\""),
-        "{}",
-        stderr(&out)
-    );
+    for (bad, says) in [
+        ("\"soon\"", "[hooks] timeout: invalid duration \"soon\""),
+        ("\"0\"", "[hooks] timeout: 0 would stop every hook at once"),
+    ] {
+        s.profile("home", &text.replace("\"1s\"", bad));
+        let out = s.run(&["-P", "home", "snapshots"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
 }
 
 /// `tests/servers/receiver.py` on a free port, killed when dropped.

@@ -4,10 +4,14 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 use super::Outcome;
 use crate::profile::Profile;
@@ -43,34 +47,44 @@ enum Ended {
 }
 
 /// Runs a hook to its end, or until `limit` has passed: then the hook and everything it started
-/// (its process group) get SIGTERM, and SIGKILL [`GRACE`] later if still there.
+/// (its process group) get SIGTERM, and SIGKILL once the hook's shell has ended or [`GRACE`]
+/// later, whichever comes first.
 fn run(mut shell: Command, limit: Option<Duration>) -> std::io::Result<Ended> {
-    let Some(limit) = limit else {
+    let deadline = limit.and_then(|l| Instant::now().checked_add(l));
+    let (Some(limit), Some(deadline)) = (limit, deadline) else {
         return shell.status().map(Ended::Exited);
     };
-    // A group of its own, so that a stop reaches what the hook started too. (Without a limit
-    // the hook stays in floe's group, where Ctrl-C in a terminal reaches it; with one, Ctrl-C
-    // stops floe only: docs/unattended.md.)
-    let mut child = shell.process_group(0).spawn()?;
-    let group = nix::unistd::Pid::from_raw(child.id() as i32);
-    let deadline = Instant::now() + limit;
-    let mut signal = nix::sys::signal::Signal::SIGTERM;
-    let mut timed_out = false;
+    // A group of its own, so that a stop reaches what the hook started too, and no terminal
+    // input, which would stop a process outside the terminal's group. (Without a limit the hook
+    // stays in floe's group, where Ctrl-C in a terminal reaches it; with one, Ctrl-C stops floe
+    // only: docs/unattended.md.)
+    let mut child = shell.process_group(0).stdin(Stdio::null()).spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    if ended_by(pid, deadline)? {
+        return child.wait().map(Ended::Exited);
+    }
+    let _ = killpg(pid, Signal::SIGTERM);
+    let _ = killpg(pid, Signal::SIGCONT);
+    ended_by(pid, Instant::now() + GRACE)?;
+    // What is left of the group. The shell, even ended, holds the group's id until it is
+    // reaped, so the id cannot have passed to another group meanwhile.
+    let _ = killpg(pid, Signal::SIGKILL);
+    child.wait()?;
+    Ok(Ended::TimedOut(limit))
+}
+
+/// Waits until child process `pid` has ended or `deadline` has passed, without reaping it:
+/// true when it ended.
+fn ended_by(pid: Pid, deadline: Instant) -> std::io::Result<bool> {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(match timed_out {
-                true => Ended::TimedOut(limit),
-                false => Ended::Exited(status),
-            });
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
         }
-        let stop_at = match timed_out {
-            true => deadline + GRACE,
-            false => deadline,
-        };
-        if Instant::now() >= stop_at {
-            let _ = nix::sys::signal::killpg(group, signal);
-            signal = nix::sys::signal::Signal::SIGKILL;
-            timed_out = true;
+        if Instant::now() >= deadline {
+            return Ok(false);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
