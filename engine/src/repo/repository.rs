@@ -103,8 +103,8 @@ pub struct Repository {
     lock_unsupported: bool,
     /// Whole tree packs, on remote storage (see [`TreePackCache`]).
     tree_packs: TreePackCache,
-    /// The pool of [`Repository::in_io_pool`], made at its first use; `None` when the global
-    /// pool has threads enough (or a pool could not be made).
+    /// The pool of [`Repository::in_io_pool`], made when first needed; `None` when it could not
+    /// be made.
     io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
@@ -549,17 +549,14 @@ impl Repository {
     /// Runs `f` on a thread pool with as many threads as the storage serves requests at once
     /// (at least one per core), for parallel iterators whose work is mostly waiting on reads.
     pub fn in_io_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = self.backend.connections().max(cores);
+        if threads <= rayon::current_num_threads() {
+            return f();
+        }
         let pool = self.io_pool.get_or_init(|| {
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let threads = self.backend.connections().max(cores);
-            (threads > rayon::current_num_threads())
-                .then(|| {
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .ok()
-                })
-                .flatten()
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads);
+            pool.build().ok()
         });
         match pool {
             Some(pool) => pool.install(f),
