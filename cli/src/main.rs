@@ -46,19 +46,20 @@ fn return_freed_memory_promptly() {
 /// match tables are read at random: the first backup of a 1.3 GB tree took 7.2 s with them and
 /// 8.0 s without), but elsewhere it only holds partly used memory: a restore through S3 peaked at
 /// 168 to 184 MiB with huge pages and at 123 to 127 MiB without (docs/benchmarks.md). So only
-/// the commands that compress keep them.
-fn huge_pages_for(command: &Command) {
+/// the commands that compress new blobs keep them (prune copies sealed blobs as they are). The
+/// setting passes to the processes a command starts (hooks, password commands); a
+/// `MIMALLOC_ALLOW_THP` in the environment wins.
+fn keep_huge_pages_only_for(command: &Command) {
     let compresses = matches!(
         command,
         Command::Backup(_)
             | Command::Copy(_)
-            | Command::Prune(_)
             | Command::Rewrite(_)
             | Command::Repair(_)
             | Command::Migrate(_)
             | Command::Job(_)
     );
-    if !compresses {
+    if !compresses && std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // Only a hint to the kernel: a kernel without the call keeps huge pages.
         let _ = nix::sys::prctl::set_thp_disable(true);
     }
@@ -437,7 +438,7 @@ fn main() -> ExitCode {
         }
     };
     let (cli, name) = parse(&args, profile.as_ref());
-    huge_pages_for(&cli.command);
+    keep_huge_pages_only_for(&cli.command);
     output::set_quiet(cli.global.quiet);
     let verbose = cli.global.verbose > 0;
     if let Some(p) = &profile {
