@@ -75,6 +75,48 @@ pub fn parse_xattr_pattern(s: &str) -> Result<String, String> {
         })
 }
 
+/// `--compression`: how new blobs are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionMode {
+    /// The level the repository was created with (`init`: the default level).
+    Auto,
+    /// As given.
+    Set(floe_engine::Compression),
+}
+
+/// The zstd levels of the named modes, from fastest to smallest.
+pub const FASTEST_LEVEL: i32 = 1;
+/// `--compression better`.
+pub const BETTER_LEVEL: i32 = 9;
+/// `--compression max`: zstd's highest level short of its "ultra" ones, which need far more
+/// memory to write and to read.
+pub const MAX_LEVEL: i32 = 19;
+
+/// A compression mode as restic names them (auto, off, fastest, better, max) or a zstd level.
+pub fn parse_compression(s: &str) -> Result<CompressionMode, String> {
+    use floe_engine::Compression::{Level, Off};
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "auto" => CompressionMode::Auto,
+        "off" => CompressionMode::Set(Off),
+        "fastest" => CompressionMode::Set(Level(FASTEST_LEVEL)),
+        "better" => CompressionMode::Set(Level(BETTER_LEVEL)),
+        "max" => CompressionMode::Set(Level(MAX_LEVEL)),
+        other => match other.parse::<i32>() {
+            Ok(level) if zstd_levels().contains(&level) => CompressionMode::Set(Level(level)),
+            _ => {
+                return Err(format!(
+                    "expected auto, off, fastest, better, max or a zstd level (at most {})",
+                    zstd_levels().end()
+                ))
+            }
+        },
+    })
+}
+
+fn zstd_levels() -> std::ops::RangeInclusive<i32> {
+    floe_engine::compression_levels()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +141,30 @@ mod tests {
         assert!(parse_count("abc").is_err());
         assert_eq!(parse_size("2K"), Ok(2048));
         assert!(parse_size("10%").is_err());
+    }
+
+    #[test]
+    fn compression_modes_by_restic_name_or_zstd_level() {
+        use floe_engine::Compression::{Level, Off};
+        let set = |s: &str| {
+            parse_compression(s).map(|m| match m {
+                CompressionMode::Set(c) => Some(c),
+                CompressionMode::Auto => None,
+            })
+        };
+        assert_eq!(set("auto"), Ok(None));
+        assert_eq!(set("off"), Ok(Some(Off)));
+        assert_eq!(set("Fastest"), Ok(Some(Level(1))));
+        assert_eq!(set("better"), Ok(Some(Level(9))));
+        assert_eq!(set("MAX"), Ok(Some(Level(19))));
+        assert_eq!(set("-5"), Ok(Some(Level(-5))));
+        assert_eq!(set("22"), Ok(Some(Level(22))));
+        for typo in ["23", "fast", "", "3.5"] {
+            let e = set(typo).unwrap_err();
+            assert!(
+                e.starts_with("expected auto, off, fastest, better, max"),
+                "{typo}: {e}"
+            );
+        }
     }
 }

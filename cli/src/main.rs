@@ -165,6 +165,18 @@ pub struct GlobalArgs {
     /// Print more: with backup, every file with whether it is new, changed or unchanged
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// How new data is compressed: auto (the repository's level), off, fastest, better, max, or
+    /// a zstd level; with init, the repository's level
+    #[arg(
+        long,
+        env = "FLOE_COMPRESSION",
+        global = true,
+        value_name = "MODE",
+        default_value = "auto",
+        allow_negative_numbers = true,
+        value_parser = args::parse_compression
+    )]
+    pub compression: args::CompressionMode,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]

@@ -285,11 +285,16 @@ fn open_with(g: &GlobalArgs, use_cache: bool) -> anyhow::Result<Repository> {
     let cached = use_cache
         .then(|| crate::cache::wrap(&g.cache, &backend))
         .flatten();
-    let Some(cache) = cached else {
-        return Ok(Repository::open(backend, &password)?);
+    let mut repo = match &cached {
+        None => Repository::open(backend, &password)?,
+        Some(cache) => Repository::open(cache.clone(), &password)?,
     };
-    let repo = Repository::open(cache.clone(), &password)?;
-    cache.attach(&repo.config().id);
+    if let Some(cache) = cached {
+        cache.attach(&repo.config().id);
+    }
+    if let crate::args::CompressionMode::Set(c) = g.compression {
+        repo.set_blob_compression(c)?;
+    }
     Ok(repo)
 }
 

@@ -117,6 +117,7 @@ pub use units::{parse_size, ParseError};
 
 pub use format::blob::BlobType;
 pub use format::chunker::ChunkerParams;
+pub use format::compress::{levels as compression_levels, Compression};
 pub use format::config::{Config, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 pub use format::index_file::{IndexFile, IndexPack};
 pub use format::key::{KdfParams, KeyFile};

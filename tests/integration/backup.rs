@@ -1,5 +1,6 @@
 //! `floe backup`: deduplication, change detection, excludes, dry runs, unreadable files.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -270,4 +271,95 @@ fn one_file_system_keeps_the_mount_point_but_not_what_is_mounted_there() {
     env.ok(&["backup", s]);
     let out = env.ok(&["ls", "latest", s]);
     assert!(out.contains("/src/mnt/inside.txt\n"), "{out}");
+}
+
+/// Text that compresses well, and better at higher zstd levels: numbered lines with words drawn
+/// from a small vocabulary.
+fn log_lines(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 8] = [
+        "request", "served", "cache", "miss", "upstream", "latency", "bytes", "retry",
+    ];
+    let mut out = Vec::with_capacity(len + 100);
+    let mut x: u64 = 0x9e37_79b9;
+    while out.len() < len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let w = |k: u32| WORDS[((x >> k) % 8) as usize];
+        let line = format!(
+            "{} {} {} {} {}\n",
+            out.len(),
+            w(33),
+            w(40),
+            w(47),
+            (x >> 54) % 1000
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn compression_modes_change_what_is_stored_and_nothing_of_what_is_restored() {
+    let dir = Env::new();
+    let src = dir.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let text = log_lines(4 << 20);
+    fs::write(src.join("app.log"), &text).unwrap();
+
+    // One repository per mode; each backup restores byte for byte and checks clean.
+    let stored = |mode: &str| {
+        let env = Env::init();
+        env.backup_json(&[
+            OsStr::new("--compression"),
+            OsStr::new(mode),
+            src.as_os_str(),
+        ]);
+        let back = restored(&env.restore("latest", "r"), &src);
+        assert_eq!(fs::read(back.join("app.log")).unwrap(), text, "{mode}");
+        env.ok(&["check", "--read-data"]);
+        // The repository's own level is untouched.
+        let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
+        assert_eq!(config["compression_level"], 3, "{mode}");
+        env.data_bytes()
+    };
+    let (off, auto, fastest, max) = (
+        stored("off"),
+        stored("auto"),
+        stored("fastest"),
+        stored("max"),
+    );
+    assert!(
+        off >= text.len() as u64,
+        "off stored {off} bytes of {}",
+        text.len()
+    );
+    assert!(
+        auto * 3 < off && fastest * 3 < off,
+        "auto {auto}, fastest {fastest}, off {off}"
+    );
+    assert!(max < auto * 9 / 10, "max {max}, auto {auto}");
+}
+
+#[test]
+fn init_takes_a_compression_mode_as_the_repository_level_and_refuses_off() {
+    let env = Env::new();
+    env.ok(&["init", "--compression", "max"]);
+    let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
+    assert_eq!(config["compression_level"], 19);
+
+    let other = Env::new();
+    let out = other.run(&["init", "--compression", "off"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--compression off is for the commands that write data"));
+    assert!(!other.repo.exists(), "a refused init leaves no repository");
+
+    let out = other.run(&["backup", "--compression", "23", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expected auto, off, fastest, better, max or a zstd level"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -1,14 +1,12 @@
 //! `floe init`
 
-use floe_engine::{ChunkerParams, InitOptions, Repository};
+use floe_engine::{ChunkerParams, Compression, InitOptions, Repository};
 
+use crate::args::CompressionMode;
 use crate::{exit, output, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// zstd compression level for new data
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
-    compression: i32,
     /// Minimum chunk size in bytes
     #[arg(long, default_value_t = ChunkerParams::default().min_size, hide = true)]
     chunk_min: u32,
@@ -40,6 +38,18 @@ pub struct Args {
     /// what the snapshots still need
     #[arg(long, value_name = "DAYS", requires = "object_lock_mode", value_parser = clap::value_parser!(u32).range(1..=36500))]
     object_lock_days: Option<u32>,
+}
+
+/// The level stored in the new repository's config: `--compression` names it, or the default.
+fn default_level(mode: CompressionMode) -> anyhow::Result<i32> {
+    match mode {
+        CompressionMode::Auto => Ok(floe_engine::InitOptions::default().compression_level),
+        CompressionMode::Set(Compression::Level(level)) => Ok(level),
+        CompressionMode::Set(Compression::Off) => anyhow::bail!(
+            "--compression off is for the commands that write data (backup, copy, rewrite, \
+             repair snapshots); a repository's own setting is a zstd level or fastest, better, max"
+        ),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<floe_engine::RetentionMode, String> {
@@ -118,7 +128,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             avg_size: a.chunk_avg,
             max_size: a.chunk_max,
         },
-        compression_level: a.compression,
+        compression_level: default_level(g.compression)?,
         data_pack_size: a.pack_size_mib.saturating_mul(1 << 20),
         version: a.repository_version,
         ..InitOptions::default()

@@ -6,6 +6,20 @@
 /// Default zstd level.
 pub const DEFAULT_LEVEL: i32 = 3;
 
+/// How new blobs are compressed: the repository's level unless a command says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Every blob is stored raw (the pack header says so; readers need nothing new).
+    Off,
+    /// zstd at this level, where it makes the blob smaller.
+    Level(i32),
+}
+
+/// The zstd levels a repository or a command may ask for (negative ones are faster still).
+pub fn levels() -> std::ops::RangeInclusive<i32> {
+    zstd::compression_level_range()
+}
+
 /// A reusable zstd compressor (one per worker thread).
 pub struct Compressor {
     inner: zstd::bulk::Compressor<'static>,

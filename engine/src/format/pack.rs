@@ -11,7 +11,7 @@
 use crate::error::{Error, Object, Result};
 use crate::format::aad;
 pub use crate::format::blob::BlobType;
-use crate::format::compress::{self, Compressor};
+use crate::format::compress::{self, Compression, Compressor};
 use crate::format::crypto::{MasterKey, NONCE_LEN, OVERHEAD};
 use crate::id::{BlobId, PackId, ID_LEN};
 
@@ -82,7 +82,8 @@ impl PackEntry {
 
 /// Compresses and seals blobs, reusing its buffers (one per worker thread).
 pub struct BlobSealer {
-    compressor: Compressor,
+    /// `None` with [`Compression::Off`].
+    compressor: Option<Compressor>,
     scratch: Vec<u8>,
 }
 
@@ -104,8 +105,17 @@ pub struct SealedBlob {
 impl BlobSealer {
     /// A sealer compressing at `level`.
     pub fn new(level: i32) -> std::io::Result<Self> {
+        Self::with(Compression::Level(level))
+    }
+
+    /// A sealer compressing as `compression` says.
+    pub fn with(compression: Compression) -> std::io::Result<Self> {
+        let compressor = match compression {
+            Compression::Off => None,
+            Compression::Level(level) => Some(Compressor::new(level)?),
+        };
         Ok(Self {
-            compressor: Compressor::new(level)?,
+            compressor,
             scratch: Vec::new(),
         })
     }
@@ -120,9 +130,10 @@ impl BlobSealer {
         mut buf: Vec<u8>,
     ) -> SealedBlob {
         let plain_len = buf.len() - NONCE_LEN;
-        let compressed =
-            self.compressor
-                .compress_for_seal(&buf[NONCE_LEN..], NONCE_LEN, &mut self.scratch);
+        let compressed = self
+            .compressor
+            .as_mut()
+            .is_some_and(|c| c.compress_for_seal(&buf[NONCE_LEN..], NONCE_LEN, &mut self.scratch));
         if compressed {
             // Hand the compressed buffer out and keep the plaintext buffer as the next scratch.
             std::mem::swap(&mut buf, &mut self.scratch);

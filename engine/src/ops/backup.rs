@@ -260,7 +260,7 @@ impl<'r> Shared<'r> {
 }
 
 fn worker<'r>(shared: &Shared<'r>, jobs: Receiver<Job>, packs: Sender<ReadyPack<'r>>) {
-    let mut sealer = match BlobSealer::new(shared.repo.config().compression_level) {
+    let mut sealer = match BlobSealer::with(shared.repo.blob_compression()) {
         Ok(s) => s,
         Err(e) => return shared.fail(Error::io("start zstd", "compressor", e)),
     };

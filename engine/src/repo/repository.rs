@@ -106,6 +106,8 @@ pub struct Repository {
     /// The pool of [`Repository::in_io_pool`], made when first needed; `None` when it could not
     /// be made.
     io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+    /// How this handle compresses new blobs, when not at the config's level.
+    blob_compression: Option<compress::Compression>,
 }
 
 /// Most bytes of whole tree packs kept in memory for remote storage.
@@ -305,6 +307,7 @@ impl Repository {
             lock_unsupported: false,
             tree_packs: TreePackCache::default(),
             io_pool: Default::default(),
+            blob_compression: None,
         };
         // The key first, then the config: a repository is complete once its config exists.
         repo.backend
@@ -381,6 +384,7 @@ impl Repository {
             lock_unsupported,
             tree_packs: TreePackCache::default(),
             io_pool: Default::default(),
+            blob_compression: None,
         })
     }
 
@@ -431,6 +435,30 @@ impl Repository {
         &self.config
     }
 
+    /// How new blobs are compressed: as [`Repository::set_blob_compression`] said, else at the
+    /// config's level.
+    pub fn blob_compression(&self) -> compress::Compression {
+        self.blob_compression
+            .unwrap_or(compress::Compression::Level(self.config.compression_level))
+    }
+
+    /// Compresses the blobs this handle writes as `compression` says (a backup's
+    /// `--compression`), without changing the repository's default. Files other than packs keep
+    /// the config's level.
+    pub fn set_blob_compression(&mut self, compression: compress::Compression) -> Result<()> {
+        if let compress::Compression::Level(level) = compression {
+            if !compress::levels().contains(&level) {
+                return Err(Error::InvalidOptions(format!(
+                    "invalid zstd level {level} (it must be between {} and {})",
+                    compress::levels().start(),
+                    compress::levels().end()
+                )));
+            }
+        }
+        self.blob_compression = Some(compression);
+        Ok(())
+    }
+
     /// The seed of the chunker's gear tables (format-spec/format.md, "Chunking").
     pub fn chunker_seed(&self) -> u64 {
         self.config.effective_chunker_seed(self.key.chunker_seed())
@@ -472,6 +500,7 @@ impl Repository {
             lock_unsupported: self.lock_unsupported,
             tree_packs: TreePackCache::default(),
             io_pool: Default::default(),
+            blob_compression: self.blob_compression,
         }
     }
 

@@ -32,7 +32,7 @@ impl<'r> TreeWriter<'r> {
         Ok(Self {
             repo,
             packer: Packer::new(BlobType::Tree, repo.config().tree_pack_size),
-            sealer: BlobSealer::new(repo.config().compression_level)
+            sealer: BlobSealer::with(repo.blob_compression())
                 .map_err(|e| Error::io("start zstd", "compressor", e))?,
             written: HashSet::new(),
             new_packs: IndexFile::default(),

@@ -215,8 +215,7 @@ fn translate_trees(
 }
 
 fn sealer(dest: &Repository) -> Result<BlobSealer> {
-    BlobSealer::new(dest.config().compression_level)
-        .map_err(|e| Error::io("start zstd", "compressor", e))
+    BlobSealer::with(dest.blob_compression()).map_err(|e| Error::io("start zstd", "compressor", e))
 }
 
 /// Reads the source data blobs, pack by pack, and offers each to the sink.
