@@ -46,6 +46,20 @@ enum Ended {
     TimedOut(Duration),
 }
 
+impl Ended {
+    /// What went wrong, to follow the hook's name in a message; `None` when it succeeded.
+    fn problem(&self) -> Option<String> {
+        match self {
+            Ended::Exited(s) if s.success() => None,
+            Ended::Exited(s) => Some(format!("failed ({s})")),
+            Ended::TimedOut(l) => Some(format!(
+                "ran past its timeout of {}s and was stopped",
+                l.as_secs()
+            )),
+        }
+    }
+}
+
 /// Runs a hook to its end, or until `limit` has passed: then the hook and everything it started
 /// (its process group) get SIGTERM, and SIGKILL once the hook's shell has ended or [`GRACE`]
 /// later, whichever comes first.
@@ -95,13 +109,9 @@ pub fn before(cmd: &str, command: &str, limit: Option<Duration>) -> anyhow::Resu
     let shell = shell(cmd, &[("FLOE_COMMAND", command.to_string())]);
     let ended = run(shell, limit)
         .map_err(|e| anyhow::anyhow!("before hook {cmd:?} could not start: {e}"))?;
-    match ended {
-        Ended::Exited(s) if s.success() => Ok(()),
-        Ended::Exited(s) => bail!("before hook {cmd:?} failed ({s}): {command} did not run"),
-        Ended::TimedOut(l) => bail!(
-            "before hook {cmd:?} ran past its timeout of {}s and was stopped: {command} did not run",
-            l.as_secs()
-        ),
+    match ended.problem() {
+        None => Ok(()),
+        Some(p) => bail!("before hook {cmd:?} {p}: {command} did not run"),
     }
 }
 
@@ -140,12 +150,11 @@ pub fn after(
     }
     for (name, cmd) in hooks {
         match run(shell(&cmd, &vars), profile.hook_timeout()) {
-            Ok(Ended::Exited(s)) if s.success() => {}
-            Ok(Ended::Exited(s)) => eprintln!("warning: {name} hook {cmd:?} failed ({s})"),
-            Ok(Ended::TimedOut(l)) => eprintln!(
-                "warning: {name} hook {cmd:?} ran past its timeout of {}s and was stopped",
-                l.as_secs()
-            ),
+            Ok(ended) => {
+                if let Some(p) = ended.problem() {
+                    eprintln!("warning: {name} hook {cmd:?} {p}");
+                }
+            }
             Err(e) => eprintln!("warning: {name} hook {cmd:?} could not start: {e}"),
         }
     }
