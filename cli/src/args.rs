@@ -84,13 +84,14 @@ pub enum CompressionMode {
     Set(floe_engine::Compression),
 }
 
-/// The zstd levels of the named modes, from fastest to smallest.
+/// The zstd levels of the named modes, close to what restic's compressor does under the same
+/// names, so that a script moved over costs about what it did: `--compression fastest`.
 pub const FASTEST_LEVEL: i32 = 1;
 /// `--compression better`.
-pub const BETTER_LEVEL: i32 = 9;
-/// `--compression max`: zstd's highest level short of its "ultra" ones, which need far more
-/// memory to write and to read.
-pub const MAX_LEVEL: i32 = 19;
+pub const BETTER_LEVEL: i32 = 7;
+/// `--compression max`. Higher levels are given by number: on a tree of programs, level 19
+/// stores 7% less than 11 in eleven times the time (docs/commands.md, "Compression").
+pub const MAX_LEVEL: i32 = 11;
 
 /// A compression mode as restic names them (auto, off, fastest, better, max) or a zstd level.
 pub fn parse_compression(s: &str) -> Result<CompressionMode, String> {
@@ -155,8 +156,8 @@ mod tests {
         assert_eq!(set("auto"), Ok(None));
         assert_eq!(set("off"), Ok(Some(Off)));
         assert_eq!(set("Fastest"), Ok(Some(Level(1))));
-        assert_eq!(set("better"), Ok(Some(Level(9))));
-        assert_eq!(set("MAX"), Ok(Some(Level(19))));
+        assert_eq!(set("better"), Ok(Some(Level(7))));
+        assert_eq!(set("MAX"), Ok(Some(Level(11))));
         assert_eq!(set("-5"), Ok(Some(Level(-5))));
         assert_eq!(set("22"), Ok(Some(Level(22))));
         for typo in ["23", "fast", "", "3.5"] {

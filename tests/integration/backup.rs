@@ -347,7 +347,7 @@ fn init_takes_a_compression_mode_as_the_repository_level_and_refuses_off() {
     let env = Env::new();
     env.ok(&["init", "--compression", "max"]);
     let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
-    assert_eq!(config["compression_level"], 19);
+    assert_eq!(config["compression_level"], 11);
 
     let other = Env::new();
     let out = other.run(&["init", "--compression", "off"]);
