@@ -93,6 +93,20 @@ pub const BETTER_LEVEL: i32 = 7;
 /// stores 7% less than 11 in eleven times the time (docs/commands.md, "Compression").
 pub const MAX_LEVEL: i32 = 11;
 
+impl CompressionMode {
+    /// The option that asks for this mode again (for a command started by another), or `None`
+    /// for `auto`.
+    pub fn arg(self) -> Option<String> {
+        match self {
+            CompressionMode::Auto => None,
+            CompressionMode::Set(floe_engine::Compression::Off) => Some("--compression=off".into()),
+            CompressionMode::Set(floe_engine::Compression::Level(l)) => {
+                Some(format!("--compression={l}"))
+            }
+        }
+    }
+}
+
 /// A compression mode as restic names them (auto, off, fastest, better, max) or a zstd level.
 pub fn parse_compression(s: &str) -> Result<CompressionMode, String> {
     use floe_engine::Compression::{Level, Off};
@@ -106,7 +120,8 @@ pub fn parse_compression(s: &str) -> Result<CompressionMode, String> {
             Ok(level) if zstd_levels().contains(&level) => CompressionMode::Set(Level(level)),
             _ => {
                 return Err(format!(
-                    "expected auto, off, fastest, better, max or a zstd level (at most {})",
+                    "expected auto, off, fastest, better, max or a zstd level from {} to {}",
+                    zstd_levels().start(),
                     zstd_levels().end()
                 ))
             }
@@ -160,7 +175,8 @@ mod tests {
         assert_eq!(set("MAX"), Ok(Some(Level(11))));
         assert_eq!(set("-5"), Ok(Some(Level(-5))));
         assert_eq!(set("22"), Ok(Some(Level(22))));
-        for typo in ["23", "fast", "", "3.5"] {
+        assert_eq!(set("0"), Ok(Some(Level(0))), "zstd's own default");
+        for typo in ["23", "-200000", "fast", "", "3.5"] {
             let e = set(typo).unwrap_err();
             assert!(
                 e.starts_with("expected auto, off, fastest, better, max"),

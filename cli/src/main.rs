@@ -177,6 +177,9 @@ pub struct GlobalArgs {
         value_parser = args::parse_compression
     )]
     pub compression: args::CompressionMode,
+    /// `--compression` came from FLOE_COMPRESSION, which `init` leaves alone.
+    #[arg(skip)]
+    pub compression_from_env: bool,
     #[command(flatten)]
     pub s3: S3Args,
     #[command(flatten)]
@@ -371,6 +374,17 @@ fn drop_empty_variables() {
     }
 }
 
+/// True when global option `id` took its value from the environment, neither before the
+/// command's name nor after it.
+fn from_environment(m: &clap::ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
+    let sub = m.subcommand().map(|(_, sm)| sm);
+    let sources = std::iter::once(m).chain(sub).map(|m| m.value_source(id));
+    let sources: Vec<_> = sources.collect();
+    sources.contains(&Some(ValueSource::EnvVariable))
+        && !sources.contains(&Some(ValueSource::CommandLine))
+}
+
 /// The parsed command line and its command's name. On a usage error the line is parsed once
 /// more without the `FLOE_*` variables, so that the usage line printed shows what the user
 /// typed, not options that came from the environment as if they had to be given.
@@ -381,7 +395,10 @@ fn parse(args: &[std::ffi::OsString], profile: Option<&profile::Profile>) -> (Cl
         .try_get_matches_from(line())
         .and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
     match parsed {
-        Ok((cli, m)) => (cli, m.subcommand_name().unwrap_or_default().to_string()),
+        Ok((mut cli, m)) => {
+            cli.global.compression_from_env = from_environment(&m, "compression");
+            (cli, m.subcommand_name().unwrap_or_default().to_string())
+        }
         Err(e) if e.use_stderr() => {
             // A typo in a cron line must not fail in silence.
             let message = e.to_string();

@@ -361,12 +361,17 @@ fn global_arg<'a>(cli: &'a Command, key: &str) -> Option<&'a Arg> {
         .find(|a| a.get_long() == Some(key))
 }
 
+/// Options every command takes that a command's section may set for that command alone
+/// (`[backup] compression = "max"`).
+const PER_COMMAND_GLOBALS: [&str; 1] = ["compression"];
+
 /// An option of a command by its long name, its positional's name (`paths`, or `sources` for
 /// backup's), or its plural (`tags` for `--tag`).
 pub fn section_arg<'a>(sub: &'a Command, key: &str) -> Option<&'a Arg> {
     let own = || {
         sub.get_arguments()
-            .filter(|a| !a.is_global_set() && !shows_help(a))
+            .filter(|a| !a.is_global_set() || PER_COMMAND_GLOBALS.contains(&a.get_id().as_str()))
+            .filter(|a| !shows_help(a))
     };
     let long = |k: &str| own().find(|a| a.get_long() == Some(k));
     long(key)

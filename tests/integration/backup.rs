@@ -355,11 +355,63 @@ fn init_takes_a_compression_mode_as_the_repository_level_and_refuses_off() {
     assert!(stderr(&out).contains("--compression off is for the commands that write data"));
     assert!(!other.repo.exists(), "a refused init leaves no repository");
 
-    let out = other.run(&["backup", "--compression", "23", "/nonexistent"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let negative = Env::new();
+    negative.ok(&["init", "--compression", "-5"]);
+    let config: serde_json::Value = serde_json::from_str(&negative.ok(&["cat", "config"])).unwrap();
+    assert_eq!(config["compression_level"], -5);
+}
+
+#[test]
+fn compression_comes_from_the_environment_or_a_profile_section_and_init_keeps_its_level() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let text = log_lines(2 << 20);
+    fs::write(src.join("app.log"), &text).unwrap();
+
+    // FLOE_COMPRESSION is for the runs that write data: init says so and keeps level 3.
+    let out = env
+        .cmd()
+        .arg("init")
+        .env("FLOE_COMPRESSION", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("expected auto, off, fastest, better, max or a zstd level"),
+        stderr(&out).contains("note: FLOE_COMPRESSION applies to backups"),
         "{}",
         stderr(&out)
     );
+    let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
+    assert_eq!(config["compression_level"], 3);
+    let out = env
+        .cmd()
+        .args([OsStr::new("backup"), src.as_os_str()])
+        .env("FLOE_COMPRESSION", "off")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        env.data_bytes() >= text.len() as u64,
+        "{}",
+        env.data_bytes()
+    );
+
+    // A profile's [backup] section, for backups alone.
+    let other = Env::init();
+    let profile = other.path("p.toml");
+    fs::write(&profile, "[backup]\ncompression = \"off\"\n").unwrap();
+    other.ok(&[
+        OsStr::new("-P"),
+        profile.as_os_str(),
+        OsStr::new("backup"),
+        src.as_os_str(),
+    ]);
+    assert!(
+        other.data_bytes() >= text.len() as u64,
+        "{}",
+        other.data_bytes()
+    );
+    let back = restored(&other.restore("latest", "r"), &src);
+    assert_eq!(fs::read(back.join("app.log")).unwrap(), text);
 }

@@ -405,3 +405,33 @@ fn a_source_in_deep_archive_gets_a_thaw_plan_then_copies_after_the_thaw() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_tree(&tree, &restore_latest(&dest, "out", &tree), false);
 }
+
+#[test]
+fn a_copy_compresses_its_blobs_as_its_compression_option_says() {
+    let src = source_env();
+    src.ok(&["init"]);
+    let dir = src.path("src");
+    fs::create_dir_all(&dir).unwrap();
+    let text: String = (0..150_000)
+        .map(|i| format!("{i} an entry of the log\n"))
+        .collect();
+    fs::write(dir.join("log"), &text).unwrap();
+    src.ok(&[OsStr::new("backup"), dir.as_os_str()]);
+    assert!(
+        src.data_bytes() * 4 < text.len() as u64,
+        "{}",
+        src.data_bytes()
+    );
+
+    let dest = Env::init();
+    let out = copy(&dest, &src, &["--compression", "off"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dest.data_bytes() >= text.len() as u64,
+        "{}",
+        dest.data_bytes()
+    );
+    let back = restore_latest(&dest, "r", &dir);
+    assert_eq!(fs::read(back.join("log")).unwrap(), text.as_bytes());
+    dest.ok(&["check", "--read-data"]);
+}

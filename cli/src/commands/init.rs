@@ -41,9 +41,20 @@ pub struct Args {
 }
 
 /// The level stored in the new repository's config: `--compression` names it, or the default.
-fn default_level(mode: CompressionMode) -> anyhow::Result<i32> {
-    match mode {
-        CompressionMode::Auto => Ok(floe_engine::InitOptions::default().compression_level),
+/// FLOE_COMPRESSION is for the runs that write data, so it does not choose it.
+fn default_level(g: &GlobalArgs) -> anyhow::Result<i32> {
+    let default = floe_engine::InitOptions::default().compression_level;
+    if g.compression_from_env {
+        if g.compression != CompressionMode::Auto {
+            eprintln!(
+                "note: FLOE_COMPRESSION applies to backups and the other commands that write \
+                 data; the repository's own level is {default} (give --compression to choose it)"
+            );
+        }
+        return Ok(default);
+    }
+    match g.compression {
+        CompressionMode::Auto => Ok(default),
         CompressionMode::Set(Compression::Level(level)) => Ok(level),
         CompressionMode::Set(Compression::Off) => anyhow::bail!(
             "--compression off is for the commands that write data (backup, copy, rewrite, \
@@ -101,6 +112,7 @@ fn lock_rule(g: &GlobalArgs, r: floe_engine::Retention) -> anyhow::Result<()> {
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
+    let compression_level = default_level(g)?;
     let backend = crate::repo::backend(g)?;
     if Repository::exists(backend.as_ref())? {
         return Err(floe_engine::Error::RepositoryExists {
@@ -128,7 +140,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
             avg_size: a.chunk_avg,
             max_size: a.chunk_max,
         },
-        compression_level: default_level(g.compression)?,
+        compression_level,
         data_pack_size: a.pack_size_mib.saturating_mul(1 << 20),
         version: a.repository_version,
         ..InitOptions::default()

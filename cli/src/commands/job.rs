@@ -245,7 +245,7 @@ fn scope(p: &Profile, command: &str) -> Vec<OsString> {
 }
 
 /// `floe -P DEST copy`, with this run's repository and password as the source, and this run's
-/// metrics options.
+/// metrics and compression options.
 fn copy_to(cmd: &mut Command, g: &GlobalArgs, destination: &Path) {
     cmd.arg("-P").arg(destination).arg("copy");
     if let Some(f) = &g.metrics_file {
@@ -259,6 +259,10 @@ fn copy_to(cmd: &mut Command, g: &GlobalArgs, destination: &Path) {
     }
     if g.json {
         cmd.arg("--json");
+    }
+    // As typed or from this profile; FLOE_COMPRESSION reaches the copy by itself.
+    if let Some(c) = g.compression.arg().filter(|_| !g.compression_from_env) {
+        cmd.arg(c);
     }
     let os = |v: &Option<String>| v.clone().map(OsString::from);
     let vars = [
