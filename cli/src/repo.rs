@@ -285,10 +285,11 @@ fn open_with(g: &GlobalArgs, use_cache: bool) -> anyhow::Result<Repository> {
     let cached = use_cache
         .then(|| crate::cache::wrap(&g.cache, &backend))
         .flatten();
-    let mut repo = match &cached {
-        None => Repository::open(backend, &password)?,
-        Some(cache) => Repository::open(cache.clone(), &password)?,
+    let opened: Arc<dyn Backend> = match &cached {
+        None => backend,
+        Some(cache) => cache.clone(),
     };
+    let mut repo = Repository::open(opened, &password)?;
     if let Some(cache) = cached {
         cache.attach(&repo.config().id);
     }

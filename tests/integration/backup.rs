@@ -300,6 +300,12 @@ fn log_lines(len: usize) -> Vec<u8> {
     out
 }
 
+/// The zstd level the repository's config keeps.
+fn stored_level(env: &Env) -> i64 {
+    let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
+    config["compression_level"].as_i64().unwrap()
+}
+
 #[test]
 fn compression_modes_change_what_is_stored_and_nothing_of_what_is_restored() {
     let dir = Env::new();
@@ -320,8 +326,7 @@ fn compression_modes_change_what_is_stored_and_nothing_of_what_is_restored() {
         assert_eq!(fs::read(back.join("app.log")).unwrap(), text, "{mode}");
         env.ok(&["check", "--read-data"]);
         // The repository's own level is untouched.
-        let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
-        assert_eq!(config["compression_level"], 3, "{mode}");
+        assert_eq!(stored_level(&env), 3, "{mode}");
         env.data_bytes()
     };
     let (off, auto, fastest, max) = (
@@ -346,8 +351,7 @@ fn compression_modes_change_what_is_stored_and_nothing_of_what_is_restored() {
 fn init_takes_a_compression_mode_as_the_repository_level_and_refuses_off() {
     let env = Env::new();
     env.ok(&["init", "--compression", "max"]);
-    let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
-    assert_eq!(config["compression_level"], 11);
+    assert_eq!(stored_level(&env), 11);
 
     let other = Env::new();
     let out = other.run(&["init", "--compression", "off"]);
@@ -357,8 +361,7 @@ fn init_takes_a_compression_mode_as_the_repository_level_and_refuses_off() {
 
     let negative = Env::new();
     negative.ok(&["init", "--compression", "-5"]);
-    let config: serde_json::Value = serde_json::from_str(&negative.ok(&["cat", "config"])).unwrap();
-    assert_eq!(config["compression_level"], -5);
+    assert_eq!(stored_level(&negative), -5);
 }
 
 #[test]
@@ -382,8 +385,7 @@ fn compression_comes_from_the_environment_or_a_profile_section_and_init_keeps_it
         "{}",
         stderr(&out)
     );
-    let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
-    assert_eq!(config["compression_level"], 3);
+    assert_eq!(stored_level(&env), 3);
     let out = env
         .cmd()
         .args([OsStr::new("backup"), src.as_os_str()])

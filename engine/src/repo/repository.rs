@@ -195,6 +195,19 @@ fn check_object_lock(version: u32, r: crate::storage::Retention) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a zstd level that zstd does not have (for `init` and a command's `--compression`).
+fn check_level(level: i32) -> Result<()> {
+    let levels = compress::levels();
+    if levels.contains(&level) {
+        return Ok(());
+    }
+    Err(Error::InvalidOptions(format!(
+        "invalid zstd level {level} (it must be between {} and {})",
+        levels.start(),
+        levels.end()
+    )))
+}
+
 /// The checks of a config read from storage (format-spec/format.md, "Config").
 pub(crate) fn check_config(config: &Config) -> Result<()> {
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
@@ -263,12 +276,7 @@ impl Repository {
                 "pack sizes must be between 1 and {MAX_PACK_TARGET} bytes"
             )));
         }
-        if !(zstd::compression_level_range()).contains(&opts.compression_level) {
-            return Err(Error::InvalidOptions(format!(
-                "invalid zstd level {}",
-                opts.compression_level
-            )));
-        }
+        check_level(opts.compression_level)?;
         if config_exists(backend.as_ref())? || !backend.list(FileType::Key)?.is_empty() {
             return Err(Error::RepositoryExists {
                 location: backend.location(),
@@ -447,13 +455,7 @@ impl Repository {
     /// the config's level.
     pub fn set_blob_compression(&mut self, compression: compress::Compression) -> Result<()> {
         if let compress::Compression::Level(level) = compression {
-            if !compress::levels().contains(&level) {
-                return Err(Error::InvalidOptions(format!(
-                    "invalid zstd level {level} (it must be between {} and {})",
-                    compress::levels().start(),
-                    compress::levels().end()
-                )));
-            }
+            check_level(level)?;
         }
         self.blob_compression = Some(compression);
         Ok(())
@@ -946,6 +948,28 @@ mod tests {
         }
         let empty = Repository::init(Arc::new(MemoryBackend::new()), b"", &InitOptions::default());
         assert!(matches!(empty, Err(Error::InvalidOptions(_))));
+    }
+
+    #[test]
+    fn a_zstd_level_zstd_lacks_is_refused_by_init_and_by_a_command() {
+        let refused = |r: Result<()>| match r {
+            Err(Error::InvalidOptions(m)) => assert!(m.contains("invalid zstd level 99"), "{m}"),
+            other => panic!("expected InvalidOptions, got {other:?}"),
+        };
+        let (_, mut repo) = store();
+        refused(repo.set_blob_compression(compress::Compression::Level(99)));
+        assert_eq!(repo.blob_compression(), compress::Compression::Level(3));
+        repo.set_blob_compression(compress::Compression::Level(-5))
+            .unwrap();
+        assert_eq!(repo.blob_compression(), compress::Compression::Level(-5));
+
+        let opts = InitOptions {
+            compression_level: 99,
+            ..InitOptions::default()
+        };
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        refused(Repository::init(backend.clone(), b"pw", &opts).map(|_| ()));
+        assert!(!Repository::exists(backend.as_ref()).unwrap());
     }
 
     #[test]
