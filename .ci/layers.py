@@ -24,6 +24,7 @@ LAYERS = {
     "storage": 1,
     "error": 2,
     "format": 3, "exclude": 3, "attrs": 3, "units": 3, "progress": 3,
+    "report": 3,
     "repo": 4,
     "cold": 5,
     "ops": 6,

@@ -112,6 +112,15 @@ pub struct GlobalArgs {
         value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     pub repo: Option<String>,
+    /// Read the repository location from this file (its first line)
+    #[arg(
+        long,
+        env = "FLOE_REPOSITORY_FILE",
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "repo"
+    )]
+    pub repository_file: Option<std::path::PathBuf>,
     /// Take options from profile NAME: ~/.config/floe/NAME.toml, else /etc/floe/NAME.toml (a
     /// value with a / or ending in .toml is a path)
     #[arg(
@@ -123,7 +132,13 @@ pub struct GlobalArgs {
     )]
     pub profile: Option<String>,
     /// Read the password from this file (first line)
-    #[arg(long, env = "FLOE_PASSWORD_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        short = 'p',
+        long,
+        env = "FLOE_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
     pub password_file: Option<std::path::PathBuf>,
     /// Run this shell command and read the password from its output (first line)
     #[arg(
@@ -466,7 +481,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let (cli, name) = parse(&args, profile.as_ref());
+    let (mut cli, name) = parse(&args, profile.as_ref());
+    if let Err(e) = repo::read_repository_file(&mut cli.global) {
+        eprintln!("error: {e:#}");
+        unattended::notify_early(profile.as_ref(), &format!("{e:#}"));
+        return ExitCode::from(exit::ERROR);
+    }
     keep_huge_pages_only_for(&cli.command);
     output::set_quiet(cli.global.quiet);
     let verbose = cli.global.verbose > 0;

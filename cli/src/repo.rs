@@ -2,16 +2,31 @@
 
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use floe_engine::{Backend, LocalBackend, Repository, StorageClass};
 use floe_engine::{S3Backend, S3Options};
 
 use crate::{GlobalArgs, S3Args};
 
+/// Takes the location from `--repository-file` (its first line, trimmed) when one is given.
+pub fn read_repository_file(g: &mut GlobalArgs) -> anyhow::Result<()> {
+    let Some(path) = &g.repository_file else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the repository file {}", path.display()))?;
+    let location = text.lines().next().unwrap_or_default().trim();
+    if location.is_empty() {
+        bail!("the repository file {} is empty", path.display());
+    }
+    g.repo = Some(location.to_string());
+    Ok(())
+}
+
 /// The backend for `-r/--repo` or `FLOE_REPOSITORY`.
 pub fn backend(g: &GlobalArgs) -> anyhow::Result<Arc<dyn Backend>> {
     let Some(loc) = g.repo.as_deref() else {
-        bail!("no repository given: use -r/--repo or set FLOE_REPOSITORY");
+        bail!("no repository given: use -r/--repo or --repository-file, or set FLOE_REPOSITORY");
     };
     match g.as_of {
         None => backend_at(loc, &g.s3),
@@ -44,7 +59,9 @@ pub fn s3_backend(g: &GlobalArgs) -> anyhow::Result<S3Backend> {
         Some(loc) => bail!(
             "{loc} is not an S3 repository: storage classes and lifecycle rules exist on S3 only"
         ),
-        None => bail!("no repository given: use -r/--repo or set FLOE_REPOSITORY"),
+        None => {
+            bail!("no repository given: use -r/--repo or --repository-file, or set FLOE_REPOSITORY")
+        }
     }
 }
 

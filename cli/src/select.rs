@@ -4,12 +4,14 @@
 use anyhow::bail;
 use floe_engine::{pick_snapshot, Repository, SnapshotEntry};
 
-/// Options that narrow the snapshots a command considers.
+/// Options that narrow the snapshots a command considers; `-H` is `--host` where the const
+/// parameter says so (every command but forget, where `-H` keeps hourly snapshots, as in
+/// restic).
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "Snapshot filters")]
-pub struct SnapshotFilter {
+pub struct Filter<const SHORT_HOST: bool> {
     /// Only snapshots of this host (repeatable: any of them)
-    #[arg(long = "host", value_name = "HOST")]
+    #[arg(long = "host", short = host_short(SHORT_HOST), value_name = "HOST")]
     pub hosts: Vec<String>,
     /// Only snapshots with this tag (repeatable: any of them; `a,b` needs both)
     #[arg(long = "tag", value_name = "TAG[,TAG]")]
@@ -19,7 +21,21 @@ pub struct SnapshotFilter {
     pub paths: Vec<String>,
 }
 
-impl SnapshotFilter {
+/// The filters of most commands, with `-H` for `--host`.
+pub type SnapshotFilter = Filter<true>;
+
+/// forget's filters: `-H` there is `--keep-hourly`.
+pub type ForgetFilter = Filter<false>;
+
+const fn host_short(short: bool) -> Option<char> {
+    if short {
+        Some('H')
+    } else {
+        None
+    }
+}
+
+impl<const SHORT_HOST: bool> Filter<SHORT_HOST> {
     /// True when no filter was given.
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
@@ -56,7 +72,7 @@ impl SnapshotFilter {
 
     /// The snapshots of the repository the filters select, oldest first.
     pub fn snapshots(&self, repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
-        let mut all = repo.snapshots_present()?;
+        let mut all = readable(repo)?;
         all.retain(|s| self.selects(s));
         Ok(all)
     }
@@ -83,6 +99,20 @@ impl SnapshotFilter {
         }
         Ok(pick_snapshot(&selected, "latest")?)
     }
+}
+
+/// The snapshots of the repository that read back, oldest first, with a warning for each
+/// damaged snapshot file, which is left out.
+pub fn readable(repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
+    let listing = repo.snapshots_readable()?;
+    for (id, e) in &listing.damaged {
+        eprintln!(
+            "warning: snapshot {} left out: {e} (`floe forget {}` removes it)",
+            id.short(),
+            id.to_hex()
+        );
+    }
+    Ok(listing.readable)
 }
 
 /// The snapshots a command that changes snapshots works on: those named by `ids` (or `latest`),

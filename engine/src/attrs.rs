@@ -133,6 +133,7 @@ pub struct XattrWarning {
     /// How many attributes were not set for this reason.
     pub count: u64,
     /// The first entry concerned.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub first_path: PathBuf,
 }
 

@@ -33,6 +33,7 @@ mod id;
 mod ops;
 mod progress;
 mod repo;
+mod report;
 mod storage;
 #[cfg(test)]
 mod testing;
@@ -100,9 +101,10 @@ pub use repo::lock::{
 };
 pub use repo::repository::{
     both, host_and_user, now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository,
-    StoredPack,
+    SnapshotListing, StoredPack,
 };
 pub use repo::walk::resolve;
+pub use report::{lossy_path, lossy_paths};
 pub use storage::lifecycle::Rule as LifecycleRule;
 pub use storage::s3::{
     LocationError, LocationProblem, ObjectVersion, DEFAULT_CONNECTIONS as DEFAULT_S3_CONNECTIONS,

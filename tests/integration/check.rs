@@ -182,6 +182,142 @@ fn a_missing_index_file_and_a_corrupted_snapshot_are_named() {
 }
 
 #[test]
+fn a_damaged_file_is_named_in_every_snapshot_that_holds_it() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("deep/er")).unwrap();
+    fs::write(src.join("deep/er/f"), random_bytes(3, 1_000_000)).unwrap();
+    // The same tree in three snapshots: the check walks it once.
+    for host in ["h1", "h2", "h3"] {
+        env.ok(&["backup".as_ref(), "--host".as_ref(), host.as_ref(), src.as_os_str()]);
+    }
+    let pack = newest_data_pack(&env);
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[5000] ^= 0x10;
+    fs::write(&pack, &bytes).unwrap();
+    let (code, out, err) = check(&env, &["--read-data", "--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let damaged = v["damaged_paths"].as_array().unwrap();
+    let file = src.join("deep/er/f").display().to_string();
+    let snapshots: std::collections::BTreeSet<&str> = damaged
+        .iter()
+        .filter(|d| d["path"].as_str().unwrap().ends_with(&file))
+        .map(|d| d["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(snapshots.len(), 3, "{out}");
+}
+
+#[test]
+fn damage_under_a_file_name_that_is_not_utf8_is_reported_with_the_name_shown_lossily() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let odd = src.join(std::ffi::OsStr::from_bytes(b"x\xffy"));
+    fs::write(&odd, random_bytes(4, 100_000)).unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    for pack in files_under(&env.repo.join("data")) {
+        fs::remove_file(pack).unwrap();
+    }
+    let (code, out, err) = check(&env, &["--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let shown = format!("{}/x\u{fffd}y", src.display());
+    let damaged = v["damaged_paths"].as_array().unwrap();
+    assert!(damaged.iter().any(|d| d["path"] == shown.as_str()), "{out}");
+    let (code, out, _) = check(&env, &[]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains(&shown), "{out}");
+
+    // A backup that leaves out such a name still reports (exit 3, JSON summary).
+    let missing = env.path("gone").join(std::ffi::OsStr::from_bytes(b"m\xfe"));
+    let out = env.run(&[
+        "backup".as_ref(),
+        "--json".as_ref(),
+        src.as_os_str(),
+        missing.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v = summary_json(&out.stdout);
+    assert!(
+        v["errors"][0]["path"].as_str().unwrap().ends_with("m\u{fffd}"),
+        "{v}"
+    );
+}
+
+/// Flips a bit in the middle of the snapshot file of `id` (whole hex id).
+fn damage_snapshot(env: &Env, id: &str) {
+    let path = env.repo.join("snapshots").join(id);
+    let mut bytes = fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    fs::write(&path, &bytes).unwrap();
+}
+
+fn snapshot_ids(env: &Env) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    let ids = v.as_array().unwrap().iter();
+    ids.map(|s| s["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_damaged_snapshot_file_is_left_out_with_a_warning_until_forget_removes_it() {
+    let env = Env::init();
+    let src = repo_with_two_files(&env);
+    let ids = snapshot_ids(&env);
+    assert_eq!(ids.len(), 2);
+    let (bad, good) = (&ids[0], &ids[1]);
+    damage_snapshot(&env, bad);
+
+    // Reading commands list and restore the others, with a warning naming the damaged one.
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains(&good[..8]) && !listed.contains(&bad[..8]),
+        "{listed}"
+    );
+    let warning = format!("warning: snapshot {} left out", &bad[..8]);
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    let back = restored(&env.restore(good, "r"), &src);
+    assert_eq!(dir_contents(&back), dir_contents(&src));
+    // Backups go on; forget by policy keeps the damaged one; check and prune refuse it.
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    env.ok(&["forget", "--keep-last", "1", "--dry-run"]);
+    let (code, out, _) = check(&env, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&bad[..8]), "{out}");
+    let out = env.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("prune deletes nothing while a snapshot file is damaged"),
+        "{}",
+        stderr(&out)
+    );
+    // Named by a prefix, it is forgotten without being read, and the repository is whole.
+    env.ok(&["forget", &bad[..8]]);
+    assert!(!env.repo.join("snapshots").join(bad).exists());
+    env.ok(&["prune"]);
+    assert_eq!(check(&env, &["--read-data"]).0, Some(0));
+}
+
+#[test]
+fn repair_snapshots_forget_removes_a_damaged_snapshot_file() {
+    let env = Env::init();
+    repo_with_two_files(&env);
+    let ids = snapshot_ids(&env);
+    damage_snapshot(&env, &ids[1]);
+    let dry = env.ok(&["repair", "snapshots"]);
+    assert!(dry.contains("cannot be repaired"), "{dry}");
+    assert!(env.repo.join("snapshots").join(&ids[1]).exists());
+    let out = env.ok(&["repair", "snapshots", "--write", "--forget"]);
+    assert!(out.contains(&format!("snapshot {}", &ids[1][..8])), "{out}");
+    assert_eq!(snapshot_ids(&env), vec![ids[0].clone()]);
+    assert_eq!(check(&env, &[]).0, Some(0));
+}
+
+#[test]
 fn repair_index_rebuilds_a_lost_index_and_check_passes() {
     let env = Env::init();
     let src = repo_with_two_files(&env);

@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
     /// Record this host name instead of the machine's
-    #[arg(long)]
+    #[arg(short = 'H', long)]
     host: Option<String>,
     /// Record this snapshot time: RFC 3339 (2024-05-01T03:00:00+02:00) or local time
     /// (2024-05-01 03:00:00)
@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "force")]
     parent: Option<String>,
     /// Read every file even if unchanged since the parent
-    #[arg(long)]
+    #[arg(short = 'f', long)]
     force: bool,
 }
 
@@ -96,6 +96,7 @@ struct JsonSummary<'a> {
     summary: &'a Option<floe_engine::SnapshotSummary>,
     errors: &'a [floe_engine::SourceError],
     warnings: &'a [floe_engine::SourceError],
+    #[serde(serialize_with = "floe_engine::lossy_paths")]
     changed_while_read: &'a [PathBuf],
 }
 

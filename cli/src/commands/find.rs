@@ -38,7 +38,8 @@ struct JsonMatch<'a> {
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
     let (_lock, (all, index)) = crate::repo::read_locked(g, &repo, "find", || {
-        let (all, index) = floe_engine::both(|| repo.snapshots_present(), || repo.load_index());
+        let (all, index) =
+            floe_engine::both(|| crate::select::readable(&repo), || repo.load_index());
         Ok((all?, index?))
     })?;
     // --host, --tag and --path narrow the snapshots first; `latest` is then the newest of those.

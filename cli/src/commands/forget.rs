@@ -11,22 +11,22 @@ pub struct Args {
     #[arg(value_name = "ID")]
     ids: Vec<String>,
     /// Keep the newest N snapshots
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
+    #[arg(short = 'l', long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_last: u32,
     /// Keep the newest snapshot of each of the last N hours that have one
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
+    #[arg(short = 'H', long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_hourly: u32,
     /// Keep the newest snapshot of each of the last N days that have one
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
+    #[arg(short = 'd', long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_daily: u32,
     /// Keep the newest snapshot of each of the last N ISO weeks that have one
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
+    #[arg(short = 'w', long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_weekly: u32,
     /// Keep the newest snapshot of each of the last N months that have one
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
+    #[arg(short = 'm', long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_monthly: u32,
     /// Keep the newest snapshot of each of the last N years that have one
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
+    #[arg(short = 'y', long, value_name = "N", default_value_t = 0, value_parser = crate::args::parse_count, allow_negative_numbers = true)]
     keep_yearly: u32,
     /// Keep every snapshot within DURATION (e.g. 1y2m3d4h) of the group's newest
     #[arg(long, value_name = "DURATION")]
@@ -50,10 +50,10 @@ pub struct Args {
     #[arg(long = "keep-tag", value_name = "TAG")]
     keep_tags: Vec<String>,
     /// Apply the policy to each group of snapshots sharing these fields (host, paths, tags)
-    #[arg(long, default_value = "host,paths")]
+    #[arg(short = 'g', long, default_value = "host,paths")]
     group_by: GroupBy,
     #[command(flatten)]
-    filter: crate::select::SnapshotFilter,
+    filter: crate::select::ForgetFilter,
     /// Allow a policy to remove every snapshot of a group
     #[arg(long)]
     unsafe_allow_remove_all: bool,
@@ -114,7 +114,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let by_policy = a.ids.is_empty() && !policy.is_empty();
     let read = || {
         if by_policy {
-            Ok(Some(repo.snapshots()?))
+            // A damaged snapshot file is left out (and so kept): `forget ID` removes it.
+            Ok(Some(crate::select::readable(&repo)?))
         } else {
             Ok(None)
         }

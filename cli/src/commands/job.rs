@@ -286,6 +286,7 @@ fn copy_to(cmd: &mut Command, g: &GlobalArgs, destination: &Path) {
     let own = [
         "FLOE_PROFILE",
         "FLOE_REPOSITORY",
+        "FLOE_REPOSITORY_FILE",
         "FLOE_PASSWORD",
         "FLOE_PASSWORD_FILE",
     ];

@@ -78,6 +78,18 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                         p.action
                     ))?;
                 }
+                for d in &r.damaged {
+                    let fate = if write && forget {
+                        "removed"
+                    } else {
+                        "cannot be repaired; --write --forget removes it"
+                    };
+                    output::note(format!(
+                        "snapshot {}: {}: {fate}",
+                        &d.snapshot[..8],
+                        d.error
+                    ))?;
+                }
                 if write {
                     output::note(format!(
                         "wrote {} repaired snapshot(s), removed {} original(s)",

@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = crate::args::parse_count)]
     latest: Option<u32>,
     /// Show snapshots in groups sharing these fields: host, paths, tags (comma-separated)
-    #[arg(long, value_name = "FIELDS")]
+    #[arg(short = 'g', long, value_name = "FIELDS")]
     group_by: Option<GroupBy>,
     #[command(flatten)]
     filter: crate::select::SnapshotFilter,

@@ -101,6 +101,7 @@ pub struct BackupOptions {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SourceError {
     /// Its path.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub path: PathBuf,
     /// Why.
     pub message: String,

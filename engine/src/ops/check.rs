@@ -6,7 +6,7 @@
 //! bytes, its header against the index, and authenticates every blob and its keyed hash. Every
 //! problem names the pack or blob, and the snapshots and paths it damages.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
 use rayon::prelude::*;
@@ -106,6 +106,7 @@ pub struct DamagedPath {
     /// The snapshot.
     pub snapshot: String,
     /// The path inside it.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub path: PathBuf,
 }
 
@@ -421,15 +422,13 @@ impl Checker {
         let mut walk = TreeWalk {
             used: HashSet::new(),
             seen_trees: HashSet::new(),
-            damaged: Vec::new(),
         };
-        for (sid, snap) in snapshots {
-            self.walk_snapshot(repo, index, sid, snap, &mut walk);
+        for (_, snap) in snapshots {
+            self.walk_snapshot(repo, index, snap, &mut walk);
         }
-        let mut damaged = walk.damaged;
-        damaged.sort();
-        damaged.dedup();
-        self.report.damaged_paths = damaged;
+        if !self.bad_blobs.is_empty() {
+            self.report.damaged_paths = self.damaged_paths(repo, index, snapshots);
+        }
         let used = walk.used;
         let unused = index
             .len()
@@ -442,39 +441,121 @@ impl Checker {
         }
     }
 
-    /// One snapshot's trees, depth first; a tree already walked is not walked again.
+    /// One snapshot's trees, depth first; a tree already walked is not walked again. Finds the
+    /// damaged and missing blobs; [`Checker::damaged_paths`] then names the paths they break.
     fn walk_snapshot(
         &mut self,
         repo: &Repository,
         index: &Index,
-        sid: &SnapshotId,
         snap: &Snapshot,
         walk: &mut TreeWalk,
     ) {
-        let mut stack = vec![(snap.tree, PathBuf::from("/"))];
-        while let Some((tree_id, at)) = stack.pop() {
+        let mut stack = vec![snap.tree];
+        while let Some(tree_id) = stack.pop() {
             walk.used.insert(tree_id);
             let first_visit = walk.seen_trees.insert(tree_id);
             let Some(tree) = self.load_tree(repo, index, &tree_id, first_visit) else {
-                walk.damaged.push(DamagedPath {
-                    snapshot: sid.short(),
-                    path: at,
-                });
                 continue;
             };
             for node in &tree.nodes {
-                let path = at.join(node.name.as_os());
-                if self.check_node(index, node, &mut walk.used) {
-                    walk.damaged.push(DamagedPath {
-                        snapshot: sid.short(),
-                        path: path.clone(),
-                    });
-                }
+                self.check_node(index, node, &mut walk.used);
                 if let (NodeKind::Dir, Some(sub), true) = (node.kind, node.subtree, first_visit) {
-                    stack.push((sub, path));
+                    stack.push(sub);
                 }
             }
         }
+    }
+
+    /// Every path, in every snapshot, that needs a damaged or missing blob. A tree shared by
+    /// snapshots (or folders) was walked once; here each snapshot is walked again, but only into
+    /// the trees with damage at or below them.
+    fn damaged_paths(
+        &self,
+        repo: &Repository,
+        index: &Index,
+        snapshots: &[(SnapshotId, Snapshot)],
+    ) -> Vec<DamagedPath> {
+        let roots: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).collect();
+        let tainted = self.tainted_trees(repo, index, &roots);
+        let mut damaged = Vec::new();
+        for (sid, snap) in snapshots {
+            let mut stack = vec![(snap.tree, PathBuf::from("/"))];
+            while let Some((tree_id, at)) = stack.pop() {
+                if !tainted.contains(&tree_id) {
+                    continue;
+                }
+                let Some(tree) = self.readable_tree(repo, index, &tree_id) else {
+                    damaged.push(DamagedPath {
+                        snapshot: sid.short(),
+                        path: at,
+                    });
+                    continue;
+                };
+                for node in &tree.nodes {
+                    let path = at.join(node.name.as_os());
+                    if self.needs_bad_blob(node) {
+                        damaged.push(DamagedPath {
+                            snapshot: sid.short(),
+                            path: path.clone(),
+                        });
+                    }
+                    if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+                        stack.push((sub, path));
+                    }
+                }
+            }
+        }
+        damaged.sort();
+        damaged.dedup();
+        damaged
+    }
+
+    /// The trees under `roots` with a damaged or missing blob at or below them, each tree read
+    /// once (children before their parent, on an explicit stack).
+    fn tainted_trees(&self, repo: &Repository, index: &Index, roots: &[BlobId]) -> HashSet<BlobId> {
+        let mut known: HashMap<BlobId, bool> = HashMap::new();
+        let mut stack: Vec<(BlobId, Option<Tree>)> = roots.iter().map(|r| (*r, None)).collect();
+        while let Some((id, read)) = stack.pop() {
+            if let Some(tree) = read {
+                let bad = tree.nodes.iter().any(|n| {
+                    self.needs_bad_blob(n)
+                        || n.subtree.is_some_and(|s| known.get(&s) == Some(&true))
+                });
+                known.insert(id, bad);
+                continue;
+            }
+            if known.contains_key(&id) {
+                continue;
+            }
+            let Some(tree) = self.readable_tree(repo, index, &id) else {
+                known.insert(id, true);
+                continue;
+            };
+            let subtrees: Vec<BlobId> = tree.nodes.iter().filter_map(|n| n.subtree).collect();
+            stack.push((id, Some(tree)));
+            stack.extend(subtrees.into_iter().map(|s| (s, None)));
+        }
+        known
+            .into_iter()
+            .filter(|(_, bad)| *bad)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// A tree the walk found sound, read again; `None` for one found damaged or missing.
+    fn readable_tree(&self, repo: &Repository, index: &Index, id: &BlobId) -> Option<Tree> {
+        if self.bad_blobs.contains(id) || !index.contains(id) {
+            return None;
+        }
+        repo.load_tree(index, id).ok()
+    }
+
+    /// True when a node's content needs a damaged or missing blob.
+    fn needs_bad_blob(&self, node: &Node) -> bool {
+        node.content
+            .iter()
+            .flatten()
+            .any(|b| self.bad_blobs.contains(b))
     }
 
     /// A tree, or `None` when it is damaged (reported on the first visit only).
@@ -500,9 +581,8 @@ impl Checker {
         }
     }
 
-    /// Marks a node's blobs used and reports those not indexed; true when its content needs a
-    /// damaged or missing blob.
-    fn check_node(&mut self, index: &Index, node: &Node, used: &mut HashSet<BlobId>) -> bool {
+    /// Marks a node's blobs used and reports those not indexed.
+    fn check_node(&mut self, index: &Index, node: &Node, used: &mut HashSet<BlobId>) {
         for b in node.content.iter().flatten() {
             used.insert(*b);
             if !index.contains(b) && self.bad_blobs.insert(*b) {
@@ -517,10 +597,6 @@ impl Checker {
                 );
             }
         }
-        node.content
-            .iter()
-            .flatten()
-            .any(|b| self.bad_blobs.contains(b))
     }
 
     /// Locks: stale ones are warnings, unreadable ones errors.
@@ -549,8 +625,6 @@ struct TreeWalk {
     used: HashSet<BlobId>,
     /// Trees already walked.
     seen_trees: HashSet<BlobId>,
-    /// Paths that need a damaged or missing blob.
-    damaged: Vec<DamagedPath>,
 }
 
 fn check_header(repo: &Repository, p: &IndexPack) -> Result<()> {

@@ -152,8 +152,10 @@ pub fn plan(
     let leftovers = transfer::leftover_packs(dest, &dest_index)?;
     dest_index.add_file(&leftovers);
     dest_index.finish();
-    let dest_snaps = dest.snapshots()?;
-    let pairs = pairs(&src.snapshots()?, &dest_snaps);
+    // A damaged snapshot on either side pairs with nothing: the source's is not copied (the
+    // caller chose from what reads back), and one whose copy is damaged is copied again.
+    let dest_snaps = dest.snapshots_present()?;
+    let pairs = pairs(&src.snapshots_present()?, &dest_snaps);
     let mut walker = Walker {
         src,
         src_index,

@@ -204,6 +204,32 @@ impl PrunePlan {
     }
 }
 
+/// Every snapshot but those in `ignore` (being forgotten), strictly: one listed but gone, or
+/// damaged, is an error, since prune would delete the data it needs.
+fn kept_snapshots(
+    repo: &Repository,
+    ignore: &[crate::id::SnapshotId],
+) -> Result<Vec<crate::format::snapshot::SnapshotEntry>> {
+    let listing = repo.load_snapshots(false)?;
+    let mut damaged = listing.damaged.into_iter();
+    if let Some((id, e)) = damaged.find(|(id, _)| !ignore.contains(id)) {
+        return Err(match e {
+            Error::Corrupt { object, reason } => Error::Corrupt {
+                object,
+                reason: format!(
+                    "{reason}; prune deletes nothing while a snapshot file is damaged: \
+                     `floe forget {}` removes it",
+                    id.to_hex()
+                ),
+            },
+            other => other,
+        });
+    }
+    let mut kept = listing.readable;
+    kept.retain(|s| !ignore.contains(&s.id));
+    Ok(kept)
+}
+
 /// Marks every blob the snapshots need. Fails when a snapshot needs a blob the index lacks:
 /// pruning a damaged repository could lose data, so it is refused.
 fn mark_used(
@@ -216,11 +242,7 @@ fn mark_used(
         let pos = index.position(id).ok_or(Error::MissingBlob(*id))?;
         Ok(!std::mem::replace(&mut used[pos], true))
     };
-    for snap in repo
-        .snapshots()?
-        .into_iter()
-        .filter(|s| !ignore.contains(&s.id))
-    {
+    for snap in kept_snapshots(repo, ignore)? {
         let mut stack = vec![snap.snapshot.tree];
         while let Some(tree_id) = stack.pop() {
             if !mark(&tree_id, &mut used)? {

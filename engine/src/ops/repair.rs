@@ -94,6 +94,7 @@ pub struct RepairedPath {
     /// The snapshot (short id).
     pub snapshot: String,
     /// The path.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub path: std::path::PathBuf,
     /// What was done: `truncated to N bytes` or `emptied folder`.
     pub action: String,
@@ -106,8 +107,20 @@ pub struct RepairSnapshotsReport {
     pub paths: Vec<RepairedPath>,
     /// New snapshots written (id), one per damaged snapshot.
     pub new_snapshots: Vec<String>,
-    /// Original snapshots removed (with `forget`).
+    /// Original snapshots removed (with `forget`), damaged snapshot files among them.
     pub removed: Vec<String>,
+    /// Snapshot files that do not decrypt or decode (id, error): nothing in them can be
+    /// repaired; `forget` removes them.
+    pub damaged: Vec<DamagedSnapshot>,
+}
+
+/// A snapshot file that does not decrypt or decode.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamagedSnapshot {
+    /// Its id.
+    pub snapshot: String,
+    /// What is wrong with it.
+    pub error: String,
 }
 
 struct Repairer<'a> {
@@ -233,7 +246,14 @@ pub fn repair_snapshots(
     };
     let mut report = RepairSnapshotsReport::default();
     let mut fixed = Vec::new();
-    for s in repo.snapshots()? {
+    let listing = repo.snapshots_readable()?;
+    for (id, e) in &listing.damaged {
+        report.damaged.push(DamagedSnapshot {
+            snapshot: id.to_hex(),
+            error: e.to_string(),
+        });
+    }
+    for s in listing.readable {
         let short = s.id.short();
         let mut paths = Vec::new();
         let root = if !index.contains(&s.snapshot.tree) {
@@ -274,6 +294,12 @@ pub fn repair_snapshots(
         if forget {
             repo.backend().remove(FileType::Snapshot, s.id.as_bytes())?;
             report.removed.push(s.id.to_hex());
+        }
+    }
+    if forget {
+        for (id, _) in &listing.damaged {
+            repo.backend().remove(FileType::Snapshot, id.as_bytes())?;
+            report.removed.push(id.to_hex());
         }
     }
     Ok(report)

@@ -86,6 +86,7 @@ pub struct RestoreOptions {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreError {
     /// Where it was to be written.
+    #[serde(serialize_with = "crate::report::lossy_path")]
     pub path: PathBuf,
     /// Why it was not.
     pub message: String,
@@ -475,6 +476,7 @@ pub struct RestorePreview {
     /// Bytes of the files to write that come from the repository.
     pub bytes_to_read: u64,
     /// Entries `--delete` would remove.
+    #[serde(serialize_with = "crate::report::lossy_paths")]
     pub deletes: Vec<PathBuf>,
 }
 

@@ -643,38 +643,70 @@ impl Repository {
     /// forget, prune and repair, which hold the exclusive lock, decide from this list, and a
     /// snapshot they did not see would lose its data.
     pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
-        self.load_snapshots(false)
+        let listing = self.load_snapshots(false)?;
+        match listing.damaged.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(listing.readable),
+        }
     }
 
     /// As [`Repository::snapshots`], leaving out a snapshot listed but gone when read: it was
     /// forgotten meanwhile (commands that only read snapshots take no lock), or the storage
     /// still lists it after its deletion. For commands that only read.
+    /// Damaged snapshot files are left out too (see [`Repository::snapshots_readable`]).
     pub fn snapshots_present(&self) -> Result<Vec<SnapshotEntry>> {
+        Ok(self.snapshots_readable()?.readable)
+    }
+
+    /// As [`Repository::snapshots_present`], with the snapshot files that are damaged (they do
+    /// not decrypt or decode) apart, each with its error: one damaged file must not stop every
+    /// command that reads snapshots. Only `check` fails on them, and `forget ID` removes them.
+    pub fn snapshots_readable(&self) -> Result<SnapshotListing> {
         self.load_snapshots(true)
     }
 
-    fn load_snapshots(&self, skip_vanished: bool) -> Result<Vec<SnapshotEntry>> {
+    pub(crate) fn load_snapshots(&self, skip_vanished: bool) -> Result<SnapshotListing> {
         let files = self.backend.list(FileType::Snapshot)?;
-        let mut out: Vec<SnapshotEntry> = self.in_io_pool(|| {
+        let loaded: Vec<(SnapshotId, Result<Snapshot>)> = self.in_io_pool(|| {
             files
                 .par_iter()
-                .filter_map(|f| match self.load_file(FileType::Snapshot, &f.id) {
-                    Ok(snapshot) => Some(Ok(SnapshotEntry {
-                        id: SnapshotId::from_bytes(f.id),
-                        snapshot,
-                    })),
-                    Err(Error::Backend(BackendError::NotFound { .. })) if skip_vanished => None,
-                    Err(e) => Some(Err(e)),
+                .map(|f| {
+                    (
+                        SnapshotId::from_bytes(f.id),
+                        self.load_file(FileType::Snapshot, &f.id),
+                    )
                 })
-                .collect::<Result<_>>()
-        })?;
-        out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
-        Ok(out)
+                .collect()
+        });
+        let mut listing = SnapshotListing::default();
+        for (id, loaded) in loaded {
+            match loaded {
+                Ok(snapshot) => listing.readable.push(SnapshotEntry { id, snapshot }),
+                Err(Error::Backend(BackendError::NotFound { .. })) if skip_vanished => {}
+                Err(e) if e.is_corruption() => listing.damaged.push((id, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        let readable = &mut listing.readable;
+        readable.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        listing.damaged.sort_by_key(|d| d.0);
+        Ok(listing)
     }
 
-    /// Finds a snapshot by `latest` or by a unique hex prefix of its id.
+    /// Finds a snapshot by `latest` or by a unique hex prefix of its id. A prefix that names
+    /// only a damaged snapshot gets its damage as the error.
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
-        pick_snapshot(&self.snapshots_present()?, spec)
+        let listing = self.snapshots_readable()?;
+        match pick_snapshot(&listing.readable, spec) {
+            Err(Error::SnapshotNotFound(m)) => {
+                let mut damaged = listing.damaged.into_iter();
+                match damaged.find(|(id, _)| id.to_hex().starts_with(spec)) {
+                    Some((_, e)) if spec != "latest" => Err(e),
+                    _ => Err(Error::SnapshotNotFound(m)),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Reads `length` bytes at `offset` of a pack. A missing or short pack is corruption of that
@@ -790,6 +822,15 @@ impl Repository {
             )
         })
     }
+}
+
+/// The snapshots of a repository that read back, and those that do not.
+#[derive(Debug, Default)]
+pub struct SnapshotListing {
+    /// Readable snapshots, oldest first.
+    pub readable: Vec<SnapshotEntry>,
+    /// Snapshot files that fail to decrypt or decode, by id, each with its error.
+    pub damaged: Vec<(SnapshotId, Error)>,
 }
 
 /// Picks the snapshot `spec` names among `all` (oldest first): `latest`, or a unique hex prefix
