@@ -189,7 +189,12 @@ fn a_damaged_file_is_named_in_every_snapshot_that_holds_it() {
     fs::write(src.join("deep/er/f"), random_bytes(3, 1_000_000)).unwrap();
     // The same tree in three snapshots: the check walks it once.
     for host in ["h1", "h2", "h3"] {
-        env.ok(&["backup".as_ref(), "--host".as_ref(), host.as_ref(), src.as_os_str()]);
+        env.ok(&[
+            "backup".as_ref(),
+            "--host".as_ref(),
+            host.as_ref(),
+            src.as_os_str(),
+        ]);
     }
     let pack = newest_data_pack(&env);
     let mut bytes = fs::read(&pack).unwrap();
@@ -241,7 +246,10 @@ fn damage_under_a_file_name_that_is_not_utf8_is_reported_with_the_name_shown_los
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let v = summary_json(&out.stdout);
     assert!(
-        v["errors"][0]["path"].as_str().unwrap().ends_with("m\u{fffd}"),
+        v["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("m\u{fffd}"),
         "{v}"
     );
 }

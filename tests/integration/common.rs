@@ -50,6 +50,7 @@ impl Env {
         c.env_remove("FLOE_PASSWORD_FILE")
             .env_remove("FLOE_PASSWORD_COMMAND")
             .env_remove("FLOE_REPOSITORY")
+            .env_remove("FLOE_REPOSITORY_FILE")
             .env_remove("FLOE_COMPRESSION")
             .env("FLOE_PASSWORD", PASSWORD)
             // Each test's own cache of remote metadata, never the user's.

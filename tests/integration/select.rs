@@ -265,3 +265,71 @@ fn floe_bin() -> std::process::Command {
     c.env_remove("FLOE_REPOSITORY");
     c
 }
+
+#[test]
+fn restic_short_flags_and_repository_file_work_as_in_restic_scripts() {
+    let (env, file) = two_hosts();
+    let f = file.to_str().unwrap();
+    // -H is --host for backup and the filters, -f is --force.
+    env.ok(&["backup", "-H", "a", "-f", f]);
+    let of_a = json(&env, &["snapshots", "--json", "-H", "a"]);
+    assert_eq!(of_a.as_array().unwrap().len(), 2, "{of_a}");
+    // forget: -l keeps the last, -g groups, -H is --keep-hourly there (as in restic).
+    let plan = json(&env, &["forget", "-l", "1", "-g", "host", "-n", "--json"]);
+    assert_eq!(plan["removed"].as_array().unwrap().len(), 1, "{plan}");
+    let plan = json(
+        &env,
+        &[
+            "forget", "-H", "1", "-d", "1", "-w", "1", "-m", "1", "-y", "1", "-n", "--json",
+        ],
+    );
+    assert_eq!(plan["removed"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(
+        json(&env, &["snapshots", "-g", "host", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // --repository-file and -p, with no FLOE_* variable.
+    let location = env.path("repository");
+    fs::write(&location, format!("{}\n", env.repo.display())).unwrap();
+    let password = env.path("password");
+    fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let bare = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(args)
+            .env_clear()
+            .output()
+            .unwrap()
+    };
+    let out = bare(&[
+        "--repository-file".as_ref(),
+        location.as_os_str(),
+        "-p".as_ref(),
+        password.as_os_str(),
+        "snapshots".as_ref(),
+        "--json".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    // With --repo too: a usage error; an empty file: said so.
+    let out = bare(&[
+        "--repository-file".as_ref(),
+        location.as_os_str(),
+        "-r".as_ref(),
+        env.repo.as_os_str(),
+        "snapshots".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    fs::write(&location, "\n").unwrap();
+    let out = bare(&[
+        "--repository-file".as_ref(),
+        location.as_os_str(),
+        "snapshots".as_ref(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is empty"), "{}", stderr(&out));
+}
