@@ -41,7 +41,11 @@ pub fn patterns(given: &[String], files: &[std::path::PathBuf]) -> anyhow::Resul
     for f in files {
         let text = std::fs::read_to_string(f)
             .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
-        all.extend(text.lines().map(str::to_string));
+        // Blank lines and comments are no patterns (docs/patterns.md), nor stored as such.
+        let lines = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        all.extend(lines.map(str::to_string));
     }
     Ok(all)
 }
@@ -136,6 +140,15 @@ fn zstd_levels() -> std::ops::RangeInclusive<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exclude_files_give_their_patterns_without_comments_or_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("excludes");
+        std::fs::write(&file, "# caches\n*.bin\n\n #not a comment\n").unwrap();
+        let all = patterns(&["*.tmp".into()], &[file]).unwrap();
+        assert_eq!(all, ["*.tmp", "*.bin", " #not a comment"]);
+    }
 
     #[test]
     fn times() {

@@ -333,3 +333,30 @@ fn restic_short_flags_and_repository_file_work_as_in_restic_scripts() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("is empty"), "{}", stderr(&out));
 }
+
+#[test]
+fn snapshots_takes_ids_and_dump_takes_restics_archive_and_target() {
+    let (env, file) = two_hosts();
+    let f = file.to_str().unwrap();
+    let all = json(&env, &["snapshots", "--json"]);
+    let a_id = all[0]["id"].as_str().unwrap();
+    let shown = json(&env, &["snapshots", "--json", &a_id[..8]]);
+    assert_eq!(shown.as_array().unwrap().len(), 1);
+    assert_eq!(shown[0]["id"], a_id);
+    let out = env.run(&["snapshots", "0000000000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let target = env.path("dumped");
+    env.ok(&[
+        "dump",
+        "--archive",
+        "tar",
+        "--target",
+        target.to_str().unwrap(),
+        a_id,
+        f,
+    ]);
+    assert_eq!(fs::read(&target).unwrap(), b"content of a");
+    let out = env.run(&["dump", "--archive", "zip", a_id, f]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

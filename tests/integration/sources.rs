@@ -391,3 +391,45 @@ fn a_comma_in_tag_gives_two_tags_and_filters_need_both() {
     assert_eq!(count(&[""]), 1);
     assert_eq!(count(&["", "db"]), 2);
 }
+
+#[test]
+fn excludes_apply_to_the_sources_named_too_as_in_restic() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("b")).unwrap();
+    for name in ["b/lower.tmp", "b/UPPER.TMP", "b/keep.txt"] {
+        fs::write(src.join(name), name).unwrap();
+    }
+    let list = env.path("list");
+    let named: String = ["lower.tmp", "UPPER.TMP", "keep.txt"]
+        .iter()
+        .map(|n| format!("{}\n", src.join("b").join(n).display()))
+        .collect();
+    fs::write(&list, named).unwrap();
+    env.ok(&[
+        "backup".as_ref(),
+        "--files-from".as_ref(),
+        list.as_os_str(),
+        "--iexclude".as_ref(),
+        "*.tmp".as_ref(),
+    ]);
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(listed.contains("keep.txt"), "{listed}");
+    assert!(
+        !listed.contains("lower.tmp") && !listed.contains("UPPER.TMP"),
+        "{listed}"
+    );
+    // Sources on the command line as well.
+    env.ok(&[
+        "backup".as_ref(),
+        "--exclude".as_ref(),
+        "*.txt".as_ref(),
+        src.join("b/keep.txt").as_os_str(),
+        src.join("b/lower.tmp").as_os_str(),
+    ]);
+    let listed = env.ok(&["ls", "latest"]);
+    assert!(
+        listed.contains("lower.tmp") && !listed.contains("keep.txt"),
+        "{listed}"
+    );
+}

@@ -18,9 +18,19 @@ pub struct Args {
     path: Option<String>,
     #[command(flatten)]
     filter: crate::select::SnapshotFilter,
-    /// Write to this file instead of standard output (replaced only once complete)
-    #[arg(short, long, value_name = "FILE")]
+    /// Write to this file instead of standard output (replaced only once complete); restic's
+    /// `-t, --target` is the same
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        visible_alias = "target",
+        short_alias = 't'
+    )]
     output: Option<PathBuf>,
+    /// The archive format of a folder: tar, the only one (restic's `--archive tar`)
+    #[arg(short = 'a', long, value_name = "FORMAT", value_parser = ["tar"], default_value = "tar")]
+    archive: String,
     #[command(flatten)]
     thaw: crate::thaw::ThawArgs,
 }

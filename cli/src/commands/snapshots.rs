@@ -6,6 +6,9 @@ use crate::{exit, output, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Show only these snapshots (ids, unique prefixes of ids, or `latest`)
+    #[arg(value_name = "ID")]
+    ids: Vec<String>,
     /// Show only the latest N snapshots of each group (by host and paths, or by --group-by);
     /// 0 shows all
     #[arg(long, value_name = "N", value_parser = crate::args::parse_count)]
@@ -69,7 +72,13 @@ fn print_table(snaps: &[SnapshotEntry]) -> anyhow::Result<()> {
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let repo = crate::repo::open(g)?;
-    let snaps = a.filter.snapshots(&repo)?;
+    let snaps = if a.ids.is_empty() {
+        a.filter.snapshots(&repo)?
+    } else {
+        let mut chosen = crate::select::chosen(&repo, &a.ids, &a.filter)?;
+        chosen.sort_by(|x, y| x.snapshot.time.cmp(&y.snapshot.time).then(x.id.cmp(&y.id)));
+        chosen
+    };
     let by = a.group_by.unwrap_or(if a.latest.is_some() {
         GroupBy {
             host: true,

@@ -135,7 +135,11 @@ impl Lister {
         for (name, child) in &dir.children {
             let path = at.join(OsStr::from_bytes(name));
             let VirtualChild::Dir(sub) = child else {
-                self.entry(path, None)?;
+                // Excludes apply to the sources themselves too, as in restic: a list of files
+                // (`--files-from`) is filtered like a folder's entries.
+                if !self.rules.excluded(&path) {
+                    self.entry(path, None)?;
+                }
                 continue;
             };
             match fs::metadata(&path) {
@@ -389,7 +393,9 @@ pub fn scan(opts: &BackupOptions) -> Result<ScanTotals> {
             continue;
         }
         outer = Some(s);
-        scan_entry(&rules, s, None, &mut totals);
+        if !rules.excluded(s) {
+            scan_entry(&rules, s, None, &mut totals);
+        }
     }
     Ok(totals)
 }
