@@ -241,7 +241,7 @@ pub enum Error {
     },
     /// The stream of a stream backup failed before its end (a read error, or the command that
     /// produced it failed); no snapshot was saved.
-    #[error("the stream for /{name} failed, no snapshot was saved: {source}")]
+    #[error("the stream for /{name} failed, no snapshot was saved")]
     StreamFailed {
         /// The file name the stream was to be saved as.
         name: String,

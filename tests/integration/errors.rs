@@ -1,5 +1,6 @@
 //! Bad input: wrong password, missing repository, damaged packs.
 
+use std::ffi::OsStr;
 use std::fs;
 
 use crate::common::*;
@@ -196,4 +197,48 @@ fn a_user_who_may_not_write_the_repository_is_told_about_no_lock() {
     assert!(out.status.success(), "{}", stderr(&out));
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.contains("/src/a"), "{listing}");
+}
+
+#[test]
+fn a_file_where_a_folder_belongs_is_named_as_such() {
+    let env = Env::init();
+    let file = env.path("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    // A repository location that is a file: no repository there (exit 10).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args([OsStr::new("-r"), file.as_os_str(), OsStr::new("snapshots")])
+        .env_remove("FLOE_REPOSITORY")
+        .env_remove("FLOE_REPOSITORY_FILE")
+        .env("FLOE_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("repository does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    // A restore target that is a file.
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    env.ok(&[OsStr::new("backup"), src.as_os_str()]);
+    let out = env.run(&[
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--target"),
+        file.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected = format!("the target {} is not a folder", file.display());
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a folder");
+    // An empty --host is refused rather than recorded.
+    let out = env.run(&[
+        OsStr::new("backup"),
+        OsStr::new("--host"),
+        OsStr::new(""),
+        src.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -124,6 +124,7 @@ fn a_failing_or_killed_command_saves_no_snapshot() {
             err.contains(status) && err.contains("no snapshot was saved"),
             "{err}"
         );
+        assert_eq!(err.matches(status).count(), 1, "the cause said once: {err}");
     }
     let out = env.run(&[
         "backup",

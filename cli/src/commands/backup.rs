@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
     /// Record this host name instead of the machine's
-    #[arg(short = 'H', long)]
+    #[arg(short = 'H', long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     host: Option<String>,
     /// Record this snapshot time: RFC 3339 (2024-05-01T03:00:00+02:00) or local time
     /// (2024-05-01 03:00:00)

@@ -567,6 +567,12 @@ pub fn plan_restore(
     subpath: &str,
     opts: &RestoreOptions,
 ) -> Result<RestorePlan> {
+    if fs::metadata(&opts.target).is_ok_and(|m| !m.is_dir()) {
+        return Err(Error::InvalidOptions(format!(
+            "the target {} is not a folder",
+            opts.target.display()
+        )));
+    }
     MetaWriter::new(repo, opts)?;
     let mut plan = build_plan(repo, index, snap, subpath, opts)?;
     existing_targets(&plan, opts)?;

@@ -42,7 +42,9 @@ impl LocalBackend {
     }
 
     fn err(op: &'static str, path: &Path, source: io::Error) -> BackendError {
-        if source.kind() == io::ErrorKind::NotFound {
+        // Under a file where a folder should be, nothing can be found either (`-r` naming a file).
+        let absent = [io::ErrorKind::NotFound, io::ErrorKind::NotADirectory];
+        if absent.contains(&source.kind()) {
             BackendError::NotFound {
                 location: path.display().to_string(),
             }
