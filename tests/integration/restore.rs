@@ -173,6 +173,43 @@ fn existing_files_are_not_overwritten_without_overwrite() {
     assert_eq!(fs::read(&dest).unwrap(), b"from the backup");
 }
 
+#[test]
+fn a_sparse_file_restored_over_its_old_copy_stays_sparse() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    {
+        let mut f = fs::File::create(src.join("sparse.img")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(64 << 20)).unwrap();
+        f.write_all(b"tail").unwrap();
+    }
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let t = env.path("out");
+    let args = [
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        t.as_os_str(),
+    ];
+    env.ok(&args);
+    let dest = restored(&t, &src).join("sparse.img");
+    // The copy changes at its end, so the restore continues from the old copy.
+    let mut f = fs::OpenOptions::new().write(true).open(&dest).unwrap();
+    f.seek(SeekFrom::Start(64 << 20)).unwrap();
+    f.write_all(b"TAIL").unwrap();
+    drop(f);
+    let mut again = args.to_vec();
+    again.push("--overwrite".as_ref());
+    env.ok(&again);
+    assert_eq!(
+        fs::read(&dest).unwrap(),
+        fs::read(src.join("sparse.img")).unwrap()
+    );
+    let blocks = fs::metadata(&dest).unwrap().blocks();
+    assert!(blocks * 512 < 4 << 20, "restored with {blocks} blocks");
+}
+
 /// A file holding exactly the bytes of an encoded empty folder once shared the folder's blob id,
 /// and restores then failed with "a tree reference names a data blob".
 #[test]

@@ -1045,8 +1045,45 @@ fn copy_to_part(path: &Path, part: &Path) -> io::Result<()> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(part)?;
-    let mut from = File::open(path)?;
-    io::copy(&mut from, &mut to).map(|_| ())
+    let from = File::open(path)?;
+    copy_sparse(&from, &mut to)
+}
+
+/// Copies `from` into the empty file `to`, keeping holes: only the ranges the file system says
+/// hold data are read, and zero blocks in them are left unwritten too.
+fn copy_sparse(from: &File, to: &mut File) -> io::Result<()> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::fd::AsRawFd;
+    let fd = from.as_raw_fd();
+    let len = from.metadata()?.len();
+    to.set_len(len)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match lseek(fd, pos as i64, Whence::SeekData) {
+            Ok(at) => at as u64,
+            // No data after `pos`: the rest is a hole.
+            Err(nix::errno::Errno::ENXIO) => break,
+            // A file system without SEEK_DATA: read everything.
+            Err(nix::errno::Errno::EINVAL) => pos,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = lseek(fd, data as i64, Whence::SeekHole)
+            .map_or(len, |at| at as u64)
+            .min(len);
+        let mut at = data;
+        while at < hole {
+            let want = buf.len().min((hole - at) as usize);
+            let n = from.read_at(&mut buf[..want], at)?;
+            if n == 0 {
+                break;
+            }
+            write_sparse(to, at, &buf[..n])?;
+            at += n as u64;
+        }
+        pos = hole.max(at);
+    }
+    Ok(())
 }
 
 /// Completes files: when the last chunk of a file is written, its temporary file gets the
