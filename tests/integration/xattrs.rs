@@ -670,3 +670,32 @@ fn a_restore_keeps_the_attributes_of_folders_it_did_not_make_and_of_version_1_en
     assert_eq!(acl_of_file(&env, "v2-acl"), Vec::<String>::new());
     assert_eq!(acl_of_file(&v1, "v1-acl"), ["system.posix_acl_access"]);
 }
+
+#[test]
+fn a_copy_into_a_version_1_repository_says_attributes_were_dropped_and_exits_3() {
+    let Some((env, src)) = repository_and_source() else {
+        return;
+    };
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+    let old = Env::new();
+    old.ok(&["init", "--repository-version", "1"]);
+    let out = old
+        .cmd()
+        .args([
+            "copy".as_ref(),
+            "--from-repo".as_ref(),
+            env.repo.as_os_str(),
+        ])
+        .env("FLOE_FROM_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("copied without theirs"),
+        "{}",
+        stderr(&out)
+    );
+    // The copy itself is whole: its files restore byte for byte.
+    let back = restored(&old.restore("latest", "r"), &src);
+    assert_eq!(dir_contents(&back), dir_contents(&src));
+}

@@ -58,11 +58,16 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let copies = describe(&plan);
     let report = copy(&src, &src_index, &dest, plan, &opts);
     drop(display);
-    print_report(g, &copies, &report?)?;
+    let report = report?;
+    print_report(g, &copies, &report)?;
     if let Some(lock) = &lock {
         crate::repo::keep_locked(g, &dest, lock)?;
     }
-    Ok(exit::OK)
+    // As a backup into such a repository: the copies are saved, but without what was dropped.
+    Ok(match report.xattrs_dropped {
+        0 => exit::OK,
+        _ => exit::PARTIAL,
+    })
 }
 
 /// "snapshot 1a2b3c4d of [/home] at 2026-01-01 03:00:00 by ann@host", per snapshot to copy.
