@@ -80,7 +80,8 @@ pub use ops::object_lock::{
     VERSIONS_MARGIN_DAYS,
 };
 pub use ops::prune::{
-    execute as prune, plan as plan_prune, MaxUnused, PruneOptions, PrunePlan, PruneReport,
+    execute as prune, plan as plan_prune, plan_salvage, MaxUnused, PruneOptions, PrunePlan,
+    PruneReport, SalvagedPack,
 };
 pub use ops::repair::{repair_index, repair_snapshots, RepairIndexReport, RepairSnapshotsReport};
 pub use ops::restore::{

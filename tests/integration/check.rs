@@ -254,6 +254,47 @@ fn damage_under_a_file_name_that_is_not_utf8_is_reported_with_the_name_shown_los
     );
 }
 
+#[test]
+fn repair_packs_rewrites_a_damaged_pack_and_the_repository_then_checks_clean() {
+    let env = Env::init();
+    let src = repo_with_two_files(&env);
+    let pack = newest_data_pack(&env);
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[5000] ^= 0x10;
+    fs::write(&pack, &bytes).unwrap();
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(1), "{out}");
+    let id = name(&pack);
+
+    let dry = env.ok(&["repair", "packs", &id[..12]]);
+    assert!(
+        dry.contains("1 damaged") && dry.contains("dry run"),
+        "{dry}"
+    );
+    assert!(pack.exists());
+    let done = env.ok(&["repair", "packs", &id, "--write"]);
+    assert!(done.contains("removed 1 damaged pack(s)"), "{done}");
+    assert!(done.contains("floe repair snapshots --write"), "{done}");
+    assert!(!pack.exists());
+    env.ok(&["repair", "snapshots", "--write", "--forget"]);
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(0), "{out}");
+    // What did not need the lost blob restores exactly.
+    let back = restored(&env.restore("latest", "r"), &src);
+    assert_eq!(
+        fs::read(back.join("first")).unwrap(),
+        fs::read(src.join("first")).unwrap()
+    );
+    // A pack the index does not name is refused, saying what to do.
+    let out = env.run(&["repair", "packs", "ffffffff"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no pack ffffffff in the index"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Flips a bit in the middle of the snapshot file of `id` (whole hex id).
 fn damage_snapshot(env: &Env, id: &str) {
     let path = env.repo.join("snapshots").join(id);

@@ -28,6 +28,16 @@ enum What {
         #[arg(long)]
         read_data: bool,
     },
+    /// Rewrite damaged packs (as `check --read-data` names them) with the blobs of theirs that
+    /// still open, and remove them (a dry run unless --write); then run `repair snapshots`
+    Packs {
+        /// The packs: ids or unique prefixes
+        #[arg(value_name = "PACK", required = true)]
+        ids: Vec<String>,
+        /// Write the new packs and index, and remove the damaged packs
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -101,6 +111,57 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                 }
             }
         }
+        What::Packs { ids, write } => salvage(g, &repo, &lock, &ids, write)?,
     }
     Ok(exit::OK)
+}
+
+/// `repair packs`: the plan, then (with `write`) prune's steps carry it out.
+fn salvage(
+    g: &GlobalArgs,
+    repo: &floe_engine::Repository,
+    lock: &floe_engine::RepoLock,
+    ids: &[String],
+    write: bool,
+) -> anyhow::Result<()> {
+    let (plan, found) = floe_engine::plan_salvage(repo, ids)?;
+    let report = if write {
+        let display = crate::progress::Display::counting(g, "packs rewritten");
+        let progress = |done: usize, total: usize| display.set_count(done, total);
+        let r = floe_engine::prune(repo, &plan, &lock.health(), &progress);
+        drop(display);
+        Some(r?)
+    } else {
+        None
+    };
+    let lost: usize = found.iter().map(|p| p.blobs_lost).sum();
+    output::summary(
+        &serde_json::json!({ "packs": found, "written": report, "blobs_lost": lost }),
+        g.json,
+    )?;
+    if g.json {
+        return Ok(());
+    }
+    for p in &found {
+        output::note(format!(
+            "pack {}: {} blob(s) sound, {} damaged",
+            p.id.short(),
+            p.blobs_kept,
+            p.blobs_lost
+        ))?;
+    }
+    match report {
+        None => output::note("dry run: nothing written (use --write)")?,
+        Some(r) => output::note(format!(
+            "wrote {} pack(s), removed {} damaged pack(s){}",
+            r.packs_written,
+            r.packs_deleted,
+            if lost > 0 {
+                "; now run `floe repair snapshots --write` for the files that needed the lost blobs"
+            } else {
+                ""
+            }
+        ))?,
+    }
+    Ok(())
 }

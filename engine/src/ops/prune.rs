@@ -34,6 +34,9 @@ use crate::repo::repository::{Repository, StoredPack};
 use crate::storage::{FileType, Leftover, StorageClass};
 use crate::units::{parse_percent, parse_size, ParseError};
 
+mod salvage;
+pub use salvage::{plan_salvage, SalvagedPack};
+
 /// How much unused space may stay.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum MaxUnused {
