@@ -262,8 +262,12 @@ fn repair_packs_rewrites_a_damaged_pack_and_the_repository_then_checks_clean() {
     let mut bytes = fs::read(&pack).unwrap();
     bytes[5000] ^= 0x10;
     fs::write(&pack, &bytes).unwrap();
-    let (code, out, _) = check(&env, &["--read-data"]);
+    let (code, out, err) = check(&env, &["--read-data"]);
     assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("`floe repair --help` lists the repairs"),
+        "{err}"
+    );
     let id = name(&pack);
 
     let dry = env.ok(&["repair", "packs", &id[..12]]);

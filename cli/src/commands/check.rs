@@ -103,7 +103,11 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let report = checked?;
     print_report(g, &report)?;
     if report.errors() > 0 {
-        anyhow::bail!("the repository is damaged: {} error(s)", report.errors());
+        anyhow::bail!(
+            "the repository is damaged: {} error(s) (`floe repair --help` lists the repairs: \
+             index for lost packs or index files, packs for damaged packs, then snapshots)",
+            report.errors()
+        );
     }
     if let Some(code) = stopped.get() {
         if !g.json {
