@@ -100,6 +100,7 @@ struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location: a local path, s3:BUCKET/PREFIX (AWS), or
     /// s3:http(s)://HOST:PORT/BUCKET/PREFIX (S3-compatible stores)

@@ -142,6 +142,23 @@ fn cat_and_list_show_every_kind_of_object() {
     let out = env.run(&["cat", "blob", blob]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"the content of f");
+    // Every blob the index records, by type, as restic lists them: the data blob of `f` and one
+    // tree per folder from the root down.
+    let blobs = env.ok(&["list", "blobs"]);
+    let indexed: Vec<&str> = index["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["blobs"].as_array().unwrap())
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(blobs.lines().count(), indexed.len(), "{blobs}");
+    assert!(
+        blobs.lines().any(|l| l == format!("data {blob}")),
+        "{blobs}"
+    );
+    let trees = blobs.lines().filter(|l| l.starts_with("tree ")).count();
+    assert_eq!(trees, f.ancestors().count() - 1, "{blobs}");
     let out = env.run(&["cat", "snapshot", "ffff"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(env.ok(&["list", "locks"]).is_empty());

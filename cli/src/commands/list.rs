@@ -23,6 +23,8 @@ enum Kind {
     Keys,
     /// Lock files
     Locks,
+    /// Blobs the index names, as `data ID` or `tree ID`
+    Blobs,
 }
 
 pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
@@ -33,6 +35,7 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         Kind::Packs => &[FileType::TreePack, FileType::DataPack],
         Kind::Keys => &[FileType::Key],
         Kind::Locks => &[FileType::Lock],
+        Kind::Blobs => return list_blobs(&repo),
     };
     let mut ids = Vec::new();
     for &t in types {
@@ -41,6 +44,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     ids.sort();
     for id in ids {
         output::line(id)?;
+    }
+    Ok(exit::OK)
+}
+
+/// `list blobs`: each blob of the index as restic lists it, `data ID` or `tree ID`.
+fn list_blobs(repo: &floe_engine::Repository) -> anyhow::Result<u8> {
+    for (blob_type, id) in repo.indexed_blobs()? {
+        output::line(format!("{blob_type} {id}"))?;
     }
     Ok(exit::OK)
 }

@@ -544,6 +544,18 @@ impl Repository {
         Ok(LoadedIndex::from_files(self.load_index_files()?))
     }
 
+    /// Every blob the index names, once, by type then id (`floe list blobs`).
+    pub fn indexed_blobs(&self) -> Result<Vec<(BlobType, BlobId)>> {
+        let packs = self.load_index_split()?.packs();
+        let mut blobs: Vec<(BlobType, BlobId)> = packs
+            .values()
+            .flat_map(|p| p.blobs.iter().map(|b| (p.blob_type, b.id)))
+            .collect();
+        blobs.sort();
+        blobs.dedup();
+        Ok(blobs)
+    }
+
     /// Lists both pack folders: every stored pack once, as the listing describes it.
     pub fn list_packs(&self) -> Result<HashMap<PackId, StoredPack>> {
         let mut stored = HashMap::new();
