@@ -126,6 +126,20 @@ fn unchanged_files_are_not_read_again() {
     assert_eq!(n(&third, "files_changed"), 1);
     assert_eq!(n(&third, "files_unchanged"), 1);
     assert_eq!(n(&third, "bytes_read"), 12);
+    // The same figures under restic's names, at the top of the summary.
+    let restic = |k: &str| third[k].as_u64().unwrap_or_else(|| panic!("{k}: {third}"));
+    assert_eq!(
+        (
+            restic("files_new"),
+            restic("files_changed"),
+            restic("files_unmodified")
+        ),
+        (0, 1, 1)
+    );
+    assert_eq!(restic("total_files_processed"), 2);
+    assert_eq!(restic("total_bytes_processed"), 3_000_012);
+    assert_eq!(restic("data_added"), n(&third, "bytes_added"));
+    assert_eq!(restic("data_blobs"), n(&third, "data_blobs_added"));
     let t = env.restore("latest", "out");
     assert_eq!(
         fs::read(restored(&t, &src).join("b")).unwrap(),

@@ -98,6 +98,39 @@ struct JsonSummary<'a> {
     warnings: &'a [floe_engine::SourceError],
     #[serde(serialize_with = "floe_engine::lossy_paths")]
     changed_while_read: &'a [PathBuf],
+    /// The figures again under the names of restic's summary, for scripts written for it.
+    #[serde(flatten)]
+    restic: Option<ResticSummary>,
+}
+
+/// restic's `backup --json` summary fields that floe has figures for.
+#[derive(serde::Serialize)]
+struct ResticSummary {
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    data_blobs: u64,
+    tree_blobs: u64,
+    data_added: u64,
+    total_files_processed: u64,
+    total_bytes_processed: u64,
+    total_duration: f64,
+}
+
+impl ResticSummary {
+    fn of(s: &floe_engine::SnapshotSummary) -> Self {
+        ResticSummary {
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            files_unmodified: s.files_unchanged,
+            data_blobs: s.data_blobs_added,
+            tree_blobs: s.tree_blobs_added,
+            data_added: s.bytes_added,
+            total_files_processed: s.files_new + s.files_changed + s.files_unchanged,
+            total_bytes_processed: s.total_bytes,
+            total_duration: s.duration_seconds,
+        }
+    }
 }
 
 /// The paths to back up: those given, then those the lists name.
@@ -250,6 +283,7 @@ fn print_report(report: &BackupReport, json: bool) -> anyhow::Result<()> {
             errors: &report.errors,
             warnings: &report.warnings,
             changed_while_read: &report.changed_while_read,
+            restic: report.snapshot.summary.as_ref().map(ResticSummary::of),
         },
         json,
     )?;
