@@ -35,12 +35,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     })
 }
 
+/// A value that may hold bytes that are not UTF-8, as file names may: each such byte becomes
+/// U+FFFD, as `ls` prints it, and path lookups and patterns match names that way too.
+pub fn lossy() -> impl clap::builder::TypedValueParser<Value = String> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(|s| s.to_string_lossy().into_owned())
+}
+
 /// Patterns given on the command line, then those of the files, one a line.
 pub fn patterns(given: &[String], files: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut all = given.to_vec();
     for f in files {
-        let text = std::fs::read_to_string(f)
+        let bytes = std::fs::read(f)
             .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
         // Blank lines and comments are no patterns (docs/patterns.md), nor stored as such.
         let lines = text
             .lines()

@@ -85,6 +85,18 @@ impl PathMatcher {
         if self.empty {
             return false;
         }
+        if self.matches_as_is(path) {
+            return true;
+        }
+        // A pattern is text: a path that is not UTF-8 also matches as it is shown, with U+FFFD
+        // in place of its invalid bytes (how a pattern typed from a listing holds it).
+        match path.to_str() {
+            Some(_) => false,
+            None => self.matches_as_is(Path::new(path.to_string_lossy().as_ref())),
+        }
+    }
+
+    fn matches_as_is(&self, path: &Path) -> bool {
         if let Some(name) = path.file_name() {
             if self.by_name.is_match(name) {
                 return true;
@@ -97,6 +109,15 @@ impl PathMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_that_is_not_utf8_matches_as_it_is_shown() {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"/src/bad\xffname"));
+        assert!(PathMatcher::new(&["bad\u{fffd}name"]).unwrap().matches(odd));
+        assert!(PathMatcher::new(&["/src/*"]).unwrap().matches(odd));
+        assert!(!PathMatcher::new(&["bad?name2"]).unwrap().matches(odd));
+    }
 
     #[test]
     fn names_and_paths() {

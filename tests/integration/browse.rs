@@ -404,3 +404,40 @@ fn find_by_tree_pack_and_past_a_damaged_one() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_reached_by_its_bytes_or_as_ls_shows_it() {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let odd = OsStr::from_bytes(b"bad\xff\xfename");
+    fs::write(src.join(odd), b"odd content").unwrap();
+    fs::write(src.join("plain"), b"plain content").unwrap();
+    env.ok(&["backup".as_ref(), src.as_os_str()]);
+
+    let raw = src.join(odd).into_os_string();
+    let shown = OsString::from(format!("{}/bad\u{fffd}\u{fffd}name", src.display()));
+    let listed = env.ok(&["ls".as_ref(), "latest".as_ref(), src.as_os_str()]);
+    assert!(listed.lines().any(|l| OsStr::new(l) == shown), "{listed}");
+    for path in [&raw, &shown] {
+        let out = env.run(&["dump".as_ref(), "latest".as_ref(), path.as_os_str()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(out.stdout, b"odd content");
+    }
+    // An include pattern with the raw bytes restores that file alone, under its own name.
+    let target = env.path("out");
+    let pattern = OsString::from_vec(b"*\xff*".to_vec());
+    env.ok(&[
+        OsStr::new("restore"),
+        OsStr::new("latest"),
+        OsStr::new("--target"),
+        target.as_os_str(),
+        OsStr::new("--include"),
+        &pattern,
+    ]);
+    let back = restored(&target, &src);
+    assert_eq!(fs::read(back.join(odd)).unwrap(), b"odd content");
+    assert!(!back.join("plain").exists());
+}

@@ -50,13 +50,13 @@ pub struct Args {
     #[arg(long, value_parser = crate::args::parse_time)]
     time: Option<DateTime<chrono::FixedOffset>>,
     /// Leave out paths matching PATTERN (a name glob, or a path glob when it contains /)
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN", value_parser = crate::args::lossy())]
     excludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (# starts a comment)
     #[arg(long = "exclude-file", value_name = "FILE")]
     exclude_files: Vec<PathBuf>,
     /// Like --exclude, ignoring case
-    #[arg(long = "iexclude", value_name = "PATTERN")]
+    #[arg(long = "iexclude", value_name = "PATTERN", value_parser = crate::args::lossy())]
     iexcludes: Vec<String>,
     /// Like --exclude-file, ignoring case
     #[arg(long = "iexclude-file", value_name = "FILE")]

@@ -35,7 +35,7 @@ enum Object {
     /// The tree of a folder in a snapshot
     Tree {
         /// Snapshot id (or prefix, or `latest`), optionally with `:PATH` of a folder
-        #[arg(value_name = "SNAPSHOT[:PATH]")]
+        #[arg(value_name = "SNAPSHOT[:PATH]", value_parser = crate::args::lossy())]
         spec: String,
     },
     /// The header of a pack: its blobs, with offsets and lengths

@@ -9,10 +9,10 @@ use crate::{exit, output, GlobalArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The older snapshot (id, unique prefix or `latest`), optionally with `:SUBPATH`
-    #[arg(value_name = "SNAPSHOT1[:SUBPATH]")]
+    #[arg(value_name = "SNAPSHOT1[:SUBPATH]", value_parser = crate::args::lossy())]
     first: String,
     /// The newer snapshot, optionally with `:SUBPATH`
-    #[arg(value_name = "SNAPSHOT2[:SUBPATH]")]
+    #[arg(value_name = "SNAPSHOT2[:SUBPATH]", value_parser = crate::args::lossy())]
     second: String,
     /// Also list entries whose mode, owner, modification time or extended attributes alone changed
     #[arg(long)]

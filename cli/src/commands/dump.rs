@@ -11,10 +11,10 @@ use crate::{exit, GlobalArgs};
 pub struct Args {
     /// Snapshot id (or a unique prefix) or `latest`, with `:PATH` of a file or folder; a folder
     /// (or the whole snapshot) is written as a tar stream
-    #[arg(value_name = "SNAPSHOT[:PATH]")]
+    #[arg(value_name = "SNAPSHOT[:PATH]", value_parser = crate::args::lossy())]
     snapshot: String,
     /// The file or folder to dump, as restic takes it (instead of `:PATH`)
-    #[arg(value_name = "PATH")]
+    #[arg(value_name = "PATH", value_parser = crate::args::lossy())]
     path: Option<String>,
     #[command(flatten)]
     filter: crate::select::SnapshotFilter,

@@ -8,7 +8,7 @@ use crate::{exit, output, GlobalArgs};
 pub struct Args {
     /// Name pattern (`*.pdf`), path pattern (`/home/*/notes.txt`, `src/*.rs`); `**` crosses
     /// folders. An entry matching any pattern (or --blob, --pack) is shown
-    #[arg(value_name = "PATTERN")]
+    #[arg(value_name = "PATTERN", value_parser = crate::args::lossy())]
     patterns: Vec<String>,
     /// Search only this snapshot (id, unique prefix or `latest`; repeatable); default: all
     #[arg(short, long = "snapshot", value_name = "ID")]

@@ -9,9 +9,10 @@ use crate::{exit, output, GlobalArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Snapshot id (or a unique prefix) or `latest`, optionally with `:PATH`
-    #[arg(value_name = "SNAPSHOT[:PATH]")]
+    #[arg(value_name = "SNAPSHOT[:PATH]", value_parser = crate::args::lossy())]
     snapshot: String,
     /// List only below this path (absolute, as listed)
+    #[arg(value_parser = crate::args::lossy())]
     path: Option<String>,
     #[command(flatten)]
     filter: crate::select::SnapshotFilter,

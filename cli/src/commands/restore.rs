@@ -9,7 +9,7 @@ use crate::{exit, output, GlobalArgs};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Snapshot id (or a unique prefix) or `latest`, optionally with `:SUBPATH`
-    #[arg(value_name = "SNAPSHOT[:SUBPATH]")]
+    #[arg(value_name = "SNAPSHOT[:SUBPATH]", value_parser = crate::args::lossy())]
     snapshot: String,
     #[command(flatten)]
     filter: crate::select::SnapshotFilter,
@@ -17,10 +17,10 @@ pub struct Args {
     #[arg(short, long, value_name = "DIR")]
     target: PathBuf,
     /// Restore only paths matching PATTERN (and what they contain)
-    #[arg(short = 'i', long = "include", value_name = "PATTERN")]
+    #[arg(short = 'i', long = "include", value_name = "PATTERN", value_parser = crate::args::lossy())]
     includes: Vec<String>,
     /// Leave out paths matching PATTERN (and what they contain)
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN", value_parser = crate::args::lossy())]
     excludes: Vec<String>,
     /// What to do with files already in the target: always (replace them), if-changed (leave
     /// those of the snapshot's size and modification time), if-newer (replace those older than

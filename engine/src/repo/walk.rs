@@ -47,8 +47,7 @@ pub fn resolve(
         .collect();
     let mut node: Option<Node> = None;
     for (i, c) in comps.iter().enumerate() {
-        let n = tree
-            .get(c.as_bytes())
+        let n = named(&tree, c)
             .cloned()
             .ok_or_else(|| Error::PathNotFound(subpath.to_string()))?;
         if n.kind == NodeKind::Dir {
@@ -63,4 +62,24 @@ pub fn resolve(
     }
     let is_dir = node.as_ref().is_none_or(|n| n.kind == NodeKind::Dir);
     Ok((node, is_dir.then_some(tree)))
+}
+
+/// The entry of `tree` named `name`: by its bytes, else the one entry whose name, not UTF-8,
+/// shows as `name` with U+FFFD in place of its invalid bytes (as listings print it, and as a
+/// command line that is not UTF-8 arrives).
+fn named<'a>(tree: &'a Tree, name: &str) -> Option<&'a Node> {
+    if let Some(n) = tree.get(name.as_bytes()) {
+        return Some(n);
+    }
+    if !name.contains(char::REPLACEMENT_CHARACTER) {
+        return None;
+    }
+    let mut lossy = tree
+        .nodes
+        .iter()
+        .filter(|n| String::from_utf8_lossy(&n.name.0) == name);
+    match (lossy.next(), lossy.next()) {
+        (Some(n), None) => Some(n),
+        _ => None,
+    }
 }
