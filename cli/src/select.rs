@@ -89,12 +89,13 @@ impl<const SHORT_HOST: bool> Filter<SHORT_HOST> {
 
     /// The snapshot `spec` names: `latest` is the latest the filters select; an id (or a
     /// unique prefix) names its snapshot whatever the filters.
+    /// `latest` warns of damaged snapshot files, which it passes over.
     pub fn find(&self, repo: &Repository, spec: &str) -> anyhow::Result<SnapshotEntry> {
-        if spec != "latest" || self.is_empty() {
+        if spec != "latest" {
             return Ok(repo.find_snapshot(spec)?);
         }
         let selected = self.snapshots(repo)?;
-        if selected.is_empty() {
+        if selected.is_empty() && !self.is_empty() {
             bail!("no snapshot matches the filters (--host, --tag, --path) to take as latest");
         }
         Ok(pick_snapshot(&selected, "latest")?)

@@ -101,8 +101,8 @@ pub use repo::lock::{
     lock, unlock, LockHealth, LockOptions, RepoLock, STALE_AFTER as LOCK_STALE_AFTER,
 };
 pub use repo::repository::{
-    both, host_and_user, now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Repository,
-    SnapshotListing, StoredPack,
+    both, host_and_user, now_local, now_utc, pick_snapshot, read_key_file, InitOptions, Picked,
+    Repository, SnapshotListing, StoredPack,
 };
 pub use repo::walk::resolve;
 pub use report::{lossy_path, lossy_paths};

@@ -299,6 +299,25 @@ fn repair_packs_rewrites_a_damaged_pack_and_the_repository_then_checks_clean() {
     );
 }
 
+#[test]
+fn repair_packs_deletes_a_tree_pack_in_which_no_blob_opens() {
+    let env = Env::init();
+    repo_with_two_files(&env);
+    let mut trees = files_under(&env.repo.join("tree"));
+    trees.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    let pack = trees.pop().unwrap();
+    let len = fs::metadata(&pack).unwrap().len() as usize;
+    fs::write(&pack, vec![0u8; len]).unwrap();
+    let id = name(&pack);
+    let done = env.ok(&["repair", "packs", &id, "--write"]);
+    assert!(done.contains("0 blob(s) sound"), "{done}");
+    assert!(done.contains("removed 1 damaged pack(s)"), "{done}");
+    assert!(!pack.exists());
+    env.ok(&["repair", "snapshots", "--write", "--forget"]);
+    let (code, out, _) = check(&env, &["--read-data"]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
 /// Flips a bit in the middle of the snapshot file of `id` (whole hex id).
 fn damage_snapshot(env: &Env, id: &str) {
     let path = env.repo.join("snapshots").join(id);
@@ -335,6 +354,18 @@ fn a_damaged_snapshot_file_is_left_out_with_a_warning_until_forget_removes_it() 
     assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
     let back = restored(&env.restore(good, "r"), &src);
     assert_eq!(dir_contents(&back), dir_contents(&src));
+    // `latest` passes over it, saying so.
+    let out = env.run(&["ls", "latest"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    // A prefix it shares with a readable snapshot is ambiguous, not taken as the damaged one.
+    let shared = bad
+        .chars()
+        .zip(good.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let out = env.run(&["forget", &bad[..shared]]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
     // Backups go on; forget by policy keeps the damaged one; check and prune refuse it.
     env.ok(&["backup".as_ref(), src.as_os_str()]);
     env.ok(&["forget", "--keep-last", "1", "--dry-run"]);
@@ -397,12 +428,13 @@ fn repair_index_fixes_an_index_entry_with_a_wrong_offset() {
     // Rewrite an index file with one offset shifted, through the engine (the files are sealed).
     let repo = env.open_repo();
     let (id, mut file) = repo.load_index_files().unwrap().remove(0);
-    let blob = file
+    let pack = file
         .packs
         .iter_mut()
-        .flat_map(|p| p.blobs.iter_mut())
-        .find(|b| b.length > 1000)
+        .find(|p| p.blobs.iter().any(|b| b.length > 1000))
         .unwrap();
+    let pack_id = pack.id.to_string();
+    let blob = pack.blobs.iter_mut().find(|b| b.length > 1000).unwrap();
     blob.offset += 16;
     repo.save_index(&file).unwrap();
     repo.backend()
@@ -411,6 +443,16 @@ fn repair_index_fixes_an_index_entry_with_a_wrong_offset() {
     let (code, out, _) = check(&env, &["--read-data"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("disagree"), "{out}");
+    // repair packs would count the blob lost where the index puts it: it refuses instead.
+    let out = env.run(&["repair", "packs", &pack_id, "--write"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("floe repair index"),
+        "{}",
+        stderr(&out)
+    );
+    let pack_file = env.repo.join("data").join(&pack_id[..2]).join(&pack_id);
+    assert!(pack_file.exists(), "{}", pack_file.display());
     env.ok(&["repair", "index"]);
     let (code, out, _) = check(&env, &["--read-data"]);
     assert_eq!(code, Some(0), "{out}");

@@ -339,5 +339,8 @@ fn a_damaged_snapshot_can_be_forgotten_by_its_full_id() {
     );
     assert_eq!(snapshot_ids(&env).len(), 4);
     env.ok(&["forget", &ids[0].0]);
+    assert!(!victim.exists());
+    let out = env.run(&["snapshots"]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     assert_eq!(snapshot_ids(&env).len(), 4);
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::snapshot::SnapshotEntry;
 use crate::id::SnapshotId;
 use crate::repo::lock::LockHealth;
-use crate::repo::repository::{pick_snapshot, Repository, SnapshotListing};
+use crate::repo::repository::{Picked, Repository};
 use crate::storage::FileType;
 use retention::{apply_policy, group_snapshots, Decision, GroupBy, GroupKey, KeepPolicy};
 
@@ -66,7 +66,6 @@ pub fn plan_by_ids(repo: &Repository, specs: &[String]) -> Result<ForgetPlan> {
         .map(|e| SnapshotId::from_bytes(e.id))
         .collect();
     let mut plan = ForgetPlan::default();
-    let mut listing = None;
     for spec in specs {
         let whole = spec
             .parse::<SnapshotId>()
@@ -74,12 +73,7 @@ pub fn plan_by_ids(repo: &Repository, specs: &[String]) -> Result<ForgetPlan> {
             .filter(|id| listed.contains(id));
         let named = match whole {
             Some(id) => Named { id, time: None },
-            None => {
-                if listing.is_none() {
-                    listing = Some(repo.snapshots_readable()?);
-                }
-                by_prefix(listing.as_ref().expect("read above"), spec)?
-            }
+            None => by_prefix(repo, spec)?,
         };
         if !plan.remove.contains(&named.id) {
             plan.remove.push(named.id);
@@ -89,29 +83,16 @@ pub fn plan_by_ids(repo: &Repository, specs: &[String]) -> Result<ForgetPlan> {
     Ok(plan)
 }
 
-/// The snapshot a prefix (or `latest`) names among those that read back, else the one damaged
-/// snapshot it names (taken without its time).
-fn by_prefix(listing: &SnapshotListing, spec: &str) -> Result<Named> {
-    match pick_snapshot(&listing.readable, spec) {
-        Ok(s) => Ok(Named {
+/// The snapshot a prefix (or `latest`) names, readable or damaged (a damaged one without its
+/// time).
+fn by_prefix(repo: &Repository, spec: &str) -> Result<Named> {
+    Ok(match repo.snapshots_readable()?.pick(spec)? {
+        Picked::Readable(s) => Named {
             id: s.id,
             time: Some(s.snapshot.time),
-        }),
-        Err(Error::SnapshotNotFound(m)) => {
-            let mut hits = listing
-                .damaged
-                .iter()
-                .filter(|(id, _)| spec != "latest" && id.to_hex().starts_with(spec));
-            match (hits.next(), hits.next()) {
-                (Some((id, _)), None) => Ok(Named {
-                    id: *id,
-                    time: None,
-                }),
-                _ => Err(Error::SnapshotNotFound(m)),
-            }
-        }
-        Err(e) => Err(e),
-    }
+        },
+        Picked::Damaged(id, _) => Named { id, time: None },
+    })
 }
 
 /// Plans a policy: groups `snapshots` by `group_by` and applies `policy` to each group at `now`.

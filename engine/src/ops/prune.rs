@@ -681,10 +681,10 @@ fn repack(
     };
     for (i, r) in plan.repack.iter().enumerate() {
         progress(i);
-        let Some(blobs) = plan.repack_blobs.get(&r.id) else {
+        let Some(blobs) = plan.repack_blobs.get(&r.id).filter(|b| !b.is_empty()) else {
             continue;
         };
-        let bt = blobs.first().map(|b| b.blob_type).unwrap_or(BlobType::Data);
+        let bt = r.blob_type;
         let bytes = repo
             .backend()
             .read(bt.pack_file_type(), r.id.as_bytes())

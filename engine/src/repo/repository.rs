@@ -705,19 +705,12 @@ impl Repository {
         Ok(listing)
     }
 
-    /// Finds a snapshot by `latest` or by a unique hex prefix of its id. A prefix that names
-    /// only a damaged snapshot gets its damage as the error.
+    /// Finds a snapshot by `latest` or by a unique hex prefix of its id. A prefix that names a
+    /// damaged snapshot gets its damage as the error.
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
-        let listing = self.snapshots_readable()?;
-        match pick_snapshot(&listing.readable, spec) {
-            Err(Error::SnapshotNotFound(m)) => {
-                let mut damaged = listing.damaged.into_iter();
-                match damaged.find(|(id, _)| id.to_hex().starts_with(spec)) {
-                    Some((_, e)) if spec != "latest" => Err(e),
-                    _ => Err(Error::SnapshotNotFound(m)),
-                }
-            }
-            other => other,
+        match self.snapshots_readable()?.pick(spec)? {
+            Picked::Readable(s) => Ok(*s),
+            Picked::Damaged(_, e) => Err(e),
         }
     }
 
@@ -843,6 +836,42 @@ pub struct SnapshotListing {
     pub readable: Vec<SnapshotEntry>,
     /// Snapshot files that fail to decrypt or decode, by id, each with its error.
     pub damaged: Vec<(SnapshotId, Error)>,
+}
+
+/// The snapshot a reference names, readable or damaged.
+#[derive(Debug)]
+pub enum Picked {
+    /// A snapshot that reads back.
+    Readable(Box<SnapshotEntry>),
+    /// A damaged snapshot file, with its error.
+    Damaged(SnapshotId, Error),
+}
+
+impl SnapshotListing {
+    /// The snapshot `spec` names: `latest` is the newest readable one; a hex prefix must name
+    /// exactly one snapshot, readable or damaged, so that a damaged one never stands in for an
+    /// ambiguous or mistyped prefix.
+    pub fn pick(self, spec: &str) -> Result<Picked> {
+        let prefix = spec.to_ascii_lowercase();
+        let hex = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+        let hits = |id: &SnapshotId| hex && id.to_hex().starts_with(&prefix);
+        let damaged = self.damaged.iter().filter(|(id, _)| hits(id)).count();
+        if spec == "latest" || damaged == 0 {
+            return pick_snapshot(&self.readable, spec).map(|s| Picked::Readable(Box::new(s)));
+        }
+        let readable = self.readable.iter().filter(|s| hits(&s.id)).count();
+        if readable + damaged > 1 {
+            return Err(Error::SnapshotNotFound(format!(
+                "{} snapshots match {spec:?}: give more digits",
+                readable + damaged
+            )));
+        }
+        let mut found = self.damaged.into_iter().filter(|(id, _)| hits(id));
+        match found.next() {
+            Some((id, e)) => Ok(Picked::Damaged(id, e)),
+            None => pick_snapshot(&self.readable, spec).map(|s| Picked::Readable(Box::new(s))),
+        }
+    }
 }
 
 /// Picks the snapshot `spec` names among `all` (oldest first): `latest`, or a unique hex prefix
@@ -1023,6 +1052,61 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
         refused(Repository::init(backend.clone(), b"pw", &opts).map(|_| ()));
         assert!(!Repository::exists(backend.as_ref()).unwrap());
+    }
+
+    #[test]
+    fn a_prefix_names_one_snapshot_readable_or_damaged_and_never_stands_for_an_ambiguous_one() {
+        let (_, repo) = store();
+        let src = tempfile::tempdir().unwrap();
+        write_files(src.path(), &[("a", b"a")]);
+        backup_dir(&repo, src.path(), &[]);
+        let real = repo.snapshots().unwrap().remove(0).snapshot;
+        let id = |prefix: &str| format!("{prefix:0<64}").parse::<SnapshotId>().unwrap();
+        let listing = |readable: &[&str], damaged: &[&str]| SnapshotListing {
+            readable: readable
+                .iter()
+                .map(|p| SnapshotEntry {
+                    id: id(p),
+                    snapshot: real.clone(),
+                })
+                .collect(),
+            damaged: damaged
+                .iter()
+                .map(|p| {
+                    (
+                        id(p),
+                        Error::corrupt(Object::BlobId(BlobId::default()), "bad"),
+                    )
+                })
+                .collect(),
+        };
+        let refused = |r: Result<Picked>, what: &str| match r {
+            Err(Error::SnapshotNotFound(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        refused(
+            listing(&["abc1", "abc2"], &["abc3"]).pick("abc"),
+            "3 snapshots match",
+        );
+        refused(
+            listing(&["abc1"], &["abc3"]).pick("abc"),
+            "2 snapshots match",
+        );
+        refused(listing(&["abc1"], &["abc3"]).pick(""), "not a snapshot id");
+        refused(
+            listing(&["abc1"], &["abc3"]).pick("abz"),
+            "not a snapshot id",
+        );
+        match listing(&["abc1"], &["abc3"]).pick("ABC3").unwrap() {
+            Picked::Damaged(found, _) => assert_eq!(found, id("abc3")),
+            other => panic!("{other:?}"),
+        }
+        for spec in ["abc1", "latest"] {
+            match listing(&["abc1"], &["abc3"]).pick(spec).unwrap() {
+                Picked::Readable(s) => assert_eq!(s.id, id("abc1")),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

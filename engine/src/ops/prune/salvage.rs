@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{PackSummary, PrunePlan};
-use crate::error::{Error, Result};
-use crate::format::pack::{BlobOpener, PackEntry};
+use crate::error::{Error, Object, Result};
+use crate::format::pack::{parse_pack, BlobOpener, PackEntry};
 use crate::id::PackId;
 use crate::repo::index::IndexPack;
 use crate::repo::repository::Repository;
@@ -33,7 +33,12 @@ pub fn plan_salvage(repo: &Repository, specs: &[String]) -> Result<(PrunePlan, V
     let mut found = Vec::new();
     for spec in specs {
         let pack = named_pack(&packs, spec)?;
-        if plan.repack.iter().any(|p| p.id == pack.id) {
+        if plan
+            .repack
+            .iter()
+            .chain(&plan.delete)
+            .any(|p| p.id == pack.id)
+        {
             continue;
         }
         let (kept, lost) = sound_blobs(repo, pack)?;
@@ -42,15 +47,22 @@ pub fn plan_salvage(repo: &Repository, specs: &[String]) -> Result<(PrunePlan, V
             blobs_kept: kept.len(),
             blobs_lost: lost,
         });
-        plan.bytes_to_read += pack.size;
-        plan.bytes_to_write += kept.iter().map(|e| e.length as u64).sum::<u64>();
-        plan.repack.push(PackSummary {
+        let kept_bytes: u64 = kept.iter().map(|e| e.length as u64).sum();
+        let summary = PackSummary {
             id: pack.id,
             blob_type: pack.blob_type,
             size: pack.size,
-            used_bytes: kept.iter().map(|e| e.length as u64).sum(),
+            used_bytes: kept_bytes,
             storage_class: None,
-        });
+        };
+        // A pack with nothing left to keep is only deleted.
+        if kept.is_empty() {
+            plan.delete.push(summary);
+            continue;
+        }
+        plan.bytes_to_read += pack.size;
+        plan.bytes_to_write += kept_bytes;
+        plan.repack.push(summary);
         plan.repack_blobs.insert(pack.id, kept);
     }
     plan.packs = packs;
@@ -76,16 +88,31 @@ fn named_pack<'a>(
     }
 }
 
-/// The entries of `pack` whose blobs open, and the number that do not.
+/// The entries of `pack` whose blobs open, and the number that do not. A pack whose own header
+/// (when it reads) disagrees with the index is refused: its blobs may be sound where the header
+/// says, and `repair index` is the repair for that.
 fn sound_blobs(repo: &Repository, pack: &IndexPack) -> Result<(Vec<PackEntry>, usize)> {
     // Whatever is stored, even cut short: the blobs before the damage are kept.
     let bytes = repo
         .backend()
         .read(pack.blob_type.pack_file_type(), pack.id.as_bytes())?;
+    let indexed = pack.entries();
+    if let Ok(mut header) = parse_pack(repo.key(), &pack.id, pack.blob_type, &bytes) {
+        let mut listed = indexed.clone();
+        header.sort_by_key(|e| (e.offset, e.id));
+        listed.sort_by_key(|e| (e.offset, e.id));
+        if header != listed {
+            return Err(Error::corrupt(
+                Object::Pack(pack.id),
+                "its header and the index disagree: run `floe repair index`, which rebuilds \
+                 the index from the headers, then check again",
+            ));
+        }
+    }
     let mut opener = BlobOpener::new();
     let mut scratch = Vec::new();
     let (mut kept, mut lost) = (Vec::new(), 0);
-    for e in pack.entries() {
+    for e in indexed {
         let range = e.offset as usize..e.offset as usize + e.length as usize;
         let Some(sealed) = bytes.get(range) else {
             lost += 1;
