@@ -36,7 +36,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// A value that may hold bytes that are not UTF-8, as file names may: each such byte becomes
-/// U+FFFD, as `ls` prints it, and path lookups and patterns match names that way too.
+/// U+FFFD, as `ls` prints it, and path lookups and patterns match names that way too. For the
+/// commands that read (a lookup of two names alike is refused as not found; an include may
+/// take a name alike); excludes, which leave data out, stay text.
 pub fn lossy() -> impl clap::builder::TypedValueParser<Value = String> {
     use clap::builder::TypedValueParser;
     clap::builder::OsStringValueParser::new().map(|s| s.to_string_lossy().into_owned())
@@ -46,9 +48,9 @@ pub fn lossy() -> impl clap::builder::TypedValueParser<Value = String> {
 pub fn patterns(given: &[String], files: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut all = given.to_vec();
     for f in files {
-        let bytes = std::fs::read(f)
+        // Excludes leave data out, so a pattern must mean exactly its bytes: text only.
+        let text = std::fs::read_to_string(f)
             .map_err(|e| anyhow::anyhow!("reading exclude file {}: {e}", f.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
         // Blank lines and comments are no patterns (docs/patterns.md), nor stored as such.
         let lines = text
             .lines()

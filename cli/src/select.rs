@@ -106,6 +106,12 @@ impl<const SHORT_HOST: bool> Filter<SHORT_HOST> {
 /// damaged snapshot file, which is left out.
 pub fn readable(repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
     let listing = repo.snapshots_readable()?;
+    warn_damaged(&listing);
+    Ok(listing.readable)
+}
+
+/// A warning for each damaged snapshot file of `listing`.
+pub fn warn_damaged(listing: &floe_engine::SnapshotListing) {
     for (id, e) in &listing.damaged {
         eprintln!(
             "warning: snapshot {} left out: {e} (`floe forget {}` removes it)",
@@ -113,7 +119,6 @@ pub fn readable(repo: &Repository) -> anyhow::Result<Vec<SnapshotEntry>> {
             id.to_hex()
         );
     }
-    Ok(listing.readable)
 }
 
 /// The snapshots a command that changes snapshots works on: those named by `ids` (or `latest`),

@@ -138,7 +138,7 @@ fn unchanged_files_are_not_read_again() {
     );
     assert_eq!(restic("total_files_processed"), 2);
     assert_eq!(restic("total_bytes_processed"), 3_000_012);
-    assert_eq!(restic("data_added"), n(&third, "bytes_added"));
+    assert_eq!(restic("data_added_packed"), n(&third, "bytes_added"));
     assert_eq!(restic("data_blobs"), n(&third, "data_blobs_added"));
     let t = env.restore("latest", "out");
     assert_eq!(

@@ -379,6 +379,16 @@ fn a_damaged_snapshot_file_is_left_out_with_a_warning_until_forget_removes_it() 
         "{}",
         stderr(&out)
     );
+    // forget --prune refuses before forgetting anything.
+    let before = files_under(&env.repo.join("snapshots"));
+    let out = env.run(&["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was forgotten"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files_under(&env.repo.join("snapshots")), before);
     // Named by a prefix, it is forgotten without being read, and the repository is whole.
     env.ok(&["forget", &bad[..8]]);
     assert!(!env.repo.join("snapshots").join(bad).exists());
@@ -397,6 +407,10 @@ fn repair_snapshots_forget_removes_a_damaged_snapshot_file() {
     assert!(env.repo.join("snapshots").join(&ids[1]).exists());
     let out = env.ok(&["repair", "snapshots", "--write", "--forget"]);
     assert!(out.contains(&format!("snapshot {}", &ids[1][..8])), "{out}");
+    assert!(
+        out.contains("removed 0 original(s) and 1 damaged snapshot file(s)"),
+        "{out}"
+    );
     assert_eq!(snapshot_ids(&env), vec![ids[0].clone()]);
     assert_eq!(check(&env, &[]).0, Some(0));
 }
@@ -479,7 +493,7 @@ fn repair_snapshots_truncates_damaged_files_and_check_then_passes() {
     assert_eq!(code, Some(1), "still damaged after a dry run");
     let out = env.ok(&["repair", "snapshots", "--write", "--forget"]);
     assert!(
-        out.contains("wrote 1 repaired snapshot(s), removed 1 original(s)"),
+        out.contains("wrote 1 repaired snapshot(s), removed 1 original(s) and 0 damaged"),
         "{out}"
     );
     let (code, out, _) = check(&env, &["--read-data"]);

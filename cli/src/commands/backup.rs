@@ -50,13 +50,13 @@ pub struct Args {
     #[arg(long, value_parser = crate::args::parse_time)]
     time: Option<DateTime<chrono::FixedOffset>>,
     /// Leave out paths matching PATTERN (a name glob, or a path glob when it contains /)
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN", value_parser = crate::args::lossy())]
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     excludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (# starts a comment)
     #[arg(long = "exclude-file", value_name = "FILE")]
     exclude_files: Vec<PathBuf>,
     /// Like --exclude, ignoring case
-    #[arg(long = "iexclude", value_name = "PATTERN", value_parser = crate::args::lossy())]
+    #[arg(long = "iexclude", value_name = "PATTERN")]
     iexcludes: Vec<String>,
     /// Like --exclude-file, ignoring case
     #[arg(long = "iexclude-file", value_name = "FILE")]
@@ -111,7 +111,7 @@ struct ResticSummary {
     files_unmodified: u64,
     data_blobs: u64,
     tree_blobs: u64,
-    data_added: u64,
+    data_added_packed: u64,
     total_files_processed: u64,
     total_bytes_processed: u64,
     total_duration: f64,
@@ -125,7 +125,7 @@ impl ResticSummary {
             files_unmodified: s.files_unchanged,
             data_blobs: s.data_blobs_added,
             tree_blobs: s.tree_blobs_added,
-            data_added: s.bytes_added,
+            data_added_packed: s.bytes_added,
             total_files_processed: s.files_new + s.files_changed + s.files_unchanged,
             total_bytes_processed: s.total_bytes,
             total_duration: s.duration_seconds,

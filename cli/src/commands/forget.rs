@@ -115,7 +115,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let read = || {
         if by_policy {
             // A damaged snapshot file is left out (and so kept): `forget ID` removes it.
-            Ok(Some(crate::select::readable(&repo)?))
+            let listing = repo.snapshots_readable()?;
+            crate::select::warn_damaged(&listing);
+            Ok(Some(listing))
         } else {
             Ok(None)
         }
@@ -135,8 +137,14 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let plan = if let Some(snaps) = snaps {
-        let snaps: Vec<SnapshotEntry> = snaps.into_iter().filter(|s| a.selects(s)).collect();
+    let mut damaged = Vec::new();
+    let plan = if let Some(listing) = snaps {
+        damaged.extend(listing.damaged.iter().map(|(id, _)| *id));
+        let snaps: Vec<SnapshotEntry> = listing
+            .readable
+            .into_iter()
+            .filter(|s| a.selects(s))
+            .collect();
         let now = floe_engine::now_local();
         floe_engine::plan_forget_by_policy(
             snaps,
@@ -157,6 +165,9 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
         print_plan(&plan)?;
         Vec::new()
     };
+    if a.prune {
+        refuse_prune_beside_damage(&repo, &plan.remove, by_policy.then_some(damaged))?;
+    }
     let held = lock.as_ref().filter(|_| !a.dry_run);
     if let Some(lock) = held {
         floe_engine::forget(&repo, &plan, &lock.health())?;
@@ -241,4 +252,32 @@ fn json_group(group: &ForgetGroup) -> serde_json::Result<serde_json::Value> {
         keep: decisions(true),
         remove: decisions(false),
     })
+}
+
+/// Before anything is forgotten: a prune would refuse to run beside a damaged snapshot file
+/// that stays, so `forget --prune` refuses at once rather than forget and then stop.
+/// `damaged` is what the policy's reading found (`None`: read them now).
+fn refuse_prune_beside_damage(
+    repo: &floe_engine::Repository,
+    remove: &[floe_engine::SnapshotId],
+    damaged: Option<Vec<floe_engine::SnapshotId>>,
+) -> anyhow::Result<()> {
+    let damaged = match damaged {
+        Some(d) => d,
+        None => repo
+            .snapshots_readable()?
+            .damaged
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
+    };
+    if let Some(id) = damaged.iter().find(|id| !remove.contains(id)) {
+        bail!(
+            "snapshot {} is damaged, and prune deletes nothing while a damaged snapshot file \
+             remains: nothing was forgotten (`floe forget {}` removes it)",
+            id.short(),
+            id.to_hex()
+        );
+    }
+    Ok(())
 }

@@ -101,10 +101,12 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
                     ))?;
                 }
                 if write {
+                    let damaged = if forget { r.damaged.len() } else { 0 };
                     output::note(format!(
-                        "wrote {} repaired snapshot(s), removed {} original(s)",
+                        "wrote {} repaired snapshot(s), removed {} original(s) and {damaged} \
+                         damaged snapshot file(s)",
                         r.new_snapshots.len(),
-                        r.removed.len()
+                        r.removed.len().saturating_sub(damaged)
                     ))?;
                 } else {
                     output::note("dry run: nothing written (use --write)")?;

@@ -12,7 +12,7 @@ pub struct Args {
     #[arg(value_name = "ID")]
     ids: Vec<String>,
     /// Leave out paths matching PATTERN, as backup's --exclude (repeatable)
-    #[arg(short = 'e', long = "exclude", value_name = "PATTERN", value_parser = crate::args::lossy())]
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     excludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (# starts a comment)
     #[arg(long = "exclude-file", value_name = "FILE")]

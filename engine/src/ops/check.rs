@@ -426,7 +426,7 @@ impl Checker {
         for (_, snap) in snapshots {
             self.walk_snapshot(repo, index, snap, &mut walk);
         }
-        if !self.bad_blobs.is_empty() {
+        if self.bad_blobs.iter().any(|b| walk.used.contains(b)) {
             self.report.damaged_paths = self.damaged_paths(repo, index, snapshots);
         }
         let used = walk.used;
@@ -468,7 +468,8 @@ impl Checker {
 
     /// Every path, in every snapshot, that needs a damaged or missing blob. A tree shared by
     /// snapshots (or folders) was walked once; here each snapshot is walked again, but only into
-    /// the trees with damage at or below them.
+    /// the trees with damage at or below them. Finding those reads every tree once more, which
+    /// is paid only when some snapshot needs a damaged blob; each of them is then read once.
     fn damaged_paths(
         &self,
         repo: &Repository,
@@ -477,6 +478,7 @@ impl Checker {
     ) -> Vec<DamagedPath> {
         let roots: Vec<BlobId> = snapshots.iter().map(|(_, s)| s.tree).collect();
         let tainted = self.tainted_trees(repo, index, &roots);
+        let mut read: HashMap<BlobId, Option<Tree>> = HashMap::new();
         let mut damaged = Vec::new();
         for (sid, snap) in snapshots {
             let mut stack = vec![(snap.tree, PathBuf::from("/"))];
@@ -484,7 +486,10 @@ impl Checker {
                 if !tainted.contains(&tree_id) {
                     continue;
                 }
-                let Some(tree) = self.readable_tree(repo, index, &tree_id) else {
+                let tree = read
+                    .entry(tree_id)
+                    .or_insert_with(|| self.readable_tree(repo, index, &tree_id));
+                let Some(tree) = tree else {
                     damaged.push(DamagedPath {
                         snapshot: sid.short(),
                         path: at,

@@ -159,7 +159,7 @@ impl std::fmt::Debug for Repository {
 fn config_exists(backend: &dyn Backend) -> Result<bool> {
     match backend.list(FileType::Config) {
         Ok(l) => Ok(!l.is_empty()),
-        Err(BackendError::NotFound { .. }) => Ok(false),
+        Err(e) if e.is_absent() => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -651,9 +651,9 @@ impl Repository {
         ))
     }
 
-    /// Every snapshot, oldest first. A snapshot listed but not found when read is an error:
-    /// forget, prune and repair, which hold the exclusive lock, decide from this list, and a
-    /// snapshot they did not see would lose its data.
+    /// Every snapshot, oldest first. A snapshot listed but not found when read, or damaged, is an
+    /// error: for the commands that must see every snapshot (extending Object Lock retention,
+    /// counting snapshots for a rollback; prune reads the same strict listing itself).
     pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
         let listing = self.load_snapshots(false)?;
         match listing.damaged.into_iter().next() {

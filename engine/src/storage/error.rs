@@ -92,10 +92,12 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    /// True when the object is not there, nor the bucket that would hold it.
+    /// True when the object is not there, nor the bucket or folder that would hold it (a file
+    /// where the repository's folder should be: `-r` naming a file).
     pub fn is_absent(&self) -> bool {
         match self {
             BackendError::NotFound { .. } => true,
+            BackendError::Io { source, .. } => source.kind() == io::ErrorKind::NotADirectory,
             BackendError::Remote { code, .. } => code == "NoSuchBucket",
             _ => false,
         }

@@ -42,9 +42,7 @@ impl LocalBackend {
     }
 
     fn err(op: &'static str, path: &Path, source: io::Error) -> BackendError {
-        // Under a file where a folder should be, nothing can be found either (`-r` naming a file).
-        let absent = [io::ErrorKind::NotFound, io::ErrorKind::NotADirectory];
-        if absent.contains(&source.kind()) {
+        if source.kind() == io::ErrorKind::NotFound {
             BackendError::NotFound {
                 location: path.display().to_string(),
             }
