@@ -37,6 +37,15 @@ fn newest_data_pack(env: &Env) -> PathBuf {
     packs.pop().unwrap()
 }
 
+/// Flips a bit in the body of the newest data pack (inside its first blob), and returns it.
+fn damage_newest_data_pack(env: &Env) -> PathBuf {
+    let pack = newest_data_pack(env);
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[5000] ^= 0x10;
+    fs::write(&pack, &bytes).unwrap();
+    pack
+}
+
 fn check(env: &Env, args: &[&str]) -> (Option<i32>, String, String) {
     let mut all = vec!["check"];
     all.extend_from_slice(args);
@@ -77,10 +86,7 @@ fn a_clean_repository_checks_clean_in_both_modes() {
 fn a_flipped_bit_in_a_data_pack_body_is_found_by_read_data_only() {
     let env = Env::init();
     let src = repo_with_two_files(&env);
-    let pack = newest_data_pack(&env);
-    let mut bytes = fs::read(&pack).unwrap();
-    bytes[5000] ^= 0x10;
-    fs::write(&pack, &bytes).unwrap();
+    let pack = damage_newest_data_pack(&env);
     let (code, ..) = check(&env, &[]);
     assert_eq!(code, Some(0), "the structure check reads no data pack");
     let (code, out, err) = check(&env, &["--read-data"]);
@@ -196,10 +202,7 @@ fn a_damaged_file_is_named_in_every_snapshot_that_holds_it() {
             src.as_os_str(),
         ]);
     }
-    let pack = newest_data_pack(&env);
-    let mut bytes = fs::read(&pack).unwrap();
-    bytes[5000] ^= 0x10;
-    fs::write(&pack, &bytes).unwrap();
+    damage_newest_data_pack(&env);
     let (code, out, err) = check(&env, &["--read-data", "--json"]);
     assert_eq!(code, Some(1), "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -258,10 +261,7 @@ fn damage_under_a_file_name_that_is_not_utf8_is_reported_with_the_name_shown_los
 fn repair_packs_rewrites_a_damaged_pack_and_the_repository_then_checks_clean() {
     let env = Env::init();
     let src = repo_with_two_files(&env);
-    let pack = newest_data_pack(&env);
-    let mut bytes = fs::read(&pack).unwrap();
-    bytes[5000] ^= 0x10;
-    fs::write(&pack, &bytes).unwrap();
+    let pack = damage_newest_data_pack(&env);
     let (code, out, err) = check(&env, &["--read-data"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(

@@ -168,14 +168,9 @@ pub fn prune_locked(
     if !json {
         print_plan(&plan)?;
     }
-    let report = if let Some(lock) = lock {
-        let display = crate::progress::Display::counting(g, "packs repacked or deleted");
-        let progress = |done: usize, total: usize| display.set_count(done, total);
-        let report = floe_engine::prune(repo, &plan, &lock.health(), &progress);
-        drop(display);
-        Some(report?)
-    } else {
-        None
+    let report = match lock {
+        Some(lock) => Some(execute(g, repo, &plan, lock, "packs repacked or deleted")?),
+        None => None,
     };
     if !json {
         match &report {
@@ -233,4 +228,19 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     let v = prune_locked(g, &repo, Some(&lock).filter(|_| !a.dry_run), &opts)?;
     output::summary(&v, g.json)?;
     Ok(exit::OK)
+}
+
+/// Carries out a plan of prune's (or of `repair packs`) with a progress line counting `what`.
+pub fn execute(
+    g: &GlobalArgs,
+    repo: &floe_engine::Repository,
+    plan: &floe_engine::PrunePlan,
+    lock: &floe_engine::RepoLock,
+    what: &'static str,
+) -> anyhow::Result<floe_engine::PruneReport> {
+    let display = crate::progress::Display::counting(g, what);
+    let progress = |done: usize, total: usize| display.set_count(done, total);
+    let report = floe_engine::prune(repo, plan, &lock.health(), &progress);
+    drop(display);
+    Ok(report?)
 }

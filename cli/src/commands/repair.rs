@@ -127,14 +127,15 @@ fn salvage(
     write: bool,
 ) -> anyhow::Result<()> {
     let (plan, found) = floe_engine::plan_salvage(repo, ids)?;
-    let report = if write {
-        let display = crate::progress::Display::counting(g, "packs rewritten");
-        let progress = |done: usize, total: usize| display.set_count(done, total);
-        let r = floe_engine::prune(repo, &plan, &lock.health(), &progress);
-        drop(display);
-        Some(r?)
-    } else {
-        None
+    let report = match write {
+        true => Some(super::prune::execute(
+            g,
+            repo,
+            &plan,
+            lock,
+            "packs rewritten",
+        )?),
+        false => None,
     };
     let lost: usize = found.iter().map(|p| p.blobs_lost).sum();
     output::summary(
