@@ -8,17 +8,17 @@ use floe_engine::{S3Backend, S3Options};
 
 use crate::{GlobalArgs, S3Args};
 
-/// Takes the location from `--repository-file` (its first line, trimmed) when one is given.
+/// Takes the location from `--repository-file` (its first line that is not blank, trimmed) when
+/// one is given.
 pub fn read_repository_file(g: &mut GlobalArgs) -> anyhow::Result<()> {
     let Some(path) = &g.repository_file else {
         return Ok(());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the repository file {}", path.display()))?;
-    let location = text.lines().next().unwrap_or_default().trim();
-    if location.is_empty() {
+    let Some(location) = text.lines().map(str::trim).find(|l| !l.is_empty()) else {
         bail!("the repository file {} is empty", path.display());
-    }
+    };
     g.repo = Some(location.to_string());
     Ok(())
 }

@@ -270,6 +270,16 @@ fn repair_packs_rewrites_a_damaged_pack_and_the_repository_then_checks_clean() {
     );
     let id = name(&pack);
 
+    // The other data pack is sound: left as it is.
+    let sound = files_under(&env.repo.join("data"))
+        .into_iter()
+        .find(|p| *p != pack)
+        .unwrap();
+    let sound_bytes = fs::read(&sound).unwrap();
+    let out = env.ok(&["repair", "packs", &name(&sound), "--write"]);
+    assert!(out.contains("nothing to repair"), "{out}");
+    assert_eq!(fs::read(&sound).unwrap(), sound_bytes);
+
     let dry = env.ok(&["repair", "packs", &id[..12]]);
     assert!(
         dry.contains("1 damaged") && dry.contains("dry run"),
@@ -354,6 +364,11 @@ fn a_damaged_snapshot_file_is_left_out_with_a_warning_until_forget_removes_it() 
     assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
     let back = restored(&env.restore(good, "r"), &src);
     assert_eq!(dir_contents(&back), dir_contents(&src));
+    // Named, it is an error that says how to remove it.
+    let out = env.run(&["cat", "snapshot", &bad[..8]]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let hint = format!("`floe forget {bad}` removes it");
+    assert!(stderr(&out).contains(&hint), "{}", stderr(&out));
     // `latest` passes over it, saying so.
     let out = env.run(&["ls", "latest"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -293,8 +293,9 @@ fn restic_short_flags_and_repository_file_work_as_in_restic_scripts() {
     );
 
     // --repository-file and -p, with no FLOE_* variable.
+    // As restic trims the file, a blank line before the location does not count.
     let location = env.path("repository");
-    fs::write(&location, format!("{}\n", env.repo.display())).unwrap();
+    fs::write(&location, format!("\n  {}\n", env.repo.display())).unwrap();
     let password = env.path("password");
     fs::write(&password, format!("{PASSWORD}\n")).unwrap();
     let bare = |args: &[&std::ffi::OsStr]| {

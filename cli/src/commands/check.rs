@@ -105,7 +105,8 @@ pub fn run(g: &GlobalArgs, a: Args) -> anyhow::Result<u8> {
     if report.errors() > 0 {
         anyhow::bail!(
             "the repository is damaged: {} error(s) (`floe repair --help` lists the repairs: \
-             index for lost packs or index files, packs for damaged packs, then snapshots)",
+             index for lost packs or index files, packs for damaged packs, then snapshots; \
+             `floe forget ID` removes a damaged snapshot file)",
             report.errors()
         );
     }

@@ -127,7 +127,8 @@ fn salvage(
     write: bool,
 ) -> anyhow::Result<()> {
     let (plan, found) = floe_engine::plan_salvage(repo, ids)?;
-    let report = match write {
+    let lost: usize = found.iter().map(|p| p.blobs_lost).sum();
+    let report = match write && lost > 0 {
         true => Some(super::prune::execute(
             g,
             repo,
@@ -137,7 +138,6 @@ fn salvage(
         )?),
         false => None,
     };
-    let lost: usize = found.iter().map(|p| p.blobs_lost).sum();
     output::summary(
         &serde_json::json!({ "packs": found, "written": report, "blobs_lost": lost }),
         g.json,
@@ -154,16 +154,12 @@ fn salvage(
         ))?;
     }
     match report {
+        _ if lost == 0 => output::note("every blob opens: nothing to repair")?,
         None => output::note("dry run: nothing written (use --write)")?,
         Some(r) => output::note(format!(
-            "wrote {} pack(s), removed {} damaged pack(s){}",
-            r.packs_written,
-            r.packs_deleted,
-            if lost > 0 {
-                "; now run `floe repair snapshots --write` for the files that needed the lost blobs"
-            } else {
-                ""
-            }
+            "wrote {} pack(s), removed {} damaged pack(s); now run `floe repair snapshots \
+             --write` for the files that needed the lost blobs",
+            r.packs_written, r.packs_deleted
         ))?,
     }
     Ok(())

@@ -710,6 +710,10 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
         match self.snapshots_readable()?.pick(spec)? {
             Picked::Readable(s) => Ok(*s),
+            Picked::Damaged(id, Error::Corrupt { object, reason }) => Err(Error::Corrupt {
+                object,
+                reason: format!("{reason} (`floe forget {}` removes it)", id.to_hex()),
+            }),
             Picked::Damaged(_, e) => Err(e),
         }
     }

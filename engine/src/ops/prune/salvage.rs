@@ -33,12 +33,7 @@ pub fn plan_salvage(repo: &Repository, specs: &[String]) -> Result<(PrunePlan, V
     let mut found = Vec::new();
     for spec in specs {
         let pack = named_pack(&packs, spec)?;
-        if plan
-            .repack
-            .iter()
-            .chain(&plan.delete)
-            .any(|p| p.id == pack.id)
-        {
+        if found.iter().any(|f: &SalvagedPack| f.id == pack.id) {
             continue;
         }
         let (kept, lost) = sound_blobs(repo, pack)?;
@@ -47,6 +42,10 @@ pub fn plan_salvage(repo: &Repository, specs: &[String]) -> Result<(PrunePlan, V
             blobs_kept: kept.len(),
             blobs_lost: lost,
         });
+        // A sound pack stays as it is.
+        if lost == 0 {
+            continue;
+        }
         let kept_bytes: u64 = kept.iter().map(|e| e.length as u64).sum();
         let summary = PackSummary {
             id: pack.id,
