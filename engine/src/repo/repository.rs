@@ -856,25 +856,69 @@ impl SnapshotListing {
     /// exactly one snapshot, readable or damaged, so that a damaged one never stands in for an
     /// ambiguous or mistyped prefix.
     pub fn pick(self, spec: &str) -> Result<Picked> {
-        let prefix = spec.to_ascii_lowercase();
-        let hex = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit());
-        let hits = |id: &SnapshotId| hex && id.to_hex().starts_with(&prefix);
-        let damaged = self.damaged.iter().filter(|(id, _)| hits(id)).count();
-        if spec == "latest" || damaged == 0 {
+        if spec == "latest" {
             return pick_snapshot(&self.readable, spec).map(|s| Picked::Readable(Box::new(s)));
         }
-        let readable = self.readable.iter().filter(|s| hits(&s.id)).count();
-        if readable + damaged > 1 {
-            return Err(Error::SnapshotNotFound(format!(
-                "{} snapshots match {spec:?}: give more digits",
-                readable + damaged
-            )));
-        }
-        let mut found = self.damaged.into_iter().filter(|(id, _)| hits(id));
-        match found.next() {
-            Some((id, e)) => Ok(Picked::Damaged(id, e)),
-            None => pick_snapshot(&self.readable, spec).map(|s| Picked::Readable(Box::new(s))),
-        }
+        let readable = self
+            .readable
+            .into_iter()
+            .map(|s| Picked::Readable(Box::new(s)));
+        let damaged = self
+            .damaged
+            .into_iter()
+            .map(|(id, e)| Picked::Damaged(id, e));
+        let id = |p: &Picked| match p {
+            Picked::Readable(s) => s.id.to_hex(),
+            Picked::Damaged(id, _) => id.to_hex(),
+        };
+        one_snapshot(match_prefix(readable.chain(damaged), id, spec), spec)
+    }
+}
+
+/// What a hex prefix names among some objects.
+pub(crate) enum PrefixMatch<T> {
+    /// The prefix is empty or not hex.
+    NotHex,
+    /// No object.
+    Nothing,
+    /// Exactly this one.
+    One(T),
+    /// This many.
+    Several(usize),
+}
+
+/// The one of `items` whose id (`hex` gives it in lowercase hex) starts with `spec`, in either
+/// case, or why there is not one.
+pub(crate) fn match_prefix<T>(
+    items: impl IntoIterator<Item = T>,
+    hex: impl Fn(&T) -> String,
+    spec: &str,
+) -> PrefixMatch<T> {
+    let prefix = spec.to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return PrefixMatch::NotHex;
+    }
+    let mut hits = items.into_iter().filter(|i| hex(i).starts_with(&prefix));
+    match (hits.next(), hits.count()) {
+        (None, _) => PrefixMatch::Nothing,
+        (Some(one), 0) => PrefixMatch::One(one),
+        (Some(_), more) => PrefixMatch::Several(more + 1),
+    }
+}
+
+/// The snapshot a prefix matched, or the error that says why there is not one.
+fn one_snapshot<T>(found: PrefixMatch<T>, spec: &str) -> Result<T> {
+    match found {
+        PrefixMatch::One(s) => Ok(s),
+        PrefixMatch::NotHex => Err(Error::SnapshotNotFound(format!(
+            "{spec:?} is not a snapshot id (hex digits) or \"latest\""
+        ))),
+        PrefixMatch::Nothing => Err(Error::SnapshotNotFound(format!(
+            "no snapshot matches {spec:?}"
+        ))),
+        PrefixMatch::Several(n) => Err(Error::SnapshotNotFound(format!(
+            "{n} snapshots match {spec:?}: give more digits"
+        ))),
     }
 }
 
@@ -886,25 +930,7 @@ pub fn pick_snapshot(all: &[SnapshotEntry], spec: &str) -> Result<SnapshotEntry>
             Error::SnapshotNotFound("there is no snapshot (to take as latest)".into())
         });
     }
-    let spec_l = spec.to_ascii_lowercase();
-    if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error::SnapshotNotFound(format!(
-            "{spec:?} is not a snapshot id (hex digits) or \"latest\""
-        )));
-    }
-    let mut matches: Vec<_> = all
-        .iter()
-        .filter(|s| s.id.to_hex().starts_with(&spec_l))
-        .collect();
-    match matches.len() {
-        1 => Ok(matches.remove(0).clone()),
-        0 => Err(Error::SnapshotNotFound(format!(
-            "no snapshot matches {spec:?}"
-        ))),
-        n => Err(Error::SnapshotNotFound(format!(
-            "{n} snapshots match {spec:?}: give more digits"
-        ))),
-    }
+    one_snapshot(match_prefix(all, |s| s.id.to_hex(), spec), spec).cloned()
 }
 
 /// What a damaged key file is reported as.

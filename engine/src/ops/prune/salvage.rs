@@ -9,7 +9,7 @@ use crate::error::{Error, Object, Result};
 use crate::format::pack::{parse_pack, BlobOpener, PackEntry};
 use crate::id::PackId;
 use crate::repo::index::IndexPack;
-use crate::repo::repository::Repository;
+use crate::repo::repository::{match_prefix, PrefixMatch, Repository};
 
 /// What reading one of the named packs found.
 #[derive(Debug, Clone, Serialize)]
@@ -74,13 +74,12 @@ fn named_pack<'a>(
     spec: &str,
 ) -> Result<&'a IndexPack> {
     let spec = spec.to_ascii_lowercase();
-    let mut hits = packs.values().filter(|p| p.id.to_hex().starts_with(&spec));
-    match (hits.next(), hits.next()) {
-        (Some(p), None) if !spec.is_empty() => Ok(p),
-        (Some(_), Some(_)) => Err(Error::InvalidOptions(format!(
+    match match_prefix(packs.values(), |p| p.id.to_hex(), &spec) {
+        PrefixMatch::One(p) => Ok(p),
+        PrefixMatch::Several(_) => Err(Error::InvalidOptions(format!(
             "pack prefix {spec} is ambiguous"
         ))),
-        _ => Err(Error::InvalidOptions(format!(
+        PrefixMatch::NotHex | PrefixMatch::Nothing => Err(Error::InvalidOptions(format!(
             "no pack {spec} in the index (a pack that is missing altogether leaves the index \
              with `repair index`)"
         ))),
